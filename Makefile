@@ -1,0 +1,113 @@
+# Makefile of the chat system. `make` builds; `make run` and `make test`
+# first install any missing Debian package (as root), see README.md.
+#
+#   make [V=1] [SAN=1]   build build/<flavour>/chat-fcgi (SAN=1: ASan+UBSan)
+#   make run [PORT=8080] build and run nginx + chat-fcgi in the foreground
+#   make test [SAN=1]    every test; the last line is "N passed, N failed"
+#   make install [PREFIX=/usr/local] [DESTDIR=]
+#   make clean
+
+PREFIX     ?= /usr/local
+BINDIR     ?= $(PREFIX)/bin
+DATADIR    ?= $(PREFIX)/share/chat
+PKG_CONFIG ?= pkg-config
+CC         ?= cc
+CFLAGS     ?= -O2 -g
+PORT       ?= 8080
+
+PKGS := fcgi sqlite3 json-c
+# Debian packages that building, running and testing need.
+DEB_PKGS := gcc make pkg-config libc6-dev libfcgi-dev libsqlite3-dev libjson-c-dev \
+            libcmocka-dev sqlite3 curl python3 procps
+
+ifeq ($(SAN),1)
+FLAVOUR  := san
+SANFLAGS := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+else
+FLAVOUR  := release
+SANFLAGS :=
+endif
+B := build/$(FLAVOUR)
+
+ifneq ($(V),1)
+Q := @
+endif
+
+PKG_CFLAGS = $(shell $(PKG_CONFIG) --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   = $(shell $(PKG_CONFIG) --libs $(PKGS) 2>/dev/null)
+ALL_CFLAGS = -std=c11 -Wall -Wextra -Werror -D_GNU_SOURCE -pthread -MMD -MP \
+             $(SANFLAGS) $(PKG_CFLAGS) $(CFLAGS)
+ALL_LDFLAGS = -pthread $(SANFLAGS) $(LDFLAGS)
+
+# Modules shared by the programs and the unit tests.
+CORE := util log valid params store render reply hold listen api route
+CORE_OBJS := $(CORE:%=$(B)/%.o) $(B)/schema_sql.o
+
+.PHONY: all run test install uninstall clean deps
+all: $(B)/chat-fcgi
+
+$(B)/%.o: fcgi/%.c | $(B)
+	@$(if $(Q),echo "  CC      $@")
+	$(Q)$(CC) $(ALL_CFLAGS) -Ifcgi -c -o $@ $<
+
+# The schema is compiled in, so a new database gets it without the repo.
+$(B)/schema_sql.c: sql/schema.sql | $(B)
+	$(Q){ echo 'const char schema_sql[] ='; \
+	  sed -e 's/\\/\\\\/g' -e 's/"/\\"/g' -e 's/^/"/' -e 's/$$/\\n"/' $<; echo ';'; } > $@
+$(B)/schema_sql.o: $(B)/schema_sql.c
+	$(Q)$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
+$(B)/chat-fcgi: $(B)/chat_fcgi.o $(CORE_OBJS)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(PKG_LIBS)
+
+$(B)/test_unit: $(B)/test_unit.o $(CORE_OBJS)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(PKG_LIBS) -lcmocka
+
+$(B)/test_unit.o: tests/unit/test_unit.c | $(B)
+	@$(if $(Q),echo "  CC      $@")
+	$(Q)$(CC) $(ALL_CFLAGS) -Ifcgi -c -o $@ $<
+
+$(B):
+	$(Q)mkdir -p $@
+
+-include $(wildcard $(B)/*.d)
+
+# Installs what is missing: as root with apt-get, otherwise says the line to run.
+deps:
+	$(Q)missing=""; \
+	for p in $(DEB_PKGS); do \
+	  dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || missing="$$missing $$p"; \
+	done; \
+	command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing="$$missing nginx-light"; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing:$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null || exit 1; \
+	  else \
+	    echo "missing packages; run as root:  apt-get install -y$$missing"; exit 1; \
+	  fi; \
+	fi
+
+run: deps
+	$(Q)$(MAKE) --no-print-directory all
+	$(Q)PORT=$(PORT) BIN_DIR=$(B) conf/stack.sh run var
+
+test: deps
+	$(Q)$(MAKE) --no-print-directory all $(B)/test_unit
+	$(Q)BIN_DIR=$(B) tests/run.sh
+
+install: all
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(DATADIR)/sql $(DESTDIR)$(DATADIR)/htdocs $(DESTDIR)$(DATADIR)/conf/nginx
+	install -m 755 $(B)/chat-fcgi $(DESTDIR)$(BINDIR)/chat-fcgi
+	install -m 644 sql/*.sql $(DESTDIR)$(DATADIR)/sql/
+	install -m 644 htdocs/* $(DESTDIR)$(DATADIR)/htdocs/
+	install -m 644 conf/nginx/* $(DESTDIR)$(DATADIR)/conf/nginx/
+
+uninstall:
+	rm -f $(DESTDIR)$(BINDIR)/chat-fcgi
+	rm -rf $(DESTDIR)$(DATADIR)
+
+clean:
+	rm -rf build

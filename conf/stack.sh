@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# stack.sh - start, run or stop the whole system (chat-fcgi behind a private
+# nginx) with its state in one folder. Used by `make run` and by the tests.
+#
+#   conf/stack.sh run DIR     start in the foreground; Ctrl-C stops everything
+#   conf/stack.sh start DIR   start in the background; pids in DIR/*.pid
+#   conf/stack.sh stop DIR    stop what `start` started
+#
+# Environment: PORT (default 8080), BIN_DIR (default build/release),
+# FCGI_FLAGS (extra chat-fcgi flags), DB (default DIR/chat.db).
+# DIR holds chat.db, fcgi.sock, nginx/ (generated config), logs/ and tmp/.
+set -euo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cmd=${1:-}
+dir=${2:-}
+[ -n "$cmd" ] && [ -n "$dir" ] || { sed -n '2,12p' "$0" >&2; exit 2; }
+mkdir -p "$dir"
+dir=$(cd "$dir" && pwd)
+port=${PORT:-8080}
+bin=${BIN_DIR:-build/release}
+case $bin in /*) ;; *) bin=$root/$bin ;; esac
+db=${DB:-$dir/chat.db}
+sock=$dir/fcgi.sock
+nginx=$(command -v nginx || echo /usr/sbin/nginx)
+
+# Waits up to 10 s for a condition; returns 1 when it never holds.
+wait_for() {
+    for _ in $(seq 1 200); do
+        if eval "$1"; then return 0; fi
+        sleep 0.05
+    done
+    return 1
+}
+
+stop_pid() {   # stop_pid NAME: TERM, then KILL after 5 s
+    local f=$dir/$1.pid pid
+    [ -f "$f" ] || return 0
+    pid=$(cat "$f")
+    if kill -0 "$pid" 2>/dev/null; then
+        kill -TERM "$pid" 2>/dev/null || true
+        wait_for "! kill -0 $pid 2>/dev/null" || kill -KILL "$pid" 2>/dev/null || true
+    fi
+    rm -f "$f"
+}
+
+write_nginx_conf() {
+    local user="" nofile
+    nofile=$(ulimit -Hn)
+    [ "$nofile" = unlimited ] || [ "$nofile" -gt 65536 ] && nofile=65536
+    # Workers must reach the socket in DIR: as root they keep root's identity.
+    [ "$(id -u)" = 0 ] && user="user root;"
+    mkdir -p "$dir/nginx/snippets" "$dir/logs" "$dir/tmp"
+    cp "$root"/conf/nginx/chat-locations.conf "$root"/conf/nginx/chat-fastcgi.conf "$dir/nginx/snippets/"
+    sed -e "s|@DIR@|$dir|g" -e "s|@PORT@|$port|g" -e "s|@HTDOCS@|$root/htdocs|g" \
+        -e "s|@SOCK@|$sock|g" -e "s|@USER@|$user|g" -e "s|@NOFILE@|$nofile|g" \
+        "$root/conf/nginx/nginx-run.conf.in" > "$dir/nginx/nginx.conf"
+}
+
+start_fcgi() {
+    # shellcheck disable=SC2086
+    "$bin/chat-fcgi" --db "$db" --listen "$sock" ${FCGI_FLAGS:-} 2>>"$dir/logs/chat-fcgi.log" &
+    echo $! > "$dir/chat-fcgi.pid"
+    wait_for "[ -S '$sock' ]" || { echo "chat-fcgi did not start; see $dir/logs/chat-fcgi.log" >&2; tail -5 "$dir/logs/chat-fcgi.log" >&2; return 1; }
+}
+
+start_nginx() {
+    "$nginx" -p "$dir/nginx" -c "$dir/nginx/nginx.conf" -e "$dir/logs/nginx-error.log" 2>>"$dir/logs/nginx-error.log" &
+    echo $! > "$dir/nginx.pid.run"
+    wait_for "curl -s -o /dev/null http://127.0.0.1:$port/healthz" || { echo "nginx did not start; see $dir/logs/nginx-error.log" >&2; tail -5 "$dir/logs/nginx-error.log" >&2; return 1; }
+}
+
+start() {
+    write_nginx_conf
+    start_fcgi
+    start_nginx
+}
+
+stop() {
+    stop_pid nginx.pid.run
+    stop_pid chat-fcgi
+}
+
+case $cmd in
+start) start ;;
+stop)  stop ;;
+run)
+    trap 'echo; echo "stopping"; stop; exit 0' INT TERM
+    start || { stop; exit 1; }
+    echo "chat is running on http://127.0.0.1:$port/  (database $db; logs in $dir/logs)"
+    echo "Ctrl-C stops it."
+    tail -n 0 -F "$dir/logs/chat-fcgi.log" "$dir/logs/nginx-error.log" &
+    tail_pid=$!
+    trap 'echo; echo "stopping"; kill $tail_pid 2>/dev/null; stop; exit 0' INT TERM
+    wait "$(cat "$dir/chat-fcgi.pid")" || true
+    kill $tail_pid 2>/dev/null || true
+    stop
+    ;;
+*) sed -n '2,12p' "$0" >&2; exit 2 ;;
+esac

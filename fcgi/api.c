@@ -1,0 +1,95 @@
+/*
+ * api.c - /send/msg, /get/msg and /healthz (SPEC sections 2, 3 and 7).
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "api.h"
+#include "render.h"
+#include "reply.h"
+
+/* Answers 200 with a rendered body and ends the request. */
+static int answer(FCGX_Request *r, char *body, size_t len, struct chat_fail *f)
+{
+    if (!body)
+        return chat_fail(f, CHAT_EUNAVAIL, "out of memory");
+    reply_json(r, 200, NULL, body, len);
+    free(body);
+    reply_done(r);
+    return 0;
+}
+
+/*
+ * /send/msg - store one message.
+ *   GET ?text=&user=&room=&cid=, or POST the same as a form or a JSON object.
+ *   200 {"ok":true,"id":N,"room":"lobby","ts":MS}, plus "duplicate":true when
+ *   the cid was used before in the room (id is then the first message's).
+ *   The row is committed before the answer is written.
+ */
+int api_send(struct api_ctx *c, FCGX_Request *r, const struct params *p, struct chat_fail *f)
+{
+    struct valid_send m;
+    struct store_sent sent;
+    size_t len;
+    char *body;
+    int err;
+
+    if ((err = params_send(p, &m, f)) < 0)
+        return err;
+    if ((err = store_append(c->store, &m, &sent, f)) < 0)
+        return err;
+    if (!sent.duplicate)
+        hold_kick(c->hold);
+    body = render_sent(&sent, m.room, m.room_len, &len);
+    return answer(r, body, len, f);
+}
+
+/*
+ * /get/msg - messages of a room after a cursor.
+ *   ?index=N (default 0) &room= &limit=1..1000 (100) &tail=1..1000 &wait=0..60
+ *   200 {"data":[texts],"max_index":N,"messages":[{"id","room","user","text","ts"}],
+ *        "more":bool}
+ *   With wait > 0 and nothing after index, the request is parked until a
+ *   message arrives or the wait ends (then data and messages are empty).
+ */
+int api_get(struct api_ctx *c, FCGX_Request *r, const struct params *p, struct chat_fail *f)
+{
+    struct get_args g;
+    struct store_page page;
+    size_t len;
+    char *body;
+    int err;
+
+    if ((err = params_get(p, &g, f)) < 0)
+        return err;
+    if ((err = store_fetch(c->store, g.room, g.room_len, g.index, g.limit, g.tail, &page, f)) < 0)
+        return err;
+    /* A cursor ahead of the room answers at once, so the client resyncs. */
+    if (page.n == 0 && g.wait > 0 && (g.tail > 0 || g.index <= page.max_index)) {
+        if (g.tail > 0)
+            g.index = 0;
+        err = hold_park(c->hold, r, &g, page.seen_id, f);
+        store_page_free(&page);
+        return err;
+    }
+    body = render_page(&page, &len);
+    store_page_free(&page);
+    return answer(r, body, len, f);
+}
+
+/*
+ * /healthz - 200 {"ok":true,"held":N} when the database can be read and
+ * written now, 503 otherwise.
+ */
+int api_healthz(struct api_ctx *c, FCGX_Request *r, const struct params *p, struct chat_fail *f)
+{
+    size_t len;
+    char *body;
+    int err;
+
+    (void)p;
+    if ((err = store_check(c->store, f)) < 0)
+        return err;
+    body = render_health(hold_count(c->hold), &len);
+    return answer(r, body, len, f);
+}

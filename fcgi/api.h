@@ -1,0 +1,28 @@
+/*
+ * api.h - the handlers of the API routes.
+ *
+ * A handler gets the request's decoded parameters. It either answers and
+ * ends the request (reply_json + reply_done) or hands it to the hold, and
+ * returns 0; or it returns a negative code with *f set and the router
+ * answers the refusal.
+ */
+#ifndef CHAT_API_H
+#define CHAT_API_H
+
+#include <fcgiapp.h>
+
+#include "hold.h"
+#include "params.h"
+#include "store.h"
+
+/* What a worker thread lends to the handlers. */
+struct api_ctx {
+    struct store *store;     /* the thread's own connection */
+    struct hold *hold;       /* shared by all threads of the process */
+};
+
+int api_send(struct api_ctx *c, FCGX_Request *r, const struct params *p, struct chat_fail *f);
+int api_get(struct api_ctx *c, FCGX_Request *r, const struct params *p, struct chat_fail *f);
+int api_healthz(struct api_ctx *c, FCGX_Request *r, const struct params *p, struct chat_fail *f);
+
+#endif

@@ -1,0 +1,305 @@
+/*
+ * chat_fcgi.c - main of the FastCGI program: flags, threads, accept loop.
+ *
+ * Design:
+ *   - a small pool of worker threads accepts requests with libfcgi and
+ *     answers sends and short polls at once, each on its own SQLite
+ *     connection;
+ *   - a long-poll with nothing to return is parked in the hold (hold.c): no
+ *     thread waits on it, so one process holds thousands;
+ *   - one watcher thread per process notices new rows from any writer and
+ *     answers the parked requests (hold.c);
+ *   - the main thread waits for SIGTERM/SIGINT, then shuts the listening
+ *     socket (which wakes the workers blocked in accept), answers parked
+ *     requests as expired and exits, well within a second.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <fcgiapp.h>
+
+#include "api.h"
+#include "hold.h"
+#include "listen.h"
+#include "log.h"
+#include "route.h"
+#include "store.h"
+#include "util.h"
+
+#define VERSION "1.0.0"
+
+struct config {
+    const char *db_path;
+    const char *listen;      /* NULL: inherited socket */
+    unsigned socket_mode;
+    int threads;
+    int backlog;
+    int busy_ms;
+    bool sync_full;
+    struct hold_opts hold;
+};
+
+static atomic_bool stopping;
+static int listen_fd = -1;
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+        "Usage: chat-fcgi [OPTION]...\n"
+        "FastCGI server of the chat: /send/msg, /get/msg (short and long polls), /healthz.\n"
+        "\n"
+        "  -d, --db PATH          SQLite database, created with the schema when new\n"
+        "                         (default: chat.db)\n"
+        "  -l, --listen ADDR      unix socket PATH (with a '/'), HOST:PORT or :PORT\n"
+        "                         (loopback); without it, the socket inherited from\n"
+        "                         systemd (LISTEN_FDS) or spawn-fcgi (fd 0)\n"
+        "      --socket-mode MODE permissions of a unix socket, octal (default: 0660)\n"
+        "  -t, --threads N        worker threads for short requests (default: 8)\n"
+        "      --max-held N       long-polls held at once; beyond, 503 (default: 4096)\n"
+        "      --probe-ms N       change probe interval while long-polls wait, 1..1000\n"
+        "                         ms (default: 5, at most 200 probes a second)\n"
+        "      --busy-ms N        wait for another writer's lock, then 503 (default: 2000)\n"
+        "      --sync MODE        normal: a stored message survives any process crash;\n"
+        "                         full: also power loss, at a cost (default: normal)\n"
+        "      --backlog N        listen queue length (default: 1024)\n"
+        "  -v, --verbose          log debug lines\n"
+        "  -q, --quiet            log warnings and errors only\n"
+        "  -h, --help             show this help and exit\n"
+        "  -V, --version          show the version and exit\n"
+        "\n"
+        "SIGTERM or SIGINT stops it; held long-polls are answered as if their wait expired.\n");
+}
+
+static int parse_num(const char *flag, const char *s, int min, int max)
+{
+    int64_t v;
+    if (!util_parse_int(s, strlen(s), min, max, &v)) {
+        fprintf(stderr, "chat-fcgi: %s must be a number from %d to %d\n", flag, min, max);
+        exit(2);
+    }
+    return (int)v;
+}
+
+static void parse_flags(int argc, char **argv, struct config *c)
+{
+    enum { OPT_MODE = 256, OPT_MAXHELD, OPT_PROBE, OPT_BUSY, OPT_SYNC, OPT_BACKLOG };
+    static const struct option opts[] = {
+        { "db", required_argument, NULL, 'd' },
+        { "listen", required_argument, NULL, 'l' },
+        { "socket-mode", required_argument, NULL, OPT_MODE },
+        { "threads", required_argument, NULL, 't' },
+        { "max-held", required_argument, NULL, OPT_MAXHELD },
+        { "probe-ms", required_argument, NULL, OPT_PROBE },
+        { "busy-ms", required_argument, NULL, OPT_BUSY },
+        { "sync", required_argument, NULL, OPT_SYNC },
+        { "backlog", required_argument, NULL, OPT_BACKLOG },
+        { "verbose", no_argument, NULL, 'v' },
+        { "quiet", no_argument, NULL, 'q' },
+        { "help", no_argument, NULL, 'h' },
+        { "version", no_argument, NULL, 'V' },
+        { NULL, 0, NULL, 0 }
+    };
+    int ch;
+
+    while ((ch = getopt_long(argc, argv, "d:l:t:vqhV", opts, NULL)) != -1) {
+        switch (ch) {
+        case 'd': c->db_path = optarg; break;
+        case 'l': c->listen = optarg; break;
+        case OPT_MODE: {
+            char *end;
+            unsigned long m = strtoul(optarg, &end, 8);
+            if (*end || m > 0777) {
+                fprintf(stderr, "chat-fcgi: --socket-mode must be octal, like 0660\n");
+                exit(2);
+            }
+            c->socket_mode = (unsigned)m;
+            break;
+        }
+        case 't': c->threads = parse_num("--threads", optarg, 1, 256); break;
+        case OPT_MAXHELD: c->hold.max_held = (size_t)parse_num("--max-held", optarg, 0, 1000000); break;
+        case OPT_PROBE: c->hold.probe_ms = parse_num("--probe-ms", optarg, 1, 1000); break;
+        case OPT_BUSY: c->busy_ms = parse_num("--busy-ms", optarg, 0, 600000); break;
+        case OPT_SYNC:
+            if (strcmp(optarg, "normal") && strcmp(optarg, "full")) {
+                fprintf(stderr, "chat-fcgi: --sync is normal or full\n");
+                exit(2);
+            }
+            c->sync_full = strcmp(optarg, "full") == 0;
+            break;
+        case OPT_BACKLOG: c->backlog = parse_num("--backlog", optarg, 1, 65535); break;
+        case 'v': log_set_level(LOG_DEBUG); break;
+        case 'q': log_set_level(LOG_WARN); break;
+        case 'h': usage(stdout); exit(0);
+        case 'V': printf("chat-fcgi %s\n", VERSION); exit(0);
+        default: usage(stderr); exit(2);
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "chat-fcgi: unexpected argument %s\n", argv[optind]);
+        usage(stderr);
+        exit(2);
+    }
+}
+
+/* Makes sure fds 1 and 2 are open, so no socket or database lands on them. */
+static void ensure_std_fds(void)
+{
+    for (int fd = 1; fd <= 2; fd++) {
+        if (fcntl(fd, F_GETFD) < 0) {
+            int n = open("/dev/null", O_RDWR);
+            if (n >= 0 && n != fd) {
+                dup2(n, fd);
+                close(n);
+            }
+        }
+    }
+}
+
+/* Each held long-poll is a descriptor: take all the process may have. */
+static void raise_fd_limit(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+}
+
+struct worker {
+    pthread_t thread;
+    struct api_ctx ctx;
+};
+
+static void *worker_main(void *arg)
+{
+    struct worker *w = arg;
+
+    while (!atomic_load(&stopping)) {
+        FCGX_Request *r = malloc(sizeof *r);
+        if (!r) {
+            log_error("out of memory: pausing accepts");
+            usleep(100000);
+            continue;
+        }
+        FCGX_InitRequest(r, listen_fd, FCGI_FAIL_ACCEPT_ON_INTR);
+        if (FCGX_Accept_r(r) < 0) {
+            FCGX_Free(r, 1);
+            free(r);
+            if (atomic_load(&stopping))
+                break;
+            /* EMFILE and the like: back off instead of spinning. */
+            log_warn("accept failed: %s", strerror(errno));
+            usleep(50000);
+            continue;
+        }
+        route_request(&w->ctx, r);
+    }
+    return NULL;
+}
+
+int main(int argc, char **argv)
+{
+    struct config c = {
+        .db_path = "chat.db", .socket_mode = 0660, .threads = 8, .backlog = 1024,
+        .busy_ms = 2000,
+        .hold = { .max_held = 4096, .probe_ms = 5 },
+    };
+    struct store_opts so;
+    struct chat_fail f;
+    struct store *probe = NULL;
+    struct hold *hold = NULL;
+    struct worker *workers;
+    sigset_t sigs;
+    int sig, started = 0;
+
+    log_set_name("chat-fcgi");
+    parse_flags(argc, argv, &c);
+    ensure_std_fds();
+    raise_fd_limit();
+    signal(SIGPIPE, SIG_IGN);
+    /* Signals go to the main thread's sigwait(), never to libfcgi's handlers. */
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+
+    if (c.listen)
+        listen_fd = listen_open(c.listen, c.backlog, c.socket_mode, &f);
+    else if ((listen_fd = listen_inherited()) < 0)
+        chat_fail(&f, CHAT_EBADREQ, "no --listen address and no inherited socket (see --help)");
+    if (listen_fd < 0) {
+        log_error("%s", f.msg);
+        return 1;
+    }
+    so = (struct store_opts){ .path = c.db_path, .busy_ms = c.busy_ms, .sync_full = c.sync_full };
+    c.hold.store = so;
+    /* Create or check the database before accepting anything. */
+    if (store_open(&so, &probe, &f) < 0) {
+        log_error("%s", f.msg);
+        return 1;
+    }
+    store_close(probe);
+    if (FCGX_Init() != 0) {
+        log_error("libfcgi initialisation failed");
+        return 1;
+    }
+    if (hold_start(&c.hold, &hold, &f) < 0) {
+        log_error("%s", f.msg);
+        return 1;
+    }
+    if (!(workers = calloc((size_t)c.threads, sizeof *workers))) {
+        log_error("out of memory");
+        return 1;
+    }
+    for (int i = 0; i < c.threads; i++) {
+        workers[i].ctx.hold = hold;
+        if (store_open(&so, &workers[i].ctx.store, &f) < 0) {
+            log_error("%s", f.msg);
+            break;
+        }
+        if (pthread_create(&workers[i].thread, NULL, worker_main, &workers[i]) != 0) {
+            log_error("cannot start worker thread %d", i);
+            store_close(workers[i].ctx.store);
+            break;
+        }
+        started++;
+    }
+    if (started == c.threads) {
+        log_info("listening on %s with %d threads, database %s, at most %zu held",
+                 c.listen ? c.listen : "an inherited socket", c.threads, c.db_path, c.hold.max_held);
+        for (;;) {
+            if (sigwait(&sigs, &sig) != 0 || sig != SIGHUP)
+                break;
+            log_info("SIGHUP ignored: nothing to reload");
+        }
+        log_info("signal %d: stopping", sig);
+    }
+
+    atomic_store(&stopping, true);
+    FCGX_ShutdownPending();
+    /* Wakes every worker blocked in accept(): it returns EINVAL. */
+    shutdown(listen_fd, SHUT_RDWR);
+    for (int i = 0; i < started; i++) {
+        pthread_join(workers[i].thread, NULL);
+        store_close(workers[i].ctx.store);
+    }
+    free(workers);
+    hold_stop(hold);
+    close(listen_fd);
+    if (c.listen && strchr(c.listen, '/'))
+        unlink(c.listen);
+    log_info("stopped");
+    return started == c.threads ? 0 : 1;
+}

@@ -1,0 +1,452 @@
+/*
+ * hold.c - parked long-polls and the watcher thread that answers them.
+ *
+ * Locking: h->mu guards the waiter table, the count and the watcher's
+ * cursor (last_id). The watcher reads the changed rooms and takes their
+ * waiters out of the table under the lock, then reads, renders and writes
+ * the answers outside it, so parking never waits for a fan-out.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include "hold.h"
+#include "limits.h"
+#include "log.h"
+#include "render.h"
+#include "reply.h"
+#include "util.h"
+
+#define BUCKETS 256            /* rooms hash into this many waiter lists */
+#define WRITE_TIMEOUT_MS 1000  /* a parked answer's write gives up after this */
+
+struct waiter {
+    struct waiter *prev, *next;
+    FCGX_Request *req;
+    int64_t index;
+    int64_t deadline;          /* util_now_ms() at which the wait expires */
+    int limit, tail;
+    unsigned bucket;
+    size_t room_len;
+    char room[CHAT_NAME_MAX + 1];
+};
+
+struct hold {
+    pthread_mutex_t mu;
+    struct waiter *buckets[BUCKETS];
+    size_t count, max_held;
+    int64_t last_id;           /* rows up to this id were dispatched */
+    bool rescan;               /* last_id moved back: re-read the changes */
+    int64_t next_deadline;     /* no waiter expires before this */
+    int64_t data_version;
+    int epfd, kickfd;
+    int probe_ms;
+    atomic_bool stopping;
+    pthread_t thread;
+    struct store *store;
+};
+
+/* A list of waiters taken out of the table, to be answered. */
+struct wlist { struct waiter *head; };
+
+static unsigned room_bucket(const char *room, size_t len)
+{
+    unsigned h = 2166136261u;
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ (unsigned char)room[i]) * 16777619u;
+    return h % BUCKETS;
+}
+
+static void table_insert(struct hold *h, struct waiter *w)
+{
+    struct waiter **head = &h->buckets[w->bucket];
+    w->prev = NULL;
+    w->next = *head;
+    if (*head)
+        (*head)->prev = w;
+    *head = w;
+    h->count++;
+}
+
+static void table_remove(struct hold *h, struct waiter *w)
+{
+    if (w->prev)
+        w->prev->next = w->next;
+    else
+        h->buckets[w->bucket] = w->next;
+    if (w->next)
+        w->next->prev = w->prev;
+    h->count--;
+    epoll_ctl(h->epfd, EPOLL_CTL_DEL, w->req->ipcFd, NULL);
+}
+
+static void wlist_push(struct wlist *l, struct waiter *w)
+{
+    w->next = l->head;
+    l->head = w;
+}
+
+/* Ends a waiter's request, answering body when given; frees the waiter. */
+static void waiter_finish(struct waiter *w, const char *body, size_t len)
+{
+    if (body)
+        reply_json(w->req, 200, NULL, body, len);
+    reply_done(w->req);
+    free(w);
+}
+
+/* Answers a waiter with no messages, as when its wait expires. */
+static void waiter_expire(struct waiter *w)
+{
+    struct store_page empty = { .max_index = w->index };
+    size_t len;
+    char *body;
+
+    memcpy(empty.room, w->room, w->room_len + 1);
+    body = render_page(&empty, &len);
+    waiter_finish(w, body, body ? len : 0);
+    free(body);
+}
+
+int hold_park(struct hold *h, FCGX_Request *req, const struct get_args *g, int64_t seen_id,
+              struct chat_fail *f)
+{
+    struct waiter *w;
+    bool wake = false;
+    struct epoll_event ev = { .events = EPOLLIN | EPOLLRDHUP };
+    struct timeval tv = { .tv_sec = WRITE_TIMEOUT_MS / 1000, .tv_usec = WRITE_TIMEOUT_MS % 1000 * 1000 };
+
+    if (atomic_load(&h->stopping))
+        return chat_fail(f, CHAT_EUNAVAIL, "server is shutting down");
+    if (!(w = calloc(1, sizeof *w)))
+        return chat_fail(f, CHAT_EUNAVAIL, "out of memory");
+    w->req = req;
+    w->index = g->index;
+    w->limit = g->limit;
+    w->tail = g->tail;
+    w->deadline = util_now_ms() + (int64_t)g->wait * 1000;
+    w->room_len = g->room_len;
+    memcpy(w->room, g->room, g->room_len);
+    w->bucket = room_bucket(g->room, g->room_len);
+    ev.data.ptr = w;
+    /* A stalled nginx must not stall the watcher's fan-out. */
+    setsockopt(req->ipcFd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+
+    pthread_mutex_lock(&h->mu);
+    if (h->count >= h->max_held) {
+        pthread_mutex_unlock(&h->mu);
+        free(w);
+        return chat_fail(f, CHAT_EUNAVAIL, "too many waiting requests (%zu held), retry", h->max_held);
+    }
+    if (epoll_ctl(h->epfd, EPOLL_CTL_ADD, req->ipcFd, &ev) < 0) {
+        pthread_mutex_unlock(&h->mu);
+        free(w);
+        return chat_fail(f, CHAT_EUNAVAIL, "cannot watch the request: %s", strerror(errno));
+    }
+    table_insert(h, w);
+    /*
+     * Rows after seen_id may have been dispatched before this waiter was in
+     * the table: move the watcher's cursor back so it reads them again.
+     */
+    if (seen_id < h->last_id) {
+        h->last_id = seen_id;
+        h->rescan = wake = true;
+    }
+    /* The watcher sleeps long when nothing waits, and times its sleep by the deadline. */
+    if (w->deadline < h->next_deadline) {
+        h->next_deadline = w->deadline;
+        wake = true;
+    }
+    pthread_mutex_unlock(&h->mu);
+    if (wake)
+        hold_kick(h);
+    return 0;
+}
+
+void hold_kick(struct hold *h)
+{
+    uint64_t one = 1;
+    if (write(h->kickfd, &one, sizeof one) < 0) {
+        /* the counter is saturated: the watcher is awake anyway */
+    }
+}
+
+size_t hold_count(struct hold *h)
+{
+    size_t n;
+    pthread_mutex_lock(&h->mu);
+    n = h->count;
+    pthread_mutex_unlock(&h->mu);
+    return n;
+}
+
+/* Collects the rooms named by store_rooms_after() (at most a bounded set). */
+struct rooms {
+    size_t n;
+    char names[64][CHAT_NAME_MAX + 1];
+    size_t lens[64];
+    bool overflow;           /* more rooms changed than fit: take every waiter */
+};
+
+static void rooms_add(void *ctx, const char *room, size_t len)
+{
+    struct rooms *r = ctx;
+    if (len > CHAT_NAME_MAX)
+        return;
+    if (r->n == sizeof r->lens / sizeof r->lens[0]) {
+        r->overflow = true;
+        return;
+    }
+    memcpy(r->names[r->n], room, len);
+    r->names[r->n][len] = '\0';
+    r->lens[r->n++] = len;
+}
+
+/* Takes the waiters of a room (or all, when room is NULL) out of the table. */
+static void take_room(struct hold *h, const char *room, size_t len, struct wlist *out)
+{
+    for (unsigned b = 0; b < BUCKETS; b++) {
+        if (room && b != room_bucket(room, len))
+            continue;
+        for (struct waiter *w = h->buckets[b], *next; w; w = next) {
+            next = w->next;
+            if (room && (w->room_len != len || memcmp(w->room, room, len) != 0))
+                continue;
+            table_remove(h, w);
+            wlist_push(out, w);
+        }
+    }
+}
+
+/*
+ * Probes for new rows; when there are, takes the waiters of the rooms that
+ * changed into *out. Called with h->mu held.
+ */
+static void probe_changes(struct hold *h, struct wlist *out)
+{
+    struct rooms changed = { 0 };
+    int64_t version, max_id;
+
+    if (store_data_version(h->store, &version) < 0)
+        return;
+    if (version == h->data_version && !h->rescan)
+        return;
+    h->data_version = version;
+    h->rescan = false;
+    if (store_max_id(h->store, &max_id) < 0)
+        return;
+    if (max_id > h->last_id &&
+        store_rooms_after(h->store, h->last_id, rooms_add, &changed) < 0)
+        return;
+    h->last_id = max_id;
+    if (changed.overflow) {
+        take_room(h, NULL, 0, out);
+        return;
+    }
+    for (size_t i = 0; i < changed.n; i++)
+        take_room(h, changed.names[i], changed.lens[i], out);
+}
+
+/*
+ * Answers the waiters of *l: one read and one rendering per distinct
+ * (room, cursor, limit, tail); waiters whose cursor has nothing new yet go
+ * back into the table.
+ */
+static void dispatch(struct hold *h, struct wlist *l)
+{
+    struct wlist again = { 0 };
+
+    while (l->head) {
+        struct waiter *first = l->head, **pp;
+        struct store_page page;
+        struct chat_fail f;
+        char *body = NULL;
+        size_t len = 0;
+        bool answer;
+
+        if (store_fetch(h->store, first->room, first->room_len, first->index, first->limit,
+                        first->tail, &page, &f) < 0) {
+            log_warn("watcher read of room %s failed: %s", first->room, f.msg);
+            answer = false;
+        } else {
+            answer = page.n > 0;
+            if (answer && !(body = render_page(&page, &len)))
+                answer = false;
+            store_page_free(&page);
+        }
+        for (pp = &l->head; *pp; ) {
+            struct waiter *w = *pp;
+            if (w->room_len == first->room_len && memcmp(w->room, first->room, w->room_len) == 0 &&
+                w->index == first->index && w->limit == first->limit && w->tail == first->tail) {
+                *pp = w->next;
+                if (answer)
+                    waiter_finish(w, body, len);
+                else
+                    wlist_push(&again, w);
+            } else {
+                pp = &w->next;
+            }
+        }
+        free(body);
+    }
+    if (!again.head)
+        return;
+    pthread_mutex_lock(&h->mu);
+    while (again.head) {
+        struct waiter *w = again.head;
+        struct epoll_event ev = { .events = EPOLLIN | EPOLLRDHUP, .data.ptr = w };
+        again.head = w->next;
+        if (epoll_ctl(h->epfd, EPOLL_CTL_ADD, w->req->ipcFd, &ev) < 0) {
+            waiter_finish(w, NULL, 0);
+            continue;
+        }
+        table_insert(h, w);
+    }
+    pthread_mutex_unlock(&h->mu);
+}
+
+/*
+ * Takes the waiters whose deadline passed (all of them when all is set) and
+ * recomputes the next deadline. Called with h->mu held.
+ */
+static void take_expired(struct hold *h, int64_t now, bool all, struct wlist *out)
+{
+    int64_t next = INT64_MAX;
+
+    for (unsigned b = 0; b < BUCKETS; b++) {
+        for (struct waiter *w = h->buckets[b], *nx; w; w = nx) {
+            nx = w->next;
+            if (all || w->deadline <= now) {
+                table_remove(h, w);
+                wlist_push(out, w);
+            } else if (w->deadline < next) {
+                next = w->deadline;
+            }
+        }
+    }
+    h->next_deadline = next;
+}
+
+static void *watcher_main(void *arg)
+{
+    struct hold *h = arg;
+    struct epoll_event evs[64];
+
+    while (!atomic_load(&h->stopping)) {
+        struct wlist ready = { 0 }, expired = { 0 }, gone = { 0 };
+        int64_t now = util_now_ms();
+        int timeout = 1000, n;
+
+        pthread_mutex_lock(&h->mu);
+        if (h->count > 0)
+            timeout = h->probe_ms;
+        if (h->next_deadline - now < timeout)
+            timeout = h->next_deadline <= now ? 0 : (int)(h->next_deadline - now);
+        pthread_mutex_unlock(&h->mu);
+        n = epoll_wait(h->epfd, evs, (int)(sizeof evs / sizeof evs[0]), timeout);
+        pthread_mutex_lock(&h->mu);
+        for (int i = 0; i < n; i++) {
+            struct waiter *w = evs[i].data.ptr;
+            if (!w) {
+                uint64_t v;
+                if (read(h->kickfd, &v, sizeof v) < 0) { /* nothing to drain */ }
+                continue;
+            }
+            /* nginx sends nothing after the request: any event means it closed. */
+            table_remove(h, w);
+            wlist_push(&gone, w);
+        }
+        if (h->count > 0)
+            probe_changes(h, &ready);
+        now = util_now_ms();
+        if (now >= h->next_deadline)
+            take_expired(h, now, false, &expired);
+        pthread_mutex_unlock(&h->mu);
+
+        while (gone.head) {
+            struct waiter *w = gone.head;
+            gone.head = w->next;
+            log_debug("client of a held request in room %s went away", w->room);
+            waiter_finish(w, NULL, 0);
+        }
+        dispatch(h, &ready);
+        while (expired.head) {
+            struct waiter *w = expired.head;
+            expired.head = w->next;
+            waiter_expire(w);
+        }
+    }
+    return NULL;
+}
+
+int hold_start(const struct hold_opts *o, struct hold **out, struct chat_fail *f)
+{
+    struct hold *h = calloc(1, sizeof *h);
+    struct epoll_event ev = { .events = EPOLLIN, .data.ptr = NULL };
+    int err;
+
+    if (!h)
+        return chat_fail(f, CHAT_EUNAVAIL, "out of memory");
+    pthread_mutex_init(&h->mu, NULL);
+    h->max_held = o->max_held;
+    h->next_deadline = INT64_MAX;
+    h->probe_ms = o->probe_ms;
+    h->epfd = epoll_create1(EPOLL_CLOEXEC);
+    h->kickfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (h->epfd < 0 || h->kickfd < 0 || epoll_ctl(h->epfd, EPOLL_CTL_ADD, h->kickfd, &ev) < 0) {
+        err = chat_fail(f, CHAT_EINTERNAL, "watcher set-up: %s", strerror(errno));
+        goto err;
+    }
+    if ((err = store_open(&o->store, &h->store, f)) < 0)
+        goto err;
+    if (store_data_version(h->store, &h->data_version) < 0 ||
+        store_max_id(h->store, &h->last_id) < 0) {
+        err = chat_fail(f, CHAT_EUNAVAIL, "cannot read the database");
+        goto err;
+    }
+    if (pthread_create(&h->thread, NULL, watcher_main, h) != 0) {
+        err = chat_fail(f, CHAT_EINTERNAL, "cannot start the watcher thread");
+        goto err;
+    }
+    *out = h;
+    return 0;
+err:
+    store_close(h->store);
+    if (h->epfd >= 0) close(h->epfd);
+    if (h->kickfd >= 0) close(h->kickfd);
+    pthread_mutex_destroy(&h->mu);
+    free(h);
+    return err;
+}
+
+void hold_stop(struct hold *h)
+{
+    struct wlist all = { 0 };
+
+    if (!h)
+        return;
+    atomic_store(&h->stopping, true);
+    hold_kick(h);
+    pthread_join(h->thread, NULL);
+    pthread_mutex_lock(&h->mu);
+    take_expired(h, 0, true, &all);
+    pthread_mutex_unlock(&h->mu);
+    while (all.head) {
+        struct waiter *w = all.head;
+        all.head = w->next;
+        waiter_expire(w);
+    }
+    store_close(h->store);
+    close(h->epfd);
+    close(h->kickfd);
+    pthread_mutex_destroy(&h->mu);
+    free(h);
+}

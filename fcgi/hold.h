@@ -1,0 +1,59 @@
+/*
+ * hold.h - the parking lot of long-polls, and the watcher that wakes them.
+ *
+ * A /get/msg request that must wait is parked here: its FCGX_Request stays
+ * open but no thread waits on it. One thread per process (the watcher)
+ *   - probes SQLite for changes (PRAGMA data_version) every probe_ms while
+ *     requests are parked, and at once when this process stored a message;
+ *   - on a change, learns which rooms got new rows, reads each room's answer
+ *     once per distinct cursor, renders it once and writes it to every parked
+ *     request of that cursor;
+ *   - answers requests whose wait expired with an empty page;
+ *   - releases requests whose client went away (nginx closed the socket).
+ */
+#ifndef CHAT_HOLD_H
+#define CHAT_HOLD_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <fcgiapp.h>
+
+#include "params.h"
+#include "store.h"
+
+struct hold;
+
+struct hold_opts {
+    struct store_opts store;   /* the watcher's own connection */
+    size_t max_held;           /* parked requests beyond this are refused */
+    int probe_ms;              /* interval of change probes while requests wait */
+};
+
+/* Starts the watcher thread. Returns 0 and sets *out, or a code with *f set. */
+int hold_start(const struct hold_opts *o, struct hold **out, struct chat_fail *f);
+
+/*
+ * Answers every parked request as if its wait had expired, stops the
+ * watcher and frees everything. hold_stop(NULL) is a no-op.
+ */
+void hold_stop(struct hold *h);
+
+/*
+ * Parks req until a message with id > g->index arrives in g->room (or, for
+ * a tail request, any message) or g->wait seconds pass. seen_id is the
+ * largest message id of the snapshot in which the caller found nothing to
+ * return. Returns 0 when parked (the hold then owns req), or CHAT_EUNAVAIL
+ * with *f set when max_held requests are parked already or the process is
+ * stopping (the caller still owns req).
+ */
+int hold_park(struct hold *h, FCGX_Request *req, const struct get_args *g, int64_t seen_id,
+              struct chat_fail *f);
+
+/* Tells the watcher that this process committed a message: probe now. */
+void hold_kick(struct hold *h);
+
+/* Requests parked now. */
+size_t hold_count(struct hold *h);
+
+#endif

@@ -1,0 +1,24 @@
+/*
+ * limits.h - every compile-time limit of the chat system in one place.
+ *
+ * The numbers that SPEC.md fixes (text and body sizes, name lengths, the
+ * ranges of limit/tail/wait) live here so that the FastCGI program, the
+ * WebSocket companion and the tests agree on them.
+ */
+#ifndef CHAT_LIMITS_H
+#define CHAT_LIMITS_H
+
+#define CHAT_TEXT_MAX      4096      /* bytes of a message text */
+#define CHAT_USER_MAX      64        /* bytes of a display name */
+#define CHAT_NAME_MAX      64        /* bytes of a room or a cid */
+#define CHAT_BODY_MAX      65536     /* bytes of a POST body */
+#define CHAT_PARAMS_MAX    32        /* distinct parameters in one request */
+
+#define CHAT_LIMIT_DEFAULT 100       /* messages per answer */
+#define CHAT_LIMIT_MAX     1000
+#define CHAT_TAIL_MAX      1000
+#define CHAT_WAIT_MAX      60        /* seconds a long-poll may be held */
+
+#define CHAT_DEFAULT_ROOM  "lobby"
+
+#endif

@@ -1,0 +1,234 @@
+/*
+ * params.c - query string, form and JSON body decoding with limits.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include <json-c/json.h>
+
+#include "limits.h"
+#include "params.h"
+#include "util.h"
+
+static const char *const key_names[P_COUNT] = {
+    [P_TEXT] = "text", [P_USER] = "user", [P_ROOM] = "room", [P_CID] = "cid",
+    [P_INDEX] = "index", [P_LIMIT] = "limit", [P_TAIL] = "tail", [P_WAIT] = "wait",
+};
+
+void params_init(struct params *p)
+{
+    memset(p, 0, sizeof *p);
+}
+
+void params_free(struct params *p)
+{
+    free(p->store);
+    if (p->json)
+        json_object_put(p->json);
+    params_init(p);
+}
+
+int params_reserve(struct params *p, size_t len)
+{
+    if (p->store)
+        return p->store_size - p->store_used >= len ? 0 : CHAT_EINTERNAL;
+    p->store_size = len ? len : 1;
+    p->store = malloc(p->store_size);
+    return p->store ? 0 : CHAT_EUNAVAIL;
+}
+
+static int key_find(const char *k, size_t len)
+{
+    for (int i = 0; i < P_COUNT; i++)
+        if (strlen(key_names[i]) == len && memcmp(key_names[i], k, len) == 0)
+            return i;
+    return -1;
+}
+
+static int hexval(char c)
+{
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+/* Decodes s[0..len) into out (room for len bytes). Returns the decoded length or -1. */
+static long url_decode(const char *s, size_t len, char *out)
+{
+    size_t n = 0;
+
+    for (size_t i = 0; i < len; i++) {
+        if (s[i] == '+') {
+            out[n++] = ' ';
+        } else if (s[i] == '%') {
+            int hi, lo;
+            if (i + 2 >= len)
+                return -1;
+            hi = hexval(s[i + 1]);
+            lo = hexval(s[i + 2]);
+            if (hi < 0 || lo < 0)
+                return -1;
+            out[n++] = (char)(hi << 4 | lo);
+            i += 2;
+        } else {
+            out[n++] = s[i];
+        }
+    }
+    return (long)n;
+}
+
+static int set_value(struct params *p, int key, const char *s, size_t len, struct chat_fail *f)
+{
+    if (p->v[key].s)
+        return chat_fail(f, CHAT_EBADREQ, "parameter %s is given more than once", key_names[key]);
+    p->v[key].s = s;
+    p->v[key].len = len;
+    return 0;
+}
+
+int params_add_urlencoded(struct params *p, const char *s, size_t len, struct chat_fail *f)
+{
+    char keybuf[16];
+
+    if (len == 0)
+        return 0;
+    if (!p->store && params_reserve(p, len) < 0)
+        return chat_fail(f, CHAT_EUNAVAIL, "out of memory");
+    if (p->store_size - p->store_used < len)
+        return chat_fail(f, CHAT_EINTERNAL, "parameter storage reserved too small");
+    for (size_t i = 0; i < len; ) {
+        size_t end = i, eq;
+        long klen, vlen;
+        int key;
+
+        while (end < len && s[end] != '&')
+            end++;
+        for (eq = i; eq < end && s[eq] != '='; eq++)
+            ;
+        if (eq - i >= sizeof keybuf) {
+            key = -1;             /* longer than any known name */
+        } else if ((klen = url_decode(s + i, eq - i, keybuf)) < 0) {
+            return chat_fail(f, CHAT_EBADREQ, "bad percent-encoding in a parameter name");
+        } else {
+            key = key_find(keybuf, (size_t)klen);
+        }
+        if (key >= 0) {
+            const char *v = eq < end ? s + eq + 1 : s + end;
+            char *out = p->store + p->store_used;
+            vlen = url_decode(v, (size_t)(s + end - v), out);
+            if (vlen < 0)
+                return chat_fail(f, CHAT_EBADREQ, "bad percent-encoding in parameter %s", key_names[key]);
+            p->store_used += (size_t)vlen;
+            if (set_value(p, key, out, (size_t)vlen, f) < 0)
+                return f->code;
+        }
+        i = end + 1;
+    }
+    return 0;
+}
+
+int params_add_json(struct params *p, const char *s, size_t len, struct chat_fail *f)
+{
+    struct json_tokener *tok;
+    struct json_object *root;
+    enum json_tokener_error jerr;
+    size_t used;
+
+    if (p->json)
+        return chat_fail(f, CHAT_EINTERNAL, "JSON decoded twice");
+    if (len > CHAT_BODY_MAX)
+        return chat_fail(f, CHAT_ETOOBIG, "body is larger than %d bytes", CHAT_BODY_MAX);
+    if (!(tok = json_tokener_new()))
+        return chat_fail(f, CHAT_EUNAVAIL, "out of memory");
+    json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
+    root = json_tokener_parse_ex(tok, s, (int)len);
+    jerr = json_tokener_get_error(tok);
+    used = json_tokener_get_parse_end(tok);
+    json_tokener_free(tok);
+    if (!root || jerr != json_tokener_success) {
+        json_object_put(root);
+        return chat_fail(f, CHAT_EBADREQ, "body is not valid JSON: %s",
+                         jerr == json_tokener_continue ? "unexpected end" : json_tokener_error_desc(jerr));
+    }
+    for (; used < len; used++) {
+        if (s[used] != ' ' && s[used] != '\t' && s[used] != '\n' && s[used] != '\r') {
+            json_object_put(root);
+            return chat_fail(f, CHAT_EBADREQ, "body is not valid JSON: data after the object");
+        }
+    }
+    if (!json_object_is_type(root, json_type_object)) {
+        json_object_put(root);
+        return chat_fail(f, CHAT_EBADREQ, "JSON body must be an object");
+    }
+    p->json = root;
+    json_object_object_foreach(root, k, v) {
+        int key = key_find(k, strlen(k));
+        if (key < 0)
+            continue;
+        if (!json_object_is_type(v, json_type_string))
+            return chat_fail(f, CHAT_EBADREQ, "%s must be a JSON string", key_names[key]);
+        if (set_value(p, key, json_object_get_string(v),
+                      (size_t)json_object_get_string_len(v), f) < 0)
+            return f->code;
+    }
+    return 0;
+}
+
+int params_send(const struct params *p, struct valid_send *m, struct chat_fail *f)
+{
+    m->text = p->v[P_TEXT].s;
+    m->text_len = p->v[P_TEXT].len;
+    m->user = p->v[P_USER].s ? p->v[P_USER].s : "";
+    m->user_len = p->v[P_USER].len;
+    m->room = p->v[P_ROOM].s ? p->v[P_ROOM].s : CHAT_DEFAULT_ROOM;
+    m->room_len = p->v[P_ROOM].s ? p->v[P_ROOM].len : strlen(CHAT_DEFAULT_ROOM);
+    m->cid = p->v[P_CID].s;
+    m->cid_len = p->v[P_CID].len;
+    return valid_send(m, f);
+}
+
+/* Parses an optional integer parameter in [min, max] into *out. */
+static int int_param(const struct params *p, int key, int64_t min, int64_t max,
+                     int64_t *out, struct chat_fail *f)
+{
+    const struct params_val *v = &p->v[key];
+
+    if (!v->s)
+        return 0;
+    if (!util_parse_int(v->s, v->len, min, max, out))
+        return chat_fail(f, CHAT_EBADREQ, "%s must be a whole number from %lld to %lld",
+                         key_names[key], (long long)min, (long long)max);
+    return 0;
+}
+
+int params_get(const struct params *p, struct get_args *g, struct chat_fail *f)
+{
+    int64_t index = 0, limit = CHAT_LIMIT_DEFAULT, tail = 0, wait = 0;
+    const struct params_val *w = &p->v[P_WAIT];
+
+    if (int_param(p, P_INDEX, 0, INT64_MAX / 2, &index, f) < 0 ||
+        int_param(p, P_LIMIT, 1, CHAT_LIMIT_MAX, &limit, f) < 0 ||
+        int_param(p, P_TAIL, 1, CHAT_TAIL_MAX, &tail, f) < 0)
+        return f->code;
+    if (w->s) {
+        /* Any whole number is accepted for wait; above the maximum it is clamped. */
+        bool digits = w->len > 0;
+        for (size_t i = 0; i < w->len; i++)
+            digits = digits && w->s[i] >= '0' && w->s[i] <= '9';
+        if (!digits)
+            return chat_fail(f, CHAT_EBADREQ, "wait must be a whole number of seconds from 0 to %d",
+                             CHAT_WAIT_MAX);
+        if (!util_parse_int(w->s, w->len, 0, CHAT_WAIT_MAX, &wait))
+            wait = CHAT_WAIT_MAX;
+    }
+    g->room = p->v[P_ROOM].s ? p->v[P_ROOM].s : CHAT_DEFAULT_ROOM;
+    g->room_len = p->v[P_ROOM].s ? p->v[P_ROOM].len : strlen(CHAT_DEFAULT_ROOM);
+    if (!valid_name(g->room, g->room_len))
+        return chat_fail(f, CHAT_EBADREQ, "room must match [A-Za-z0-9_.-]{1,%d}", CHAT_NAME_MAX);
+    g->index = index;
+    g->limit = (int)limit;
+    g->tail = (int)tail;
+    g->wait = (int)wait;
+    return 0;
+}

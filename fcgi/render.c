@@ -1,0 +1,143 @@
+/*
+ * render.c - JSON answers built with json-c.
+ */
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <json-c/json.h>
+
+#include "render.h"
+#include "valid.h"
+
+#define JSON_FLAGS (JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE)
+
+/*
+ * A JSON string of s[0..len): as is when valid UTF-8, else with each byte
+ * that does not start a well-formed sequence replaced by U+FFFD.
+ */
+static struct json_object *json_text(const char *s, size_t len)
+{
+    struct json_object *o;
+    char *fixed, *p;
+
+    if (valid_utf8(s, len))
+        return json_object_new_string_len(s, (int)len);
+    if (!(fixed = malloc(len * 3 + 1)))
+        return NULL;
+    p = fixed;
+    for (size_t i = 0; i < len; ) {
+        size_t n = 1;
+        /* The longest well-formed prefix of at most 4 bytes. */
+        for (size_t k = 4; k >= 1; k--) {
+            if (i + k <= len && valid_utf8(s + i, k)) { n = k; break; }
+            if (k == 1) { n = 0; }
+        }
+        if (n == 0) {
+            memcpy(p, "\xEF\xBF\xBD", 3);
+            p += 3;
+            i++;
+        } else {
+            memcpy(p, s + i, n);
+            p += n;
+            i += n;
+        }
+    }
+    o = json_object_new_string_len(fixed, (int)(p - fixed));
+    free(fixed);
+    return o;
+}
+
+/* Serialises o, then drops it. */
+static char *finish(struct json_object *o, size_t *len)
+{
+    const char *s;
+    char *out = NULL;
+
+    if (!o)
+        return NULL;
+    s = json_object_to_json_string_length(o, JSON_FLAGS, len);
+    if (s && (out = malloc(*len + 1)))
+        memcpy(out, s, *len + 1);
+    json_object_put(o);
+    return out;
+}
+
+static struct json_object *message_object(const char *room, const struct store_msg *m)
+{
+    struct json_object *o = json_object_new_object();
+
+    if (!o)
+        return NULL;
+    json_object_object_add(o, "id", json_object_new_int64(m->id));
+    json_object_object_add(o, "room", json_text(room, strlen(room)));
+    json_object_object_add(o, "user", json_text(m->user, m->user_len));
+    json_object_object_add(o, "text", json_text(m->text, m->text_len));
+    json_object_object_add(o, "ts", json_object_new_int64(m->ts));
+    return o;
+}
+
+char *render_page(const struct store_page *page, size_t *len)
+{
+    struct json_object *o = json_object_new_object();
+    struct json_object *data = json_object_new_array_ext((int)page->n);
+    struct json_object *msgs = json_object_new_array_ext((int)page->n);
+
+    if (!o || !data || !msgs) {
+        json_object_put(o);
+        json_object_put(data);
+        json_object_put(msgs);
+        return NULL;
+    }
+    for (size_t i = 0; i < page->n; i++) {
+        const struct store_msg *m = &page->msgs[i];
+        json_object_array_add(data, json_text(m->text, m->text_len));
+        json_object_array_add(msgs, message_object(page->room, m));
+    }
+    json_object_object_add(o, "data", data);
+    json_object_object_add(o, "max_index", json_object_new_int64(page->max_index));
+    json_object_object_add(o, "messages", msgs);
+    json_object_object_add(o, "more", json_object_new_boolean(page->more));
+    return finish(o, len);
+}
+
+char *render_message(const char *room, const struct store_msg *m, size_t *len)
+{
+    return finish(message_object(room, m), len);
+}
+
+char *render_sent(const struct store_sent *sent, const char *room, size_t room_len, size_t *len)
+{
+    struct json_object *o = json_object_new_object();
+
+    if (!o)
+        return NULL;
+    json_object_object_add(o, "ok", json_object_new_boolean(true));
+    json_object_object_add(o, "id", json_object_new_int64(sent->id));
+    json_object_object_add(o, "room", json_object_new_string_len(room, (int)room_len));
+    json_object_object_add(o, "ts", json_object_new_int64(sent->ts));
+    if (sent->duplicate)
+        json_object_object_add(o, "duplicate", json_object_new_boolean(true));
+    return finish(o, len);
+}
+
+char *render_health(size_t held, size_t *len)
+{
+    struct json_object *o = json_object_new_object();
+
+    if (!o)
+        return NULL;
+    json_object_object_add(o, "ok", json_object_new_boolean(true));
+    json_object_object_add(o, "held", json_object_new_int64((int64_t)held));
+    return finish(o, len);
+}
+
+char *render_error(const char *msg, size_t *len)
+{
+    struct json_object *o = json_object_new_object();
+
+    if (!o)
+        return NULL;
+    json_object_object_add(o, "error", json_text(msg, strlen(msg)));
+    return finish(o, len);
+}

@@ -1,0 +1,34 @@
+/*
+ * reply.h - FastCGI answers: the status line, the headers every API answer
+ * carries, JSON bodies, and the end of a request.
+ */
+#ifndef CHAT_REPLY_H
+#define CHAT_REPLY_H
+
+#include <stddef.h>
+
+#include <fcgiapp.h>
+
+#include "chat.h"
+
+/*
+ * Writes a JSON answer: Status, Content-Type: application/json,
+ * Cache-Control: no-store, Content-Length, the optional extra header lines
+ * (each ending in "\r\n"), then body. Write errors (a client gone) are
+ * ignored: the request is ended by reply_done() either way.
+ */
+void reply_json(FCGX_Request *r, int status, const char *extra, const char *body, size_t len);
+
+/*
+ * Writes the JSON error of a refusal with its status; a 503 carries
+ * Retry-After: 1 and a 405 carries "allow" as its Allow header.
+ */
+void reply_fail(FCGX_Request *r, const struct chat_fail *f, const char *allow);
+
+/*
+ * Ends a request and frees it (r was malloc'd; reply_done(NULL) is a no-op).
+ * The connection is closed at once, without libfcgi's lingering read.
+ */
+void reply_done(FCGX_Request *r);
+
+#endif

@@ -1,0 +1,415 @@
+/*
+ * store.c - the only file that includes sqlite3.h: open, append, fetch and
+ * the change probes of the watcher.
+ *
+ * Every statement is prepared once per connection in store_open() and only
+ * ever bound with sqlite3_bind_*: no SQL text is built from input.
+ */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <sqlite3.h>
+
+#include "limits.h"
+#include "log.h"
+#include "store.h"
+
+#define SCHEMA_VERSION 1
+
+extern const char schema_sql[];   /* sql/schema.sql, compiled in by the Makefile */
+
+enum stmt_id {
+    ST_BEGIN_READ, ST_BEGIN_WRITE, ST_COMMIT, ST_ROLLBACK,
+    ST_INSERT, ST_FIND_CID, ST_AFTER, ST_TAIL, ST_LATEST,
+    ST_DATA_VERSION, ST_MAX_ID, ST_ROOMS_AFTER, ST_COUNT
+};
+
+static const char *const stmt_sql[ST_COUNT] = {
+    [ST_BEGIN_READ]  = "BEGIN DEFERRED",
+    [ST_BEGIN_WRITE] = "BEGIN IMMEDIATE",
+    [ST_COMMIT]      = "COMMIT",
+    [ST_ROLLBACK]    = "ROLLBACK",
+    [ST_INSERT]      = "INSERT INTO messages(room, user, text, cid) VALUES (?1, ?2, ?3, ?4)"
+                       " RETURNING id, ts",
+    [ST_FIND_CID]    = "SELECT id, ts FROM messages WHERE room = ?1 AND cid = ?2",
+    [ST_AFTER]       = "SELECT id, ts, user, text FROM messages"
+                       " WHERE room = ?1 AND id > ?2 ORDER BY id LIMIT ?3",
+    [ST_TAIL]        = "SELECT id, ts, user, text FROM"
+                       " (SELECT id, ts, user, text FROM messages WHERE room = ?1"
+                       "  ORDER BY id DESC LIMIT ?2) ORDER BY id",
+    [ST_LATEST]      = "SELECT coalesce(max(id), 0) FROM messages WHERE room = ?1",
+    [ST_DATA_VERSION]= "PRAGMA data_version",
+    [ST_MAX_ID]      = "SELECT coalesce(max(id), 0) FROM messages",
+    [ST_ROOMS_AFTER] = "SELECT DISTINCT room FROM messages WHERE id > ?1",
+};
+
+struct store {
+    sqlite3 *db;
+    sqlite3_stmt *st[ST_COUNT];
+};
+
+/* Serialises the writers of this process (see store.h). */
+static pthread_mutex_t write_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* Maps a failed SQLite call to a refusal the client can act on. */
+static int db_fail(struct store *s, int rc, struct chat_fail *f, const char *what)
+{
+    int prim = rc & 0xff;
+
+    if (prim == SQLITE_BUSY || prim == SQLITE_LOCKED)
+        return chat_fail(f, CHAT_EUNAVAIL, "database is busy, try again");
+    if (prim == SQLITE_FULL || prim == SQLITE_IOERR || prim == SQLITE_READONLY ||
+        prim == SQLITE_CANTOPEN || prim == SQLITE_NOMEM || prim == SQLITE_PROTOCOL) {
+        log_warn("%s: %s", what, sqlite3_errmsg(s->db));
+        return chat_fail(f, CHAT_EUNAVAIL, "database is unavailable (%s)", sqlite3_errstr(rc));
+    }
+    log_error("%s: %s", what, sqlite3_errmsg(s->db));
+    return chat_fail(f, CHAT_EINTERNAL, "database error (%s)", sqlite3_errstr(rc));
+}
+
+/* Steps a statement that returns no row, then resets it. */
+static int exec_stmt(struct store *s, enum stmt_id id)
+{
+    int rc = sqlite3_step(s->st[id]);
+    sqlite3_reset(s->st[id]);
+    return rc == SQLITE_DONE || rc == SQLITE_ROW ? SQLITE_OK : rc;
+}
+
+static int single_int(struct store *s, enum stmt_id id, int64_t *out)
+{
+    sqlite3_stmt *st = s->st[id];
+    int rc = sqlite3_step(st);
+
+    if (rc == SQLITE_ROW) {
+        *out = sqlite3_column_int64(st, 0);
+        rc = SQLITE_OK;
+    }
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    return rc;
+}
+
+/* Creates the schema when the database has none; refuses a newer one. */
+static int apply_schema(struct store *s, struct chat_fail *f)
+{
+    sqlite3_stmt *st = NULL;
+    int64_t version = 0, tables = 0;
+    int rc;
+
+    rc = sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+    if (rc != SQLITE_OK)
+        return db_fail(s, rc, f, "begin schema");
+    rc = sqlite3_prepare_v2(s->db, "SELECT (SELECT user_version FROM pragma_user_version),"
+                            " (SELECT count(*) FROM sqlite_schema WHERE name = 'messages')",
+                            -1, &st, NULL);
+    if (rc == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW) {
+        version = sqlite3_column_int64(st, 0);
+        tables = sqlite3_column_int64(st, 1);
+    }
+    sqlite3_finalize(st);
+    if (version > SCHEMA_VERSION) {
+        sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+        return chat_fail(f, CHAT_EUNAVAIL,
+                         "database schema version %lld is newer than this program's %d: "
+                         "upgrade the program", (long long)version, SCHEMA_VERSION);
+    }
+    if (tables == 0) {
+        /* journal_mode cannot change inside a transaction; set after. */
+        rc = sqlite3_exec(s->db, schema_sql, NULL, NULL, NULL);
+        if (rc != SQLITE_OK) {
+            int err = db_fail(s, rc, f, "apply schema");
+            sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+            return err;
+        }
+        log_info("created the schema in %s", sqlite3_db_filename(s->db, "main"));
+    }
+    rc = sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL);
+    if (rc != SQLITE_OK) {
+        sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+        return db_fail(s, rc, f, "commit schema");
+    }
+    return 0;
+}
+
+int store_open(const struct store_opts *o, struct store **out, struct chat_fail *f)
+{
+    struct store *s = calloc(1, sizeof *s);
+    char pragmas[128];
+    int rc, err;
+
+    if (!s)
+        return chat_fail(f, CHAT_EUNAVAIL, "out of memory");
+    rc = sqlite3_open_v2(o->path, &s->db,
+                         SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
+    if (rc != SQLITE_OK) {
+        err = chat_fail(f, CHAT_EUNAVAIL, "cannot open database %s: %s", o->path,
+                        s->db ? sqlite3_errmsg(s->db) : sqlite3_errstr(rc));
+        goto err;
+    }
+    sqlite3_busy_timeout(s->db, o->busy_ms);
+    sqlite3_extended_result_codes(s->db, 1);
+    /* A sqlite3 CLI that breaks in must not make us wait forever for WAL mode. */
+    rc = sqlite3_exec(s->db, "PRAGMA journal_mode = WAL", NULL, NULL, NULL);
+    if (rc != SQLITE_OK) {
+        err = db_fail(s, rc, f, "journal_mode");
+        goto err;
+    }
+    snprintf(pragmas, sizeof pragmas, "PRAGMA synchronous = %s; PRAGMA foreign_keys = ON",
+             o->sync_full ? "FULL" : "NORMAL");
+    if ((rc = sqlite3_exec(s->db, pragmas, NULL, NULL, NULL)) != SQLITE_OK) {
+        err = db_fail(s, rc, f, "pragmas");
+        goto err;
+    }
+    if ((err = apply_schema(s, f)) < 0)
+        goto err;
+    for (int i = 0; i < ST_COUNT; i++) {
+        rc = sqlite3_prepare_v3(s->db, stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &s->st[i], NULL);
+        if (rc != SQLITE_OK) {
+            err = chat_fail(f, CHAT_EINTERNAL, "prepare \"%s\": %s", stmt_sql[i], sqlite3_errmsg(s->db));
+            goto err;
+        }
+    }
+    *out = s;
+    return 0;
+err:
+    store_close(s);
+    return err;
+}
+
+void store_close(struct store *s)
+{
+    if (!s)
+        return;
+    for (int i = 0; i < ST_COUNT; i++)
+        sqlite3_finalize(s->st[i]);
+    sqlite3_close(s->db);
+    free(s);
+}
+
+static void bind_text(sqlite3_stmt *st, int col, const char *p, size_t len)
+{
+    if (p)
+        sqlite3_bind_text(st, col, p, (int)len, SQLITE_STATIC);
+    else
+        sqlite3_bind_null(st, col);
+}
+
+int store_append(struct store *s, const struct valid_send *m, struct store_sent *out,
+                 struct chat_fail *f)
+{
+    sqlite3_stmt *ins = s->st[ST_INSERT], *find = s->st[ST_FIND_CID];
+    int rc, err = 0;
+
+    pthread_mutex_lock(&write_lock);
+    if ((rc = exec_stmt(s, ST_BEGIN_WRITE)) != SQLITE_OK) {
+        err = db_fail(s, rc, f, "begin write");
+        goto out;
+    }
+    out->duplicate = false;
+    if (m->cid) {
+        /* A cid used before in this room: answer with the first row. */
+        bind_text(find, 1, m->room, m->room_len);
+        bind_text(find, 2, m->cid, m->cid_len);
+        rc = sqlite3_step(find);
+        if (rc == SQLITE_ROW) {
+            out->id = sqlite3_column_int64(find, 0);
+            out->ts = sqlite3_column_int64(find, 1);
+            out->duplicate = true;
+        }
+        sqlite3_reset(find);
+        sqlite3_clear_bindings(find);
+        if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+            err = db_fail(s, rc, f, "find cid");
+            goto rollback;
+        }
+    }
+    if (!out->duplicate) {
+        bind_text(ins, 1, m->room, m->room_len);
+        bind_text(ins, 2, m->user, m->user_len);
+        bind_text(ins, 3, m->text, m->text_len);
+        bind_text(ins, 4, m->cid, m->cid_len);
+        rc = sqlite3_step(ins);
+        if (rc == SQLITE_ROW) {
+            out->id = sqlite3_column_int64(ins, 0);
+            out->ts = sqlite3_column_int64(ins, 1);
+            rc = sqlite3_step(ins);
+        }
+        sqlite3_reset(ins);
+        sqlite3_clear_bindings(ins);
+        if (rc != SQLITE_DONE) {
+            err = db_fail(s, rc, f, "insert");
+            goto rollback;
+        }
+    }
+    if ((rc = exec_stmt(s, ST_COMMIT)) != SQLITE_OK) {
+        err = db_fail(s, rc, f, "commit");
+        goto rollback;
+    }
+    goto out;
+rollback:
+    if (!sqlite3_get_autocommit(s->db))
+        exec_stmt(s, ST_ROLLBACK);
+out:
+    pthread_mutex_unlock(&write_lock);
+    return err;
+}
+
+void store_page_free(struct store_page *page)
+{
+    free(page->msgs);
+    free(page->arena);
+    page->msgs = NULL;
+    page->arena = NULL;
+    page->n = 0;
+}
+
+/* Copies the rows of a stepped statement into the page (up to max rows). */
+static int read_rows(struct store *s, sqlite3_stmt *st, size_t max, struct store_page *page,
+                     struct chat_fail *f)
+{
+    size_t cap = 0, used = 0, arena_cap = 0;
+    int rc;
+
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        size_t ulen, tlen, need;
+        struct store_msg *m;
+
+        if (page->n == max) {
+            page->more = true;
+            break;
+        }
+        if (page->n == cap) {
+            size_t ncap = cap ? cap * 2 : 16;
+            struct store_msg *nm = realloc(page->msgs, ncap * sizeof *nm);
+            if (!nm)
+                return chat_fail(f, CHAT_EUNAVAIL, "out of memory");
+            page->msgs = nm;
+            cap = ncap;
+        }
+        /* Column bytes are read after the text conversion they measure. */
+        const unsigned char *user = sqlite3_column_text(st, 2);
+        ulen = (size_t)sqlite3_column_bytes(st, 2);
+        const unsigned char *text = sqlite3_column_text(st, 3);
+        tlen = (size_t)sqlite3_column_bytes(st, 3);
+        need = ulen + tlen + 2;
+        if (arena_cap - used < need) {
+            size_t ncap = arena_cap ? arena_cap * 2 : 4096;
+            while (ncap - used < need)
+                ncap *= 2;
+            char *na = realloc(page->arena, ncap);
+            if (!na)
+                return chat_fail(f, CHAT_EUNAVAIL, "out of memory");
+            page->arena = na;
+            arena_cap = ncap;
+        }
+        m = &page->msgs[page->n++];
+        m->id = sqlite3_column_int64(st, 0);
+        m->ts = sqlite3_column_int64(st, 1);
+        /* Offsets for now: the arena may still move. */
+        m->user = (const char *)(uintptr_t)used;
+        m->user_len = ulen;
+        if (ulen) memcpy(page->arena + used, user, ulen);
+        page->arena[used + ulen] = '\0';
+        used += ulen + 1;
+        m->text = (const char *)(uintptr_t)used;
+        m->text_len = tlen;
+        if (tlen) memcpy(page->arena + used, text, tlen);
+        page->arena[used + tlen] = '\0';
+        used += tlen + 1;
+    }
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        return db_fail(s, rc, f, "read messages");
+    for (size_t i = 0; i < page->n; i++) {
+        page->msgs[i].user = page->arena + (uintptr_t)page->msgs[i].user;
+        page->msgs[i].text = page->arena + (uintptr_t)page->msgs[i].text;
+    }
+    return 0;
+}
+
+int store_fetch(struct store *s, const char *room, size_t room_len, int64_t index,
+                int limit, int tail, struct store_page *page, struct chat_fail *f)
+{
+    sqlite3_stmt *st, *latest = s->st[ST_LATEST];
+    int rc, err = 0;
+
+    memset(page, 0, sizeof *page);
+    if (room_len >= sizeof page->room)
+        return chat_fail(f, CHAT_EBADREQ, "room name too long");
+    memcpy(page->room, room, room_len);
+    page->room[room_len] = '\0';
+
+    if ((rc = exec_stmt(s, ST_BEGIN_READ)) != SQLITE_OK)
+        return db_fail(s, rc, f, "begin read");
+    if (tail > 0) {
+        st = s->st[ST_TAIL];
+        sqlite3_bind_text(st, 1, room, (int)room_len, SQLITE_STATIC);
+        sqlite3_bind_int(st, 2, tail);
+    } else {
+        st = s->st[ST_AFTER];
+        sqlite3_bind_text(st, 1, room, (int)room_len, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 2, index);
+        sqlite3_bind_int(st, 3, limit + 1);
+    }
+    err = read_rows(s, st, tail > 0 ? (size_t)tail : (size_t)limit, page, f);
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    if (err == 0) {
+        sqlite3_bind_text(latest, 1, room, (int)room_len, SQLITE_STATIC);
+        rc = single_int(s, ST_LATEST, &page->max_index);
+        if (rc != SQLITE_OK)
+            err = db_fail(s, rc, f, "latest id");
+    }
+    if (err == 0 && page->n == 0 && (rc = single_int(s, ST_MAX_ID, &page->seen_id)) != SQLITE_OK)
+        err = db_fail(s, rc, f, "max id");
+    exec_stmt(s, ST_COMMIT);
+    if (err < 0) {
+        store_page_free(page);
+        return err;
+    }
+    if (page->n > 0)
+        page->max_index = page->msgs[page->n - 1].id;
+    return 0;
+}
+
+int store_data_version(struct store *s, int64_t *v)
+{
+    return single_int(s, ST_DATA_VERSION, v) == SQLITE_OK ? 0 : CHAT_EUNAVAIL;
+}
+
+int store_max_id(struct store *s, int64_t *id)
+{
+    return single_int(s, ST_MAX_ID, id) == SQLITE_OK ? 0 : CHAT_EUNAVAIL;
+}
+
+int store_rooms_after(struct store *s, int64_t after,
+                      void (*fn)(void *ctx, const char *room, size_t len), void *ctx)
+{
+    sqlite3_stmt *st = s->st[ST_ROOMS_AFTER];
+    int rc;
+
+    sqlite3_bind_int64(st, 1, after);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+        fn(ctx, (const char *)sqlite3_column_text(st, 0), (size_t)sqlite3_column_bytes(st, 0));
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    return rc == SQLITE_DONE ? 0 : CHAT_EUNAVAIL;
+}
+
+int store_check(struct store *s, struct chat_fail *f)
+{
+    int64_t id;
+    int rc;
+
+    if (store_max_id(s, &id) < 0)
+        return chat_fail(f, CHAT_EUNAVAIL, "database is not readable");
+    pthread_mutex_lock(&write_lock);
+    rc = exec_stmt(s, ST_BEGIN_WRITE);
+    if (rc == SQLITE_OK)
+        exec_stmt(s, ST_ROLLBACK);
+    pthread_mutex_unlock(&write_lock);
+    if (rc != SQLITE_OK)
+        return chat_fail(f, CHAT_EUNAVAIL, "database is not writable: %s", sqlite3_errstr(rc));
+    return 0;
+}

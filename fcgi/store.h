@@ -1,0 +1,101 @@
+/*
+ * store.h - the message store: one SQLite connection and its statements.
+ *
+ * store.c is the only file that includes sqlite3.h. A struct store is used
+ * by one thread at a time; every thread that touches the database opens its
+ * own. Writes from all connections of a process are serialised by a
+ * process-wide mutex, so threads of one process never spin in SQLite's busy
+ * handler against each other; other processes are waited on for at most the
+ * busy timeout, then the write fails with CHAT_EUNAVAIL.
+ */
+#ifndef CHAT_STORE_H
+#define CHAT_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "chat.h"
+#include "valid.h"
+
+struct store;
+
+struct store_opts {
+    const char *path;        /* database file; created with the schema when new */
+    int busy_ms;             /* how long to wait for another writer */
+    bool sync_full;          /* PRAGMA synchronous=FULL: survive power loss */
+};
+
+/* One stored message. Strings are NUL-terminated copies owned by the page. */
+struct store_msg {
+    int64_t id;
+    int64_t ts;
+    const char *user; size_t user_len;
+    const char *text; size_t text_len;
+};
+
+/* The answer to a fetch: rows oldest first, the cursor, and whether more wait. */
+struct store_page {
+    char room[72];
+    struct store_msg *msgs;
+    size_t n;
+    int64_t max_index;       /* id of the last row, or the room's latest id */
+    bool more;
+    int64_t seen_id;         /* largest id of any room in the snapshot, when n == 0 */
+    char *arena;             /* owns the strings of msgs */
+};
+
+/* What a send stored (or found, for a repeated cid). */
+struct store_sent {
+    int64_t id;
+    int64_t ts;
+    bool duplicate;
+};
+
+/*
+ * Opens (creating when new, with sql/schema.sql) the database and prepares
+ * the statements. Returns 0 and sets *out, or a negative code with the reason
+ * in *f (a database from a newer schema version is refused).
+ */
+int store_open(const struct store_opts *o, struct store **out, struct chat_fail *f);
+/* Closes the connection; store_close(NULL) is a no-op. */
+void store_close(struct store *s);
+
+/*
+ * Stores a validated message, committed before return. A cid already used in
+ * the room stores nothing and reports the first id with duplicate set.
+ * Returns 0, or CHAT_EUNAVAIL (busy, full, read-only disk) with *f set.
+ */
+int store_append(struct store *s, const struct valid_send *m, struct store_sent *out,
+                 struct chat_fail *f);
+
+/*
+ * Reads, in one snapshot, the room's messages with id > index (at most
+ * limit, more set when others follow) or, when tail > 0, its last tail
+ * messages. Returns 0 and fills *page (release with store_page_free), or a
+ * negative code with *f set.
+ */
+int store_fetch(struct store *s, const char *room, size_t room_len, int64_t index,
+                int limit, int tail, struct store_page *page, struct chat_fail *f);
+/* Releases a page; safe on a zeroed or already freed page. */
+void store_page_free(struct store_page *page);
+
+/*
+ * PRAGMA data_version: changes when another connection commits. The cheap
+ * probe of the watcher. Returns 0 and sets *v, or a negative code.
+ */
+int store_data_version(struct store *s, int64_t *v);
+/* The largest message id (0 when empty). Returns 0 or a negative code. */
+int store_max_id(struct store *s, int64_t *id);
+
+/*
+ * Calls fn once for each room that has a message with id > after. Returns 0
+ * or a negative code.
+ */
+int store_rooms_after(struct store *s, int64_t after,
+                      void (*fn)(void *ctx, const char *room, size_t len), void *ctx);
+
+/* 0 when the database can be read and written now, else CHAT_EUNAVAIL. */
+int store_check(struct store *s, struct chat_fail *f);
+
+#endif

@@ -1,0 +1,51 @@
+/*
+ * util.c - clocks, bounded number parsing and the chat_fail constructor.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <time.h>
+
+#include "chat.h"
+#include "util.h"
+
+int64_t util_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int64_t util_wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+bool util_parse_int(const char *s, size_t len, int64_t min, int64_t max, int64_t *out)
+{
+    int64_t v = 0;
+
+    if (len == 0 || len > 18)
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return false;
+        v = v * 10 + (s[i] - '0');
+    }
+    if (v < min || v > max)
+        return false;
+    *out = v;
+    return true;
+}
+
+int chat_fail(struct chat_fail *f, int code, const char *fmt, ...)
+{
+    va_list ap;
+
+    f->code = code;
+    va_start(ap, fmt);
+    vsnprintf(f->msg, sizeof f->msg, fmt, ap);
+    va_end(ap);
+    return code;
+}
