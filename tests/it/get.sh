@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# get.sh - /get/msg short polls against SPEC section 3, through a real nginx.
+. "$(dirname "$0")/../lib.sh"
+stack_up main || { finish; exit 1; }
+
+req "$BASE/get/msg?index=0"
+check "empty store: 200" 200 "$STATUS"
+check "empty store: seed shape" '{"data":[],"max_index":0,"messages":[],"more":false}' "$BODY"
+check "get: no-store" no-store "$(header cache-control)"
+
+for t in one two three four five; do curl -s "$BASE/send/msg?text=$t&user=u$t" >/dev/null; done
+curl -s "$BASE/send/msg?text=elsewhere&room=side" >/dev/null
+
+req "$BASE/get/msg?index=0"
+check "all of the room, oldest first" '["one","two","three","four","five"]' "$(jget .data)"
+check "messages carry whole rows" '{"id":1,"room":"lobby","user":"uone","text":"one"}' \
+    "$(jget '.messages[0] | {id, room, user, text}')"
+check "messages have ts" true "$(jget '.messages | all(.ts > 1700000000000)')"
+check "max_index is the last id" 5 "$(jget .max_index)"
+check "more false" false "$(jget .more)"
+req "$BASE/get/msg/?index=3"
+check "index: ids after it; trailing slash" '[4,5]' "$(jget '[.messages[].id]')"
+req "$BASE/get/msg"
+check "index defaults to 0" 5 "$(jget '.data | length')"
+
+req "$BASE/get/msg?index=0&limit=2"
+check "limit: first two" '[1,2]' "$(jget '[.messages[].id]')"
+check "limit: more true" true "$(jget .more)"
+check "limit: max_index is the last returned" 2 "$(jget .max_index)"
+req "$BASE/get/msg?index=2&limit=3"
+check "limit exactly the rest: more false" false "$(jget .more)"
+
+req "$BASE/get/msg?tail=2&index=1"
+check "tail ignores index, last two" '[4,5]' "$(jget '[.messages[].id]')"
+req "$BASE/get/msg?tail=1000"
+check "tail larger than the room" 5 "$(jget '.data | length')"
+
+req "$BASE/get/msg?index=5"
+check "nothing new: empty data" '[]' "$(jget .data)"
+check "nothing new: max_index is the latest" 5 "$(jget .max_index)"
+req "$BASE/get/msg?index=500"
+check "cursor ahead: latest id" 5 "$(jget .max_index)"
+
+req "$BASE/get/msg?room=side"
+check "rooms are separate" '["elsewhere"]' "$(jget .data)"
+check "room's max_index" 6 "$(jget .max_index)"
+req "$BASE/get/msg?room=nobody&index=0"
+check "unknown room: empty, max_index 0" '{"data":[],"max_index":0,"messages":[],"more":false}' "$BODY"
+
+# jq -r '.data[]' works, as the seed's page reads it
+check "jq -r .data[] prints texts" "$(printf 'four\nfive')" "$(curl -s "$BASE/get/msg?index=3" | jq -r '.data[]')"
+
+# Rows written with the sqlite3 CLI, even ones that break the rules, are served
+sqlite3 "$DB" "insert into messages(room,text) values('lobby','from the cli')"
+sqlite3 "$DB" "insert into messages(room,user,text) values('lobby',x'ff00fe',x'6869ff')"
+sqlite3 "$DB" "insert into messages(room,text) values('lobby',42)"
+req "$BASE/get/msg?index=5"
+check "CLI rows: 200" 200 "$STATUS"
+check "CLI rows: all three" 3 "$(jget '.data | length')"
+check "CLI row served" '"from the cli"' "$(jget '.data[0]')"
+check "invalid UTF-8 becomes U+FFFD" '"hi�"' "$(jget '.data[1]')"
+check "blob user: NUL escaped, bad bytes replaced" '"�\u0000�"' "$(jget '.messages[1].user')"
+check "integer text served as text" '"42"' "$(jget '.data[2]')"
+check "CLI row has a default ts" true "$(jget '.messages[0].ts > 1700000000000')"
+
+# JSON escaping: nothing a browser would render as HTML
+curl -s --data-urlencode 'text=<script>alert("x")</script> & "quotes" \ back' "$BASE/send/msg" >/dev/null
+req "$BASE/get/msg?tail=1"
+check "text with markup and quotes round-trips" '<script>alert("x")</script> & "quotes" \ back' "$(printf '%s' "$BODY" | jq -r '.data[0]')"
+case $(header content-type) in application/json*) pass "get: JSON content type" ;; *) fail "get: JSON content type" ;; esac
+
+bad() { local name=$1 st=$2; shift 2; req "$@"; check_error "$name" "$st"; }
+bad "index negative" 400 "$BASE/get/msg?index=-1"
+bad "index not a number" 400 "$BASE/get/msg?index=abc"
+bad "index with spaces" 400 "$BASE/get/msg?index=%201"
+bad "index twice" 400 "$BASE/get/msg?index=1&index=2"
+bad "limit 0" 400 "$BASE/get/msg?limit=0"
+bad "limit 1001" 400 "$BASE/get/msg?limit=1001"
+bad "tail 0" 400 "$BASE/get/msg?tail=0"
+bad "tail 1001" 400 "$BASE/get/msg?tail=1001"
+bad "wait negative" 400 "$BASE/get/msg?wait=-1"
+bad "wait fractional" 400 "$BASE/get/msg?wait=0.5"
+bad "bad room" 400 "$BASE/get/msg?room=no%20spaces"
+bad "POST" 405 -d 'index=0' "$BASE/get/msg"
+check "405 Allow on get" "get, head" "$(header allow)"
+bad "unknown get path" 404 "$BASE/get/messages"
+req -I "$BASE/get/msg?index=0"
+check "HEAD: 200" 200 "$STATUS"
+
+req "$BASE/healthz"
+check "healthz: 200" 200 "$STATUS"
+check "healthz: ok" true "$(jget .ok)"
+
+# The page is served at / and /home/
+req "$BASE/"
+check "page at /" 200 "$STATUS"
+req "$BASE/home/"
+check "page at /home/" 200 "$STATUS"
+case $(header content-type) in text/html*) pass "page is HTML" ;; *) fail "page is HTML" "$(header content-type)" ;; esac
+
+finish

@@ -1,0 +1,103 @@
+# lib.sh - shared helpers of the shell test suites (sourced, not run).
+#
+# A suite sources this file, calls stack_up to get its own nginx + chat-fcgi
+# on free loopback ports in a temporary folder, runs checks, and ends with
+# `finish`, which prints "N passed, N failed" and stops what it started.
+
+set -u
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+BIN_DIR=${BIN_DIR:-build/release}
+case $BIN_DIR in /*) ;; *) BIN_DIR=$ROOT/$BIN_DIR ;; esac
+export BIN_DIR
+SUITE=$(basename "$0" .sh)
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/chat-$SUITE.XXXXXX")
+PASSED=0
+FAILED=0
+STACKS=()
+
+pass() { PASSED=$((PASSED + 1)); [ -n "${VERBOSE:-}" ] && echo "  ok   $1"; return 0; }
+fail() { FAILED=$((FAILED + 1)); echo "  FAIL $SUITE: $1"; [ -n "${2:-}" ] && echo "       $2"; return 0; }
+
+# check NAME EXPECTED ACTUAL
+check() {
+    if [ "$2" = "$3" ]; then pass "$1"; else fail "$1" "expected [$2], got [${3:0:300}]"; fi
+}
+# check_true NAME COMMAND...: passes when the command succeeds
+check_true() {
+    local name=$1; shift
+    if "$@"; then pass "$name"; else fail "$name" "command failed: $*"; fi
+}
+
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+# stack_up NAME [chat-fcgi flags...]: starts a stack in $TMP/NAME; sets
+# $BASE (http://127.0.0.1:PORT) and $DB; a second call starts a second stack
+# (set DB first to share a database).
+stack_up() {
+    local name=$1; shift
+    local port; port=$(free_port)
+    STACKS+=("$TMP/$name")
+    PORT=$port FCGI_FLAGS="$*" DB=${DB:-$TMP/$name/chat.db} \
+        "$ROOT/conf/stack.sh" start "$TMP/$name" || { fail "stack $name starts"; return 1; }
+    BASE=http://127.0.0.1:$port
+    DB=${DB:-$TMP/$name/chat.db}
+    STACK_DIR=$TMP/$name
+}
+
+stack_down_all() {
+    local s
+    for s in "${STACKS[@]}"; do "$ROOT/conf/stack.sh" stop "$s" >/dev/null 2>&1 || true; done
+}
+
+# req [curl args...]: one request; sets STATUS, BODY and HEADERS (lower-cased).
+req() {
+    STATUS=$(curl -s -m 20 -o "$TMP/body" -D "$TMP/headers" -w '%{http_code}' "$@")
+    BODY=$(cat "$TMP/body")
+    HEADERS=$(tr 'A-Z' 'a-z' < "$TMP/headers" | tr -d '\r')
+}
+
+# jget FILTER: applies a jq filter to BODY
+jget() { printf '%s' "$BODY" | jq -c "$1" 2>/dev/null; }
+
+# header NAME: the value of a response header of the last req (lower-cased name)
+header() { printf '%s\n' "$HEADERS" | sed -n "s/^$1: //p" | head -1; }
+
+# check_error NAME STATUS: the last answer is a JSON error with that status
+check_error() {
+    check "$1: status" "$2" "$STATUS"
+    check "$1: JSON error" "true" "$(jget '.error | type == "string" and length > 0')"
+    case $(header content-type) in application/json*) pass "$1: content type" ;;
+        *) fail "$1: content type" "got $(header content-type)" ;; esac
+    check "$1: no-store" "no-store" "$(header cache-control)"
+}
+
+# rows [WHERE]: number of stored messages
+rows() { sqlite3 "$DB" "select count(*) from messages ${1:-}"; }
+
+finish() {
+    stack_down_all
+    # Any sanitizer report in a server log is a failure of the suite.
+    if grep -l -E 'ERROR: (Address|Leak)Sanitizer|runtime error:' "$TMP"/*/logs/chat-fcgi.log >/dev/null 2>&1; then
+        fail "no sanitizer report in chat-fcgi logs" "$(grep -h -A5 -E 'Sanitizer|runtime error' "$TMP"/*/logs/chat-fcgi.log | head -20)"
+    fi
+    echo "$SUITE: $PASSED passed, $FAILED failed"
+    if [ "$FAILED" = 0 ] && [ -z "${KEEP_TMP:-}" ]; then rm -rf "$TMP"; else echo "  (state kept in $TMP)"; fi
+    [ "$FAILED" = 0 ]
+}
+trap stack_down_all EXIT
+
+# run_checks COMMAND...: runs a command that prints "PASS name" / "FAIL name:
+# detail" lines and counts them.
+run_checks() {
+    local line
+    while IFS= read -r line; do
+        case $line in
+            "PASS "*) pass "${line#PASS }" ;;
+            "FAIL "*) fail "${line#FAIL }" ;;
+            "INFO "*) echo "  ${line#INFO }" ;;
+            *) echo "  $line" ;;
+        esac
+    done < <("$@" 2>&1)
+}

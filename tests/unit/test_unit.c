@@ -1,0 +1,390 @@
+/*
+ * test_unit.c - cmocka tests of the pure modules (valid, params, render)
+ * and of the store on a temporary database file.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "limits.h"
+#include "params.h"
+#include "render.h"
+#include "store.h"
+#include "valid.h"
+
+/* ---- valid.c ---- */
+
+static void test_utf8(void **state)
+{
+    (void)state;
+    assert_true(valid_utf8("", 0));
+    assert_true(valid_utf8("h\xC3\xA9llo \xE2\x82\xAC \xF0\x9F\x98\x80", 15));
+    assert_false(valid_utf8("\xC0\xAF", 2));             /* overlong '/' */
+    assert_false(valid_utf8("\xED\xA0\x80", 3));         /* surrogate */
+    assert_false(valid_utf8("\xF4\x90\x80\x80", 4));     /* above U+10FFFF */
+    assert_false(valid_utf8("\xE2\x82", 2));             /* truncated */
+    assert_false(valid_utf8("\x80", 1));                 /* lone continuation */
+}
+
+static void test_chars(void **state)
+{
+    struct chat_fail f;
+    (void)state;
+    assert_int_equal(valid_chars("text", "a\tb\nc", 5, &f), 0);
+    assert_int_equal(valid_chars("text", "a\rb", 3, &f), CHAT_EBADREQ);
+    assert_int_equal(valid_chars("text", "a\0b", 3, &f), CHAT_EBADREQ);
+    assert_non_null(strstr(f.msg, "NUL"));
+    assert_int_equal(valid_chars("text", "\x7F", 1, &f), CHAT_EBADREQ);
+    assert_int_equal(valid_chars("text", "\xC2\x85", 2, &f), CHAT_EBADREQ);  /* C1 NEL */
+    assert_int_equal(valid_chars("user", "\xFF", 1, &f), CHAT_EBADREQ);
+    assert_non_null(strstr(f.msg, "UTF-8"));
+}
+
+static void test_names(void **state)
+{
+    char long_name[CHAT_NAME_MAX + 2];
+    (void)state;
+    assert_true(valid_name("lobby", 5));
+    assert_true(valid_name("A-z_0.9", 7));
+    assert_false(valid_name("", 0));
+    assert_false(valid_name("a b", 3));
+    assert_false(valid_name("a/b", 3));
+    memset(long_name, 'x', sizeof long_name);
+    assert_true(valid_name(long_name, CHAT_NAME_MAX));
+    assert_false(valid_name(long_name, CHAT_NAME_MAX + 1));
+}
+
+static void test_send_rules(void **state)
+{
+    static char big[CHAT_TEXT_MAX + 1];
+    struct valid_send m = { .text = "hi", .text_len = 2, .user = "", .room = "lobby", .room_len = 5 };
+    struct chat_fail f;
+    (void)state;
+    assert_int_equal(valid_send(&m, &f), 0);
+    memset(big, 'a', sizeof big);
+    m.text = big;
+    m.text_len = CHAT_TEXT_MAX;
+    assert_int_equal(valid_send(&m, &f), 0);
+    m.text_len = CHAT_TEXT_MAX + 1;
+    assert_int_equal(valid_send(&m, &f), CHAT_ETOOBIG);
+    m.text_len = 0;
+    assert_int_equal(valid_send(&m, &f), CHAT_EBADREQ);
+    m.text = NULL;
+    assert_int_equal(valid_send(&m, &f), CHAT_EBADREQ);
+    assert_non_null(strstr(f.msg, "required"));
+    m.text = "hi"; m.text_len = 2;
+    m.user = big; m.user_len = CHAT_USER_MAX + 1;
+    assert_int_equal(valid_send(&m, &f), CHAT_EBADREQ);
+    m.user = "ann"; m.user_len = 3;
+    m.cid = "bad cid"; m.cid_len = 7;
+    assert_int_equal(valid_send(&m, &f), CHAT_EBADREQ);
+}
+
+/* ---- params.c ---- */
+
+static void test_urlencoded(void **state)
+{
+    struct params p;
+    struct chat_fail f;
+    const char *q = "text=a+b%20c%0Ad&user=%C3%A9&other=1&room=r";
+    (void)state;
+    params_init(&p);
+    assert_int_equal(params_add_urlencoded(&p, q, strlen(q), &f), 0);
+    assert_int_equal(p.v[P_TEXT].len, 7);
+    assert_memory_equal(p.v[P_TEXT].s, "a b c\nd", 7);
+    assert_memory_equal(p.v[P_USER].s, "\xC3\xA9", 2);
+    assert_memory_equal(p.v[P_ROOM].s, "r", 1);
+    assert_null(p.v[P_CID].s);
+    params_free(&p);
+}
+
+static void test_urlencoded_errors(void **state)
+{
+    struct params p;
+    struct chat_fail f;
+    const char *twice = "text=a&text=b", *bad = "text=%zz", *cut = "text=ab%4";
+    const char *empty = "text=&user", *nul = "text=a%00b";
+    (void)state;
+    params_init(&p);
+    assert_int_equal(params_add_urlencoded(&p, twice, strlen(twice), &f), CHAT_EBADREQ);
+    assert_non_null(strstr(f.msg, "more than once"));
+    params_free(&p);
+    params_init(&p);
+    assert_int_equal(params_add_urlencoded(&p, bad, strlen(bad), &f), CHAT_EBADREQ);
+    params_free(&p);
+    params_init(&p);
+    assert_int_equal(params_add_urlencoded(&p, cut, strlen(cut), &f), CHAT_EBADREQ);
+    params_free(&p);
+    params_init(&p);
+    assert_int_equal(params_add_urlencoded(&p, empty, strlen(empty), &f), 0);
+    assert_non_null(p.v[P_TEXT].s);
+    assert_int_equal(p.v[P_TEXT].len, 0);
+    assert_int_equal(p.v[P_USER].len, 0);
+    params_free(&p);
+    params_init(&p);
+    assert_int_equal(params_add_urlencoded(&p, nul, strlen(nul), &f), 0);
+    assert_int_equal(p.v[P_TEXT].len, 3);
+    params_free(&p);
+}
+
+static void test_query_and_body_clash(void **state)
+{
+    struct params p;
+    struct chat_fail f;
+    (void)state;
+    params_init(&p);
+    assert_int_equal(params_reserve(&p, 20), 0);
+    assert_int_equal(params_add_urlencoded(&p, "room=a", 6, &f), 0);
+    assert_int_equal(params_add_urlencoded(&p, "room=b", 6, &f), CHAT_EBADREQ);
+    params_free(&p);
+}
+
+static void test_json(void **state)
+{
+    struct params p;
+    struct chat_fail f;
+    const char *ok = "{\"text\":\"hi\\u00e9\",\"user\":\"ann\",\"extra\":[1,2],\"n\":3}";
+    (void)state;
+    params_init(&p);
+    assert_int_equal(params_add_json(&p, ok, strlen(ok), &f), 0);
+    assert_int_equal(p.v[P_TEXT].len, 4);
+    assert_memory_equal(p.v[P_TEXT].s, "hi\xC3\xA9", 4);
+    params_free(&p);
+
+    static const char *const bad[] = {
+        "{\"text\":1}", "{\"text\":null}", "[\"text\"]", "\"text\"", "{\"text\":\"a\"",
+        "{\"text\":\"a\"} x", "{text:\"a\"}", "", "{\"text\":\"\xff\"}",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        params_init(&p);
+        assert_int_equal(params_add_json(&p, bad[i], strlen(bad[i]), &f), CHAT_EBADREQ);
+        params_free(&p);
+    }
+    params_init(&p);
+    assert_int_equal(params_add_json(&p, "{\"text\":\"a\\u0000b\"}", 19, &f), 0);
+    assert_int_equal(p.v[P_TEXT].len, 3);
+    params_free(&p);
+}
+
+static void test_get_args(void **state)
+{
+    struct params p;
+    struct get_args g;
+    struct chat_fail f;
+    const char *q = "index=42&limit=1000&wait=999999999999999999999&room=x";
+    (void)state;
+    params_init(&p);
+    assert_int_equal(params_add_urlencoded(&p, q, strlen(q), &f), 0);
+    assert_int_equal(params_get(&p, &g, &f), 0);
+    assert_int_equal(g.index, 42);
+    assert_int_equal(g.limit, 1000);
+    assert_int_equal(g.wait, CHAT_WAIT_MAX);
+    assert_int_equal(g.tail, 0);
+    params_free(&p);
+
+    params_init(&p);
+    assert_int_equal(params_get(&p, &g, &f), 0);
+    assert_int_equal(g.index, 0);
+    assert_int_equal(g.limit, CHAT_LIMIT_DEFAULT);
+    assert_memory_equal(g.room, "lobby", 5);
+    params_free(&p);
+
+    static const char *const bad[] = {
+        "index=-1", "index=1.5", "index=abc", "index=", "limit=0", "limit=1001",
+        "tail=0", "tail=1001", "wait=-1", "wait=1.5", "wait=", "room=a%20b", "room=",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        params_init(&p);
+        assert_int_equal(params_add_urlencoded(&p, bad[i], strlen(bad[i]), &f), 0);
+        assert_int_equal(params_get(&p, &g, &f), CHAT_EBADREQ);
+        params_free(&p);
+    }
+}
+
+/* ---- render.c ---- */
+
+static void test_render_page(void **state)
+{
+    struct store_msg msgs[2] = {
+        { .id = 41, .ts = 1000, .user = "ann", .user_len = 3, .text = "hello \"x\" </script>", .text_len = 19 },
+        { .id = 42, .ts = 1001, .user = "", .user_len = 0, .text = "bad\xFF\xC3", .text_len = 5 },
+    };
+    struct store_page page = { .room = "lobby", .msgs = msgs, .n = 2, .max_index = 42 };
+    size_t len;
+    char *s = render_page(&page, &len);
+    (void)state;
+    assert_non_null(s);
+    assert_int_equal(strlen(s), len);
+    assert_string_equal(s,
+        "{\"data\":[\"hello \\\"x\\\" </script>\",\"bad\xEF\xBF\xBD\xEF\xBF\xBD\"],\"max_index\":42,"
+        "\"messages\":[{\"id\":41,\"room\":\"lobby\",\"user\":\"ann\",\"text\":\"hello \\\"x\\\" </script>\",\"ts\":1000},"
+        "{\"id\":42,\"room\":\"lobby\",\"user\":\"\",\"text\":\"bad\xEF\xBF\xBD\xEF\xBF\xBD\",\"ts\":1001}],"
+        "\"more\":false}");
+    free(s);
+}
+
+static void test_render_sent_and_error(void **state)
+{
+    struct store_sent sent = { .id = 7, .ts = 99, .duplicate = true };
+    size_t len;
+    char *s = render_sent(&sent, "r1", 2, &len);
+    (void)state;
+    assert_string_equal(s, "{\"ok\":true,\"id\":7,\"room\":\"r1\",\"ts\":99,\"duplicate\":true}");
+    free(s);
+    s = render_error("text is \"bad\"\n", &len);
+    assert_string_equal(s, "{\"error\":\"text is \\\"bad\\\"\\n\"}");
+    free(s);
+}
+
+/* ---- store.c ---- */
+
+struct db { char path[64]; struct store *s; };
+
+static int db_setup(void **state)
+{
+    struct db *d = calloc(1, sizeof *d);
+    struct chat_fail f;
+    int fd;
+    snprintf(d->path, sizeof d->path, "/tmp/chat-unit-XXXXXX");
+    fd = mkstemp(d->path);
+    close(fd);
+    unlink(d->path);
+    struct store_opts o = { .path = d->path, .busy_ms = 1000 };
+    if (store_open(&o, &d->s, &f) < 0) {
+        fprintf(stderr, "store_open: %s\n", f.msg);
+        return -1;
+    }
+    *state = d;
+    return 0;
+}
+
+static int db_teardown(void **state)
+{
+    struct db *d = *state;
+    char p[80];
+    store_close(d->s);
+    unlink(d->path);
+    snprintf(p, sizeof p, "%s-wal", d->path); unlink(p);
+    snprintf(p, sizeof p, "%s-shm", d->path); unlink(p);
+    free(d);
+    return 0;
+}
+
+static void send_one(struct store *s, const char *room, const char *text, const char *cid,
+                     struct store_sent *out)
+{
+    struct valid_send m = { .text = text, .text_len = strlen(text), .user = "u", .user_len = 1,
+                            .room = room, .room_len = strlen(room),
+                            .cid = cid, .cid_len = cid ? strlen(cid) : 0 };
+    struct chat_fail f;
+    assert_int_equal(store_append(s, &m, out, &f), 0);
+}
+
+static void test_store_append_fetch(void **state)
+{
+    struct db *d = *state;
+    struct store_sent a, b, c, dup;
+    struct store_page page;
+    struct chat_fail f;
+    int64_t max_id;
+
+    send_one(d->s, "lobby", "one", NULL, &a);
+    send_one(d->s, "other", "two", NULL, &b);
+    send_one(d->s, "lobby", "three", "c1", &c);
+    send_one(d->s, "lobby", "three again", "c1", &dup);
+    assert_true(a.id < b.id && b.id < c.id);
+    assert_false(c.duplicate);
+    assert_true(dup.duplicate);
+    assert_int_equal(dup.id, c.id);
+    assert_true(a.ts > 1700000000000LL);
+
+    assert_int_equal(store_fetch(d->s, "lobby", 5, 0, 100, 0, &page, &f), 0);
+    assert_int_equal(page.n, 2);
+    assert_string_equal(page.msgs[0].text, "one");
+    assert_string_equal(page.msgs[1].text, "three");
+    assert_int_equal(page.max_index, c.id);
+    assert_false(page.more);
+    store_page_free(&page);
+
+    assert_int_equal(store_fetch(d->s, "lobby", 5, 0, 1, 0, &page, &f), 0);
+    assert_int_equal(page.n, 1);
+    assert_true(page.more);
+    assert_int_equal(page.max_index, a.id);
+    store_page_free(&page);
+
+    assert_int_equal(store_fetch(d->s, "lobby", 5, c.id, 100, 0, &page, &f), 0);
+    assert_int_equal(page.n, 0);
+    assert_int_equal(page.max_index, c.id);
+    assert_int_equal(page.seen_id, c.id);
+    store_page_free(&page);
+
+    assert_int_equal(store_fetch(d->s, "lobby", 5, 0, 100, 1, &page, &f), 0);
+    assert_int_equal(page.n, 1);
+    assert_string_equal(page.msgs[0].text, "three");
+    store_page_free(&page);
+
+    assert_int_equal(store_fetch(d->s, "empty", 5, 0, 100, 0, &page, &f), 0);
+    assert_int_equal(page.n, 0);
+    assert_int_equal(page.max_index, 0);
+    store_page_free(&page);
+
+    assert_int_equal(store_max_id(d->s, &max_id), 0);
+    assert_int_equal(max_id, c.id);
+    assert_int_equal(store_check(d->s, &f), 0);
+}
+
+static void count_room(void *ctx, const char *room, size_t len)
+{
+    (void)room; (void)len;
+    (*(int *)ctx)++;
+}
+
+static void test_store_changes(void **state)
+{
+    struct db *d = *state;
+    struct store *other;
+    struct store_opts o = { .path = d->path, .busy_ms = 1000 };
+    struct store_sent a;
+    struct chat_fail f;
+    int64_t v1, v2, v3;
+    int rooms = 0;
+
+    assert_int_equal(store_open(&o, &other, &f), 0);
+    assert_int_equal(store_data_version(d->s, &v1), 0);
+    send_one(other, "x", "from another connection", NULL, &a);
+    assert_int_equal(store_data_version(d->s, &v2), 0);
+    assert_true(v2 != v1);
+    assert_int_equal(store_data_version(d->s, &v3), 0);
+    assert_true(v3 == v2);
+    send_one(other, "y", "more", NULL, &a);
+    assert_int_equal(store_rooms_after(d->s, 0, count_room, &rooms), 0);
+    assert_int_equal(rooms, 2);
+    store_close(other);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_utf8),
+        cmocka_unit_test(test_chars),
+        cmocka_unit_test(test_names),
+        cmocka_unit_test(test_send_rules),
+        cmocka_unit_test(test_urlencoded),
+        cmocka_unit_test(test_urlencoded_errors),
+        cmocka_unit_test(test_query_and_body_clash),
+        cmocka_unit_test(test_json),
+        cmocka_unit_test(test_get_args),
+        cmocka_unit_test(test_render_page),
+        cmocka_unit_test(test_render_sent_and_error),
+        cmocka_unit_test_setup_teardown(test_store_append_fetch, db_setup, db_teardown),
+        cmocka_unit_test_setup_teardown(test_store_changes, db_setup, db_teardown),
+    };
+    return cmocka_run_group_tests_name("unit", tests, NULL, NULL);
+}
