@@ -33,13 +33,20 @@ wait_for() {
     return 1
 }
 
-stop_pid() {   # stop_pid NAME: TERM, then KILL after 5 s
-    local f=$dir/$1.pid pid
+# alive PID: running (a zombie whose parent has not reaped it is not)
+alive() {
+    local state
+    state=$(awk '/^State:/ {print $2}' "/proc/$1/status" 2>/dev/null)
+    [ -n "$state" ] && [ "$state" != Z ]
+}
+
+stop_pid() {   # stop_pid PIDFILE: TERM, then KILL after 10 s
+    local f=$dir/$1 pid
     [ -f "$f" ] || return 0
     pid=$(cat "$f")
-    if kill -0 "$pid" 2>/dev/null; then
+    if alive "$pid"; then
         kill -TERM "$pid" 2>/dev/null || true
-        wait_for "! kill -0 $pid 2>/dev/null" || kill -KILL "$pid" 2>/dev/null || true
+        wait_for "! alive $pid" || kill -KILL "$pid" 2>/dev/null || true
     fi
     rm -f "$f"
 }
@@ -59,14 +66,14 @@ write_nginx_conf() {
 
 start_fcgi() {
     # shellcheck disable=SC2086
-    "$bin/chat-fcgi" --db "$db" --listen "$sock" ${FCGI_FLAGS:-} 2>>"$dir/logs/chat-fcgi.log" &
+    "$bin/chat-fcgi" --db "$db" --listen "$sock" ${FCGI_FLAGS:-} >>"$dir/logs/chat-fcgi.log" 2>&1 </dev/null &
     echo $! > "$dir/chat-fcgi.pid"
     wait_for "[ -S '$sock' ]" || { echo "chat-fcgi did not start; see $dir/logs/chat-fcgi.log" >&2; tail -5 "$dir/logs/chat-fcgi.log" >&2; return 1; }
 }
 
 start_nginx() {
-    "$nginx" -p "$dir/nginx" -c "$dir/nginx/nginx.conf" -e "$dir/logs/nginx-error.log" 2>>"$dir/logs/nginx-error.log" &
-    echo $! > "$dir/nginx.pid.run"
+    "$nginx" -p "$dir/nginx" -c "$dir/nginx/nginx.conf" -e "$dir/logs/nginx-error.log" >>"$dir/logs/nginx-error.log" 2>&1 </dev/null &
+    echo $! > "$dir/nginx.run.pid"
     wait_for "curl -s -o /dev/null http://127.0.0.1:$port/healthz" || { echo "nginx did not start; see $dir/logs/nginx-error.log" >&2; tail -5 "$dir/logs/nginx-error.log" >&2; return 1; }
 }
 
@@ -77,8 +84,8 @@ start() {
 }
 
 stop() {
-    stop_pid nginx.pid.run
-    stop_pid chat-fcgi
+    stop_pid nginx.run.pid
+    stop_pid chat-fcgi.pid
 }
 
 case $cmd in

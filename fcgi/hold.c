@@ -265,16 +265,17 @@ static void dispatch(struct hold *h, struct wlist *l)
     struct wlist again = { 0 };
 
     while (l->head) {
-        struct waiter *first = l->head, **pp;
+        /* The group's key, copied: the first waiter is freed with its group. */
+        struct waiter key = *l->head, **pp;
         struct store_page page;
         struct chat_fail f;
         char *body = NULL;
         size_t len = 0;
         bool answer;
 
-        if (store_fetch(h->store, first->room, first->room_len, first->index, first->limit,
-                        first->tail, &page, &f) < 0) {
-            log_warn("watcher read of room %s failed: %s", first->room, f.msg);
+        if (store_fetch(h->store, key.room, key.room_len, key.index, key.limit, key.tail,
+                        &page, &f) < 0) {
+            log_warn("watcher read of room %s failed: %s", key.room, f.msg);
             answer = false;
         } else {
             answer = page.n > 0;
@@ -284,8 +285,8 @@ static void dispatch(struct hold *h, struct wlist *l)
         }
         for (pp = &l->head; *pp; ) {
             struct waiter *w = *pp;
-            if (w->room_len == first->room_len && memcmp(w->room, first->room, w->room_len) == 0 &&
-                w->index == first->index && w->limit == first->limit && w->tail == first->tail) {
+            if (w->room_len == key.room_len && memcmp(w->room, key.room, w->room_len) == 0 &&
+                w->index == key.index && w->limit == key.limit && w->tail == key.tail) {
                 *pp = w->next;
                 if (answer)
                     waiter_finish(w, body, len);

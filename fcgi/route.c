@@ -112,12 +112,18 @@ static long read_body(FCGX_Request *r, size_t max, char **out)
         if (n <= 0)
             break;
     }
-    if (over) {
+    if (over || len == 0) {
         free(*out);
         *out = NULL;
-        return -1;
     }
-    return (long)len;
+    return over ? -1 : (long)len;
+}
+
+/* Reads the body to its end and drops it. */
+static void discard_body(FCGX_Request *r)
+{
+    char *none;
+    read_body(r, 0, &none);
 }
 
 /* Decodes the query string and, for a POST, the body into *p. */
@@ -136,7 +142,7 @@ static int decode(FCGX_Request *r, const struct route *rt, const char *method,
     if (cl && *cl && !util_parse_int(cl, strlen(cl), 0, INT64_MAX / 2, &declared))
         declared = 0;
     if (declared > CHAT_BODY_MAX) {
-        read_body(r, 0, &body);
+        discard_body(r);
         return chat_fail(f, CHAT_ETOOBIG, "body is larger than %d bytes", CHAT_BODY_MAX);
     }
     blen = read_body(r, CHAT_BODY_MAX, &body);
@@ -185,12 +191,10 @@ void route_request(struct api_ctx *c, FCGX_Request *r)
         method = "GET";
     path = request_path(r, &plen);
     if (!(rt = route_find(path, plen))) {
-        char *ignored;
-        read_body(r, 0, &ignored);
+        discard_body(r);
         err = chat_fail(&f, CHAT_ENOTFOUND, "no such API path: %.*s", (int)(plen > 80 ? 80 : plen), path);
     } else if (!method_allowed(rt, method)) {
-        char *ignored;
-        read_body(r, 0, &ignored);
+        discard_body(r);
         err = chat_fail(&f, CHAT_EMETHOD, "method %.16s is not allowed here: use %s", method, rt->allow);
     } else if ((err = decode(r, rt, method, &p, &f)) == 0) {
         err = rt->fn(c, r, &p, &f);
