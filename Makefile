@@ -4,6 +4,7 @@
 #   make [V=1] [SAN=1]   build build/<flavour>/chat-fcgi (SAN=1: ASan+UBSan)
 #   make run [PORT=8080] build and run nginx + chat-fcgi in the foreground
 #   make test [SAN=1]    every test; the last line is "N passed, N failed"
+#   make bench           benchmarks (tests/bench/), figures for the README
 #   make install [PREFIX=/usr/local] [DESTDIR=]
 #   make clean
 
@@ -43,7 +44,7 @@ ALL_LDFLAGS = -pthread $(SANFLAGS) $(LDFLAGS)
 CORE := util log valid params store render reply hold listen api route
 CORE_OBJS := $(CORE:%=$(B)/%.o) $(B)/schema_sql.o
 
-.PHONY: all run test install uninstall clean deps
+.PHONY: all run test bench install uninstall clean deps
 all: $(B)/chat-fcgi
 
 $(B)/%.o: fcgi/%.c | $(B)
@@ -97,6 +98,11 @@ run: deps
 test: deps
 	$(Q)$(MAKE) --no-print-directory all $(B)/test_unit
 	$(Q)BIN_DIR=$(B) tests/run.sh
+
+# Benchmarks report figures; they are never part of `make test`.
+bench: deps
+	$(Q)$(MAKE) --no-print-directory all
+	$(Q)BIN_DIR=$(B) python3 tests/bench/wakeup.py
 
 install: all
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(DATADIR)/sql $(DESTDIR)$(DATADIR)/htdocs $(DESTDIR)$(DATADIR)/conf/nginx

@@ -78,7 +78,8 @@ int api_get(struct api_ctx *c, FCGX_Request *r, const struct params *p, struct c
 }
 
 /*
- * /healthz - 200 {"ok":true,"held":N} when the database can be read and
+ * /healthz - 200 {"ok":true,"held":N,"probes":N} (long-polls held now,
+ * change probes since start) when the database can be read and
  * written now, 503 otherwise.
  */
 int api_healthz(struct api_ctx *c, FCGX_Request *r, const struct params *p, struct chat_fail *f)
@@ -90,6 +91,6 @@ int api_healthz(struct api_ctx *c, FCGX_Request *r, const struct params *p, stru
     (void)p;
     if ((err = store_check(c->store, f)) < 0)
         return err;
-    body = render_health(hold_count(c->hold), &len);
+    body = render_health(hold_count(c->hold), hold_probes(c->hold), &len);
     return answer(r, body, len, f);
 }

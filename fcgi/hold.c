@@ -47,6 +47,7 @@ struct hold {
     bool rescan;               /* last_id moved back: re-read the changes */
     int64_t next_deadline;     /* no waiter expires before this */
     int64_t data_version;
+    atomic_llong probes;       /* change probes made, for /healthz */
     int epfd, kickfd;
     int probe_ms;
     atomic_bool stopping;
@@ -160,8 +161,11 @@ int hold_park(struct hold *h, FCGX_Request *req, const struct get_args *g, int64
         h->last_id = seen_id;
         h->rescan = wake = true;
     }
-    /* The watcher sleeps long when nothing waits, and times its sleep by the deadline. */
-    if (w->deadline < h->next_deadline) {
+    /*
+     * The watcher sleeps long when nothing waits, and times its sleep by the
+     * earliest deadline: wake it when either changes.
+     */
+    if (h->count == 1 || w->deadline < h->next_deadline) {
         h->next_deadline = w->deadline;
         wake = true;
     }
@@ -177,6 +181,11 @@ void hold_kick(struct hold *h)
     if (write(h->kickfd, &one, sizeof one) < 0) {
         /* the counter is saturated: the watcher is awake anyway */
     }
+}
+
+int64_t hold_probes(struct hold *h)
+{
+    return atomic_load(&h->probes);
 }
 
 size_t hold_count(struct hold *h)
@@ -235,6 +244,7 @@ static void probe_changes(struct hold *h, struct wlist *out)
     struct rooms changed = { 0 };
     int64_t version, max_id;
 
+    atomic_fetch_add(&h->probes, 1);
     if (store_data_version(h->store, &version) < 0)
         return;
     if (version == h->data_version && !h->rescan)

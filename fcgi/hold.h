@@ -55,5 +55,7 @@ void hold_kick(struct hold *h);
 
 /* Requests parked now. */
 size_t hold_count(struct hold *h);
+/* Change probes made since start. */
+int64_t hold_probes(struct hold *h);
 
 #endif

@@ -121,7 +121,7 @@ char *render_sent(const struct store_sent *sent, const char *room, size_t room_l
     return finish(o, len);
 }
 
-char *render_health(size_t held, size_t *len)
+char *render_health(size_t held, int64_t probes, size_t *len)
 {
     struct json_object *o = json_object_new_object();
 
@@ -129,6 +129,7 @@ char *render_health(size_t held, size_t *len)
         return NULL;
     json_object_object_add(o, "ok", json_object_new_boolean(true));
     json_object_object_add(o, "held", json_object_new_int64((int64_t)held));
+    json_object_object_add(o, "probes", json_object_new_int64(probes));
     return finish(o, len);
 }
 

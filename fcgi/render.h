@@ -22,8 +22,8 @@ char *render_message(const char *room, const struct store_msg *m, size_t *len);
 /* {"ok":true,"id":N,"room":"...","ts":N} plus "duplicate":true for a repeated cid. */
 char *render_sent(const struct store_sent *sent, const char *room, size_t room_len, size_t *len);
 
-/* {"ok":true,"held":N} */
-char *render_health(size_t held, size_t *len);
+/* {"ok":true,"held":N,"probes":N}: long-polls held now, change probes made */
+char *render_health(size_t held, int64_t probes, size_t *len);
 
 /* {"error":"..."} */
 char *render_error(const char *msg, size_t *len);
