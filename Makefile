@@ -19,7 +19,7 @@ PORT       ?= 8080
 PKGS := fcgi sqlite3 json-c
 # Debian packages that building, running and testing need.
 DEB_PKGS := gcc make pkg-config libc6-dev libfcgi-dev libsqlite3-dev libjson-c-dev \
-            libcmocka-dev sqlite3 curl python3 procps
+            libcmocka-dev sqlite3 curl jq python3 procps
 
 ifeq ($(SAN),1)
 FLAVOUR  := san

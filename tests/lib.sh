@@ -28,6 +28,9 @@ check_true() {
     if "$@"; then pass "$name"; else fail "$name" "command failed: $*"; fi
 }
 
+# calc EXPR: evaluates an arithmetic or comparison expression with awk (1/0)
+calc() { awk "BEGIN { print ($1) ? 1 : 0 }"; }
+
 free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }

@@ -28,7 +28,7 @@ poll_wait a
 check "woken by a send: the message" '["second"]' "$(jget .data)"
 check "woken by a send: max_index" 2 "$(jget .max_index)"
 check "woken by a send: status" 200 "${META%% *}"
-check "woken by a send: within a second" 1 "$(echo "${META#* } < 1" | bc)"
+check "woken by a send: within a second" 1 "$(calc "${META#* } < 1")"
 
 # Wake-up on a row written by the sqlite3 CLI
 poll_bg b "index=2&wait=20"
@@ -36,7 +36,7 @@ check_true "second long-poll is held" held_is 1
 sqlite3 "$DB" "insert into messages(room,user,text) values('lobby','ops','from sqlite3')"
 poll_wait b
 check "woken by a sqlite3 insert" '[{"user":"ops","text":"from sqlite3"}]' "$(jget '[.messages[] | {user, text}]')"
-check "sqlite3 wake-up within half a second" 1 "$(echo "${META#* } < 0.5" | bc)"
+check "sqlite3 wake-up within half a second" 1 "$(calc "${META#* } < 0.5")"
 
 # Only the room's own messages wake it
 poll_bg c "index=0&wait=20&room=quiet"
@@ -54,14 +54,14 @@ check "both waiters of the room woken" '["hush"]' "$(jget .data)"
 # Timeout: empty data, 200, after the wait
 poll_bg e "index=100&wait=1&room=empty"
 poll_wait e
-check "cursor ahead of the room: answered at once" 1 "$(echo "${META#* } < 0.5" | bc)"
+check "cursor ahead of the room: answered at once" 1 "$(calc "${META#* } < 0.5")"
 check "cursor ahead: latest id as max_index" 0 "$(jget .max_index)"
 latest=$(curl -s "$BASE/get/msg?tail=1" | jq .max_index)
 poll_bg f "index=$latest&wait=1"
 poll_wait f
 check "timeout: 200" 200 "${META%% *}"
 check "timeout: empty answer with the cursor" "{\"data\":[],\"max_index\":$latest,\"messages\":[],\"more\":false}" "$BODY"
-check "timeout: after about a second" 1 "$(echo "${META#* } >= 0.9 && ${META#* } < 2" | bc)"
+check "timeout: after about a second" 1 "$(calc "${META#* } >= 0.9 && ${META#* } < 2")"
 
 # wait above 60 is clamped, not refused
 poll_bg g "index=$latest&wait=100000"

@@ -35,7 +35,7 @@ req "$second/send/msg?text=from+the+other+process"
 check "second process stores" 200 "$STATUS"
 wait $cpid
 check "a long-poll on process 1 wakes for a send on process 2" '["from the other process"]' "$(jq -c .data "$TMP/cross.body")"
-check "cross-process wake-up within a second" 1 "$(echo "$(cat "$TMP/cross.time") < 1" | bc)"
+check "cross-process wake-up within a second" 1 "$(calc "$(cat "$TMP/cross.time") < 1")"
 req "$first/send/msg?text=back"
 a=$(jget .id)
 req "$second/send/msg?text=forth"
