@@ -84,6 +84,14 @@ bad "bad room" 400 "$BASE/get/msg?room=no%20spaces"
 bad "POST" 405 -d 'index=0' "$BASE/get/msg"
 check "405 Allow on get" "get, head" "$(header allow)"
 bad "unknown get path" 404 "$BASE/get/messages"
+bad "a path nobody serves" 404 "$BASE/no/such/thing"
+raw=$(printf 'GET /send/msg?text=a HTTP/1.1\r\n\r\n' | python3 -c "
+import socket, sys
+s = socket.create_connection(('127.0.0.1', int(sys.argv[1])))
+s.sendall(sys.stdin.buffer.read())
+print(s.recv(4096).decode())" "${BASE##*:}")
+check "a request without Host: 400" "HTTP/1.1 400" "${raw:0:12}"
+check "a request without Host: JSON" '{"error":"bad request"}' "$(printf '%s' "$raw" | tail -1)"
 req -I "$BASE/get/msg?index=0"
 check "HEAD: 200" 200 "$STATUS"
 
