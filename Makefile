@@ -17,9 +17,10 @@ CFLAGS     ?= -O2 -g
 PORT       ?= 8080
 
 PKGS := fcgi sqlite3 json-c
+WS_PKGS := libwebsockets
 # Debian packages that building, running and testing need.
-DEB_PKGS := gcc make pkg-config libc6-dev libfcgi-dev libsqlite3-dev libjson-c-dev \
-            libcmocka-dev sqlite3 curl jq python3 procps
+DEB_PKGS := gcc make pkg-config libc6-dev libfcgi-dev libsqlite3-dev libjson-c-dev libwebsockets-dev \
+            libcmocka-dev sqlite3 curl jq python3 python3-websockets procps
 
 ifeq ($(SAN),1)
 FLAVOUR  := san
@@ -36,16 +37,20 @@ endif
 
 PKG_CFLAGS = $(shell $(PKG_CONFIG) --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   = $(shell $(PKG_CONFIG) --libs $(PKGS) 2>/dev/null)
+WS_CFLAGS  = $(shell $(PKG_CONFIG) --cflags $(WS_PKGS) 2>/dev/null)
+WS_LIBS    = $(shell $(PKG_CONFIG) --libs $(WS_PKGS) 2>/dev/null)
 ALL_CFLAGS = -std=c11 -Wall -Wextra -Werror -D_GNU_SOURCE -pthread -MMD -MP \
              $(SANFLAGS) $(PKG_CFLAGS) $(CFLAGS)
 ALL_LDFLAGS = -pthread $(SANFLAGS) $(LDFLAGS)
 
 # Modules shared by the programs and the unit tests.
-CORE := util log valid params store render reply hold listen api route
+CORE := util log valid params store render
 CORE_OBJS := $(CORE:%=$(B)/%.o) $(B)/schema_sql.o
+FCGI_OBJS := $(B)/chat_fcgi.o $(patsubst %,$(B)/%.o,reply hold listen api route) $(CORE_OBJS)
+WS_OBJS   := $(B)/chat_ws.o $(B)/feed.o $(B)/writer.o $(CORE_OBJS)
 
 .PHONY: all run test bench install uninstall clean deps
-all: $(B)/chat-fcgi
+all: $(B)/chat-fcgi $(B)/chat-ws
 
 $(B)/%.o: fcgi/%.c | $(B)
 	@$(if $(Q),echo "  CC      $@")
@@ -58,9 +63,14 @@ $(B)/schema_sql.c: sql/schema.sql | $(B)
 $(B)/schema_sql.o: $(B)/schema_sql.c
 	$(Q)$(CC) $(ALL_CFLAGS) -c -o $@ $<
 
-$(B)/chat-fcgi: $(B)/chat_fcgi.o $(CORE_OBJS)
+$(B)/chat-fcgi: $(FCGI_OBJS)
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(PKG_LIBS)
+
+$(B)/chat_ws.o: ALL_CFLAGS += $(WS_CFLAGS)
+$(B)/chat-ws: $(WS_OBJS)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(WS_LIBS) $(PKG_LIBS)
 
 $(B)/test_unit: $(B)/test_unit.o $(CORE_OBJS)
 	@$(if $(Q),echo "  LD      $@")
@@ -107,12 +117,13 @@ bench: deps
 install: all
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(DATADIR)/sql $(DESTDIR)$(DATADIR)/htdocs $(DESTDIR)$(DATADIR)/conf/nginx
 	install -m 755 $(B)/chat-fcgi $(DESTDIR)$(BINDIR)/chat-fcgi
+	install -m 755 $(B)/chat-ws $(DESTDIR)$(BINDIR)/chat-ws
 	install -m 644 sql/*.sql $(DESTDIR)$(DATADIR)/sql/
 	install -m 644 htdocs/* $(DESTDIR)$(DATADIR)/htdocs/
 	install -m 644 conf/nginx/* $(DESTDIR)$(DATADIR)/conf/nginx/
 
 uninstall:
-	rm -f $(DESTDIR)$(BINDIR)/chat-fcgi
+	rm -f $(DESTDIR)$(BINDIR)/chat-fcgi $(DESTDIR)$(BINDIR)/chat-ws
 	rm -rf $(DESTDIR)$(DATADIR)
 
 clean:

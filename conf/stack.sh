@@ -6,8 +6,9 @@
 #   conf/stack.sh start DIR   start in the background; pids in DIR/*.pid
 #   conf/stack.sh stop DIR    stop what `start` started
 #
-# Environment: PORT (default 8080), BIN_DIR (default build/release),
-# FCGI_FLAGS (extra chat-fcgi flags), DB (default DIR/chat.db).
+# Environment: PORT (default 8080), WS_PORT (chat-ws, default PORT+1),
+# BIN_DIR (default build/release), FCGI_FLAGS and WS_FLAGS (extra flags of
+# chat-fcgi and chat-ws), DB (default DIR/chat.db).
 # DIR holds chat.db, fcgi.sock, nginx/ (generated config), logs/ and tmp/.
 set -euo pipefail
 
@@ -18,6 +19,7 @@ dir=${2:-}
 mkdir -p "$dir"
 dir=$(cd "$dir" && pwd)
 port=${PORT:-8080}
+ws_port=${WS_PORT:-$((port + 1))}
 bin=${BIN_DIR:-build/release}
 case $bin in /*) ;; *) bin=$root/$bin ;; esac
 db=${DB:-$dir/chat.db}
@@ -60,7 +62,7 @@ write_nginx_conf() {
     mkdir -p "$dir/nginx/snippets" "$dir/logs" "$dir/tmp"
     cp "$root"/conf/nginx/chat-locations.conf "$root"/conf/nginx/chat-fastcgi.conf "$dir/nginx/snippets/"
     sed -e "s|@DIR@|$dir|g" -e "s|@PORT@|$port|g" -e "s|@HTDOCS@|$root/htdocs|g" \
-        -e "s|@SOCK@|$sock|g" -e "s|@USER@|$user|g" -e "s|@NOFILE@|$nofile|g" \
+        -e "s|@SOCK@|$sock|g" -e "s|@WSPORT@|$ws_port|g" -e "s|@USER@|$user|g" -e "s|@NOFILE@|$nofile|g" \
         "$root/conf/nginx/nginx-run.conf.in" > "$dir/nginx/nginx.conf"
 }
 
@@ -69,6 +71,13 @@ start_fcgi() {
     "$bin/chat-fcgi" --db "$db" --listen "$sock" ${FCGI_FLAGS:-} >>"$dir/logs/chat-fcgi.log" 2>&1 </dev/null &
     echo $! > "$dir/chat-fcgi.pid"
     wait_for "[ -S '$sock' ]" || { echo "chat-fcgi did not start; see $dir/logs/chat-fcgi.log" >&2; tail -5 "$dir/logs/chat-fcgi.log" >&2; return 1; }
+}
+
+start_ws() {
+    # shellcheck disable=SC2086
+    "$bin/chat-ws" --db "$db" --listen "127.0.0.1:$ws_port" ${WS_FLAGS:-} >>"$dir/logs/chat-ws.log" 2>&1 </dev/null &
+    echo $! > "$dir/chat-ws.pid"
+    wait_for "grep -q listening '$dir/logs/chat-ws.log'" || { echo "chat-ws did not start; see $dir/logs/chat-ws.log" >&2; tail -5 "$dir/logs/chat-ws.log" >&2; return 1; }
 }
 
 start_nginx() {
@@ -80,11 +89,13 @@ start_nginx() {
 start() {
     write_nginx_conf
     start_fcgi
+    start_ws
     start_nginx
 }
 
 stop() {
     stop_pid nginx.run.pid
+    stop_pid chat-ws.pid
     stop_pid chat-fcgi.pid
 }
 
@@ -96,7 +107,7 @@ run)
     start || { stop; exit 1; }
     echo "chat is running on http://127.0.0.1:$port/  (database $db; logs in $dir/logs)"
     echo "Ctrl-C stops it."
-    tail -n 0 -F "$dir/logs/chat-fcgi.log" "$dir/logs/nginx-error.log" &
+    tail -n 0 -F "$dir/logs/chat-fcgi.log" "$dir/logs/chat-ws.log" "$dir/logs/nginx-error.log" &
     tail_pid=$!
     trap 'echo; echo "stopping"; kill $tail_pid 2>/dev/null; stop; exit 0' INT TERM
     wait "$(cat "$dir/chat-fcgi.pid")" || true

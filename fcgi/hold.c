@@ -19,7 +19,7 @@
 #include <unistd.h>
 
 #include "hold.h"
-#include "limits.h"
+#include "chat_limits.h"
 #include "log.h"
 #include "render.h"
 #include "reply.h"
@@ -109,10 +109,8 @@ static void waiter_expire(struct waiter *w)
 {
     struct store_page empty = { .max_index = w->index };
     size_t len;
-    char *body;
+    char *body = render_page(&empty, &len);
 
-    memcpy(empty.room, w->room, w->room_len + 1);
-    body = render_page(&empty, &len);
     waiter_finish(w, body, body ? len : 0);
     free(body);
 }

@@ -6,7 +6,7 @@
 
 #include <json-c/json.h>
 
-#include "limits.h"
+#include "chat_limits.h"
 #include "params.h"
 #include "util.h"
 
@@ -148,18 +148,18 @@ int params_add_json(struct params *p, const char *s, size_t len, struct chat_fai
     json_tokener_free(tok);
     if (!root || jerr != json_tokener_success) {
         json_object_put(root);
-        return chat_fail(f, CHAT_EBADREQ, "body is not valid JSON: %s",
+        return chat_fail(f, CHAT_EBADREQ, "not valid JSON: %s",
                          jerr == json_tokener_continue ? "unexpected end" : json_tokener_error_desc(jerr));
     }
     for (; used < len; used++) {
         if (s[used] != ' ' && s[used] != '\t' && s[used] != '\n' && s[used] != '\r') {
             json_object_put(root);
-            return chat_fail(f, CHAT_EBADREQ, "body is not valid JSON: data after the object");
+            return chat_fail(f, CHAT_EBADREQ, "not valid JSON: data after the object");
         }
     }
     if (!json_object_is_type(root, json_type_object)) {
         json_object_put(root);
-        return chat_fail(f, CHAT_EBADREQ, "JSON body must be an object");
+        return chat_fail(f, CHAT_EBADREQ, "JSON must be an object");
     }
     p->json = root;
     json_object_object_foreach(root, k, v) {

@@ -63,14 +63,14 @@ static char *finish(struct json_object *o, size_t *len)
     return out;
 }
 
-static struct json_object *message_object(const char *room, const struct store_msg *m)
+static struct json_object *message_object(const struct store_msg *m)
 {
     struct json_object *o = json_object_new_object();
 
     if (!o)
         return NULL;
     json_object_object_add(o, "id", json_object_new_int64(m->id));
-    json_object_object_add(o, "room", json_text(room, strlen(room)));
+    json_object_object_add(o, "room", json_text(m->room, m->room_len));
     json_object_object_add(o, "user", json_text(m->user, m->user_len));
     json_object_object_add(o, "text", json_text(m->text, m->text_len));
     json_object_object_add(o, "ts", json_object_new_int64(m->ts));
@@ -92,7 +92,7 @@ char *render_page(const struct store_page *page, size_t *len)
     for (size_t i = 0; i < page->n; i++) {
         const struct store_msg *m = &page->msgs[i];
         json_object_array_add(data, json_text(m->text, m->text_len));
-        json_object_array_add(msgs, message_object(page->room, m));
+        json_object_array_add(msgs, message_object(m));
     }
     json_object_object_add(o, "data", data);
     json_object_object_add(o, "max_index", json_object_new_int64(page->max_index));
@@ -101,9 +101,9 @@ char *render_page(const struct store_page *page, size_t *len)
     return finish(o, len);
 }
 
-char *render_message(const char *room, const struct store_msg *m, size_t *len)
+char *render_message(const struct store_msg *m, size_t *len)
 {
-    return finish(message_object(room, m), len);
+    return finish(message_object(m), len);
 }
 
 char *render_sent(const struct store_sent *sent, const char *room, size_t room_len, size_t *len)
@@ -140,5 +140,27 @@ char *render_error(const char *msg, size_t *len)
     if (!o)
         return NULL;
     json_object_object_add(o, "error", json_text(msg, strlen(msg)));
+    return finish(o, len);
+}
+
+char *render_ws_error(const char *msg, int code, size_t *len)
+{
+    struct json_object *o = json_object_new_object();
+
+    if (!o)
+        return NULL;
+    json_object_object_add(o, "error", json_text(msg, strlen(msg)));
+    json_object_object_add(o, "code", json_object_new_int(code));
+    return finish(o, len);
+}
+
+char *render_ws_duplicate(int64_t id, size_t *len)
+{
+    struct json_object *o = json_object_new_object();
+
+    if (!o)
+        return NULL;
+    json_object_object_add(o, "duplicate", json_object_new_boolean(true));
+    json_object_object_add(o, "id", json_object_new_int64(id));
     return finish(o, len);
 }

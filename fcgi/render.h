@@ -17,13 +17,19 @@
 char *render_page(const struct store_page *page, size_t *len);
 
 /* One row as a message object: {"id":..,"room":..,"user":..,"text":..,"ts":..} */
-char *render_message(const char *room, const struct store_msg *m, size_t *len);
+char *render_message(const struct store_msg *m, size_t *len);
 
 /* {"ok":true,"id":N,"room":"...","ts":N} plus "duplicate":true for a repeated cid. */
 char *render_sent(const struct store_sent *sent, const char *room, size_t room_len, size_t *len);
 
 /* {"ok":true,"held":N,"probes":N}: long-polls held now, change probes made */
 char *render_health(size_t held, int64_t probes, size_t *len);
+
+/* A WebSocket reply frame: {"error":"...","code":N} */
+char *render_ws_error(const char *msg, int code, size_t *len);
+
+/* A WebSocket reply frame: {"duplicate":true,"id":N} */
+char *render_ws_duplicate(int64_t id, size_t *len);
 
 /* {"error":"..."} */
 char *render_error(const char *msg, size_t *len);

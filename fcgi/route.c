@@ -6,7 +6,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "limits.h"
+#include "chat_limits.h"
 #include "log.h"
 #include "reply.h"
 #include "route.h"
@@ -166,7 +166,7 @@ static int decode(FCGX_Request *r, const struct route *rt, const char *method,
             err = params_add_urlencoded(p, body ? body : "", (size_t)blen, f);
         else if (media_is(ct, "application/json"))
             err = blen > 0 ? params_add_json(p, body, (size_t)blen, f)
-                           : chat_fail(f, CHAT_EBADREQ, "body is not valid JSON: it is empty");
+                           : chat_fail(f, CHAT_EBADREQ, "not valid JSON: the body is empty");
         else
             err = chat_fail(f, CHAT_EMEDIA, "unsupported Content-Type %.60s: use "
                             "application/x-www-form-urlencoded or application/json", ct);

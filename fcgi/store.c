@@ -12,7 +12,7 @@
 
 #include <sqlite3.h>
 
-#include "limits.h"
+#include "chat_limits.h"
 #include "log.h"
 #include "store.h"
 
@@ -22,7 +22,7 @@ extern const char schema_sql[];   /* sql/schema.sql, compiled in by the Makefile
 
 enum stmt_id {
     ST_BEGIN_READ, ST_BEGIN_WRITE, ST_COMMIT, ST_ROLLBACK,
-    ST_INSERT, ST_FIND_CID, ST_AFTER, ST_TAIL, ST_LATEST,
+    ST_INSERT, ST_FIND_CID, ST_AFTER, ST_TAIL, ST_LATEST, ST_SINCE,
     ST_DATA_VERSION, ST_MAX_ID, ST_ROOMS_AFTER, ST_COUNT
 };
 
@@ -34,11 +34,13 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_INSERT]      = "INSERT INTO messages(room, user, text, cid) VALUES (?1, ?2, ?3, ?4)"
                        " RETURNING id, ts",
     [ST_FIND_CID]    = "SELECT id, ts FROM messages WHERE room = ?1 AND cid = ?2",
-    [ST_AFTER]       = "SELECT id, ts, user, text FROM messages"
+    [ST_AFTER]       = "SELECT id, ts, user, text, room FROM messages"
                        " WHERE room = ?1 AND id > ?2 ORDER BY id LIMIT ?3",
-    [ST_TAIL]        = "SELECT id, ts, user, text FROM"
-                       " (SELECT id, ts, user, text FROM messages WHERE room = ?1"
+    [ST_TAIL]        = "SELECT id, ts, user, text, room FROM"
+                       " (SELECT id, ts, user, text, room FROM messages WHERE room = ?1"
                        "  ORDER BY id DESC LIMIT ?2) ORDER BY id",
+    [ST_SINCE]       = "SELECT id, ts, user, text, room FROM messages"
+                       " WHERE id > ?1 ORDER BY id LIMIT ?2",
     [ST_LATEST]      = "SELECT coalesce(max(id), 0) FROM messages WHERE room = ?1",
     [ST_DATA_VERSION]= "PRAGMA data_version",
     [ST_MAX_ID]      = "SELECT coalesce(max(id), 0) FROM messages",
@@ -265,6 +267,17 @@ void store_page_free(struct store_page *page)
     page->n = 0;
 }
 
+/* Copies len bytes and a NUL to arena + *used; returns their offset. */
+static size_t arena_put(char *arena, size_t *used, const unsigned char *p, size_t len)
+{
+    size_t at = *used;
+    if (len)
+        memcpy(arena + at, p, len);
+    arena[at + len] = '\0';
+    *used += len + 1;
+    return at;
+}
+
 /* Copies the rows of a stepped statement into the page (up to max rows). */
 static int read_rows(struct store *s, sqlite3_stmt *st, size_t max, struct store_page *page,
                      struct chat_fail *f)
@@ -273,7 +286,7 @@ static int read_rows(struct store *s, sqlite3_stmt *st, size_t max, struct store
     int rc;
 
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        size_t ulen, tlen, need;
+        size_t ulen, tlen, rlen, need;
         struct store_msg *m;
 
         if (page->n == max) {
@@ -293,7 +306,9 @@ static int read_rows(struct store *s, sqlite3_stmt *st, size_t max, struct store
         ulen = (size_t)sqlite3_column_bytes(st, 2);
         const unsigned char *text = sqlite3_column_text(st, 3);
         tlen = (size_t)sqlite3_column_bytes(st, 3);
-        need = ulen + tlen + 2;
+        const unsigned char *room = sqlite3_column_text(st, 4);
+        rlen = (size_t)sqlite3_column_bytes(st, 4);
+        need = ulen + tlen + rlen + 3;
         if (arena_cap - used < need) {
             size_t ncap = arena_cap ? arena_cap * 2 : 4096;
             while (ncap - used < need)
@@ -308,22 +323,19 @@ static int read_rows(struct store *s, sqlite3_stmt *st, size_t max, struct store
         m->id = sqlite3_column_int64(st, 0);
         m->ts = sqlite3_column_int64(st, 1);
         /* Offsets for now: the arena may still move. */
-        m->user = (const char *)(uintptr_t)used;
+        m->user = (const char *)(uintptr_t)arena_put(page->arena, &used, user, ulen);
         m->user_len = ulen;
-        if (ulen) memcpy(page->arena + used, user, ulen);
-        page->arena[used + ulen] = '\0';
-        used += ulen + 1;
-        m->text = (const char *)(uintptr_t)used;
+        m->text = (const char *)(uintptr_t)arena_put(page->arena, &used, text, tlen);
         m->text_len = tlen;
-        if (tlen) memcpy(page->arena + used, text, tlen);
-        page->arena[used + tlen] = '\0';
-        used += tlen + 1;
+        m->room = (const char *)(uintptr_t)arena_put(page->arena, &used, room, rlen);
+        m->room_len = rlen;
     }
     if (rc != SQLITE_ROW && rc != SQLITE_DONE)
         return db_fail(s, rc, f, "read messages");
     for (size_t i = 0; i < page->n; i++) {
         page->msgs[i].user = page->arena + (uintptr_t)page->msgs[i].user;
         page->msgs[i].text = page->arena + (uintptr_t)page->msgs[i].text;
+        page->msgs[i].room = page->arena + (uintptr_t)page->msgs[i].room;
     }
     return 0;
 }
@@ -335,11 +347,6 @@ int store_fetch(struct store *s, const char *room, size_t room_len, int64_t inde
     int rc, err = 0;
 
     memset(page, 0, sizeof *page);
-    if (room_len >= sizeof page->room)
-        return chat_fail(f, CHAT_EBADREQ, "room name too long");
-    memcpy(page->room, room, room_len);
-    page->room[room_len] = '\0';
-
     if ((rc = exec_stmt(s, ST_BEGIN_READ)) != SQLITE_OK)
         return db_fail(s, rc, f, "begin read");
     if (tail > 0) {
@@ -361,7 +368,7 @@ int store_fetch(struct store *s, const char *room, size_t room_len, int64_t inde
         if (rc != SQLITE_OK)
             err = db_fail(s, rc, f, "latest id");
     }
-    if (err == 0 && page->n == 0 && (rc = single_int(s, ST_MAX_ID, &page->seen_id)) != SQLITE_OK)
+    if (err == 0 && (rc = single_int(s, ST_MAX_ID, &page->seen_id)) != SQLITE_OK)
         err = db_fail(s, rc, f, "max id");
     exec_stmt(s, ST_COMMIT);
     if (err < 0) {
@@ -370,6 +377,26 @@ int store_fetch(struct store *s, const char *room, size_t room_len, int64_t inde
     }
     if (page->n > 0)
         page->max_index = page->msgs[page->n - 1].id;
+    return 0;
+}
+
+int store_since(struct store *s, int64_t after, int limit, struct store_page *page,
+                struct chat_fail *f)
+{
+    sqlite3_stmt *st = s->st[ST_SINCE];
+    int err;
+
+    memset(page, 0, sizeof *page);
+    sqlite3_bind_int64(st, 1, after);
+    sqlite3_bind_int(st, 2, limit + 1);
+    err = read_rows(s, st, (size_t)limit, page, f);
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    if (err < 0) {
+        store_page_free(page);
+        return err;
+    }
+    page->max_index = page->seen_id = page->n ? page->msgs[page->n - 1].id : after;
     return 0;
 }
 

@@ -30,18 +30,18 @@ struct store_opts {
 struct store_msg {
     int64_t id;
     int64_t ts;
+    const char *room; size_t room_len;
     const char *user; size_t user_len;
     const char *text; size_t text_len;
 };
 
 /* The answer to a fetch: rows oldest first, the cursor, and whether more wait. */
 struct store_page {
-    char room[72];
     struct store_msg *msgs;
     size_t n;
     int64_t max_index;       /* id of the last row, or the room's latest id */
     bool more;
-    int64_t seen_id;         /* largest id of any room in the snapshot, when n == 0 */
+    int64_t seen_id;         /* largest id of any room in the snapshot */
     char *arena;             /* owns the strings of msgs */
 };
 
@@ -77,6 +77,14 @@ int store_append(struct store *s, const struct valid_send *m, struct store_sent 
  */
 int store_fetch(struct store *s, const char *room, size_t room_len, int64_t index,
                 int limit, int tail, struct store_page *page, struct chat_fail *f);
+/*
+ * Reads the messages of every room with id > after, oldest first, at most
+ * limit (more set when others follow). max_index and seen_id are the last
+ * id read, or after when none. Returns 0 or a negative code with *f set.
+ */
+int store_since(struct store *s, int64_t after, int limit, struct store_page *page,
+                struct chat_fail *f);
+
 /* Releases a page; safe on a zeroed or already freed page. */
 void store_page_free(struct store_page *page);
 

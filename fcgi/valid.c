@@ -3,7 +3,7 @@
  */
 #include <string.h>
 
-#include "limits.h"
+#include "chat_limits.h"
 #include "valid.h"
 
 /*

@@ -40,11 +40,12 @@ free_port() {
 # (set DB first to share a database).
 stack_up() {
     local name=$1; shift
-    local port; port=$(free_port)
+    local port ws_port; port=$(free_port); ws_port=$(free_port)
     STACKS+=("$TMP/$name")
-    PORT=$port FCGI_FLAGS="$*" DB=${DB:-$TMP/$name/chat.db} \
+    PORT=$port WS_PORT=$ws_port FCGI_FLAGS="$*" DB=${DB:-$TMP/$name/chat.db} \
         "$ROOT/conf/stack.sh" start "$TMP/$name" || { fail "stack $name starts"; return 1; }
     BASE=http://127.0.0.1:$port
+    WS_BASE=ws://127.0.0.1:$port/ws
     DB=${DB:-$TMP/$name/chat.db}
     STACK_DIR=$TMP/$name
 }
@@ -82,8 +83,8 @@ rows() { sqlite3 "$DB" "select count(*) from messages ${1:-}"; }
 finish() {
     stack_down_all
     # Any sanitizer report in a server log is a failure of the suite.
-    if grep -l -E 'ERROR: (Address|Leak)Sanitizer|runtime error:' "$TMP"/*/logs/chat-fcgi.log >/dev/null 2>&1; then
-        fail "no sanitizer report in chat-fcgi logs" "$(grep -h -A5 -E 'Sanitizer|runtime error' "$TMP"/*/logs/chat-fcgi.log | head -20)"
+    if grep -l -E 'ERROR: (Address|Leak)Sanitizer|runtime error:' "$TMP"/*/logs/chat-*.log >/dev/null 2>&1; then
+        fail "no sanitizer report in server logs" "$(grep -h -A5 -E 'Sanitizer|runtime error' "$TMP"/*/logs/chat-*.log | head -20)"
     fi
     echo "$SUITE: $PASSED passed, $FAILED failed"
     if [ "$FAILED" = 0 ] && [ -z "${KEEP_TMP:-}" ]; then rm -rf "$TMP"; else echo "  (state kept in $TMP)"; fi

@@ -13,7 +13,7 @@
 
 #include <cmocka.h>
 
-#include "limits.h"
+#include "chat_limits.h"
 #include "params.h"
 #include "render.h"
 #include "store.h"
@@ -213,10 +213,12 @@ static void test_get_args(void **state)
 static void test_render_page(void **state)
 {
     struct store_msg msgs[2] = {
-        { .id = 41, .ts = 1000, .user = "ann", .user_len = 3, .text = "hello \"x\" </script>", .text_len = 19 },
-        { .id = 42, .ts = 1001, .user = "", .user_len = 0, .text = "bad\xFF\xC3", .text_len = 5 },
+        { .id = 41, .ts = 1000, .room = "lobby", .room_len = 5, .user = "ann", .user_len = 3,
+          .text = "hello \"x\" </script>", .text_len = 19 },
+        { .id = 42, .ts = 1001, .room = "lobby", .room_len = 5, .user = "", .user_len = 0,
+          .text = "bad\xFF\xC3", .text_len = 5 },
     };
-    struct store_page page = { .room = "lobby", .msgs = msgs, .n = 2, .max_index = 42 };
+    struct store_page page = { .msgs = msgs, .n = 2, .max_index = 42 };
     size_t len;
     char *s = render_page(&page, &len);
     (void)state;
@@ -338,6 +340,17 @@ static void test_store_append_fetch(void **state)
     assert_int_equal(store_max_id(d->s, &max_id), 0);
     assert_int_equal(max_id, c.id);
     assert_int_equal(store_check(d->s, &f), 0);
+
+    assert_int_equal(store_since(d->s, a.id, 100, &page, &f), 0);
+    assert_int_equal(page.n, 2);
+    assert_string_equal(page.msgs[0].room, "other");
+    assert_string_equal(page.msgs[1].room, "lobby");
+    assert_int_equal(page.max_index, c.id);
+    store_page_free(&page);
+    assert_int_equal(store_since(d->s, c.id, 100, &page, &f), 0);
+    assert_int_equal(page.n, 0);
+    assert_int_equal(page.max_index, c.id);
+    store_page_free(&page);
 }
 
 static void count_room(void *ctx, const char *room, size_t len)

@@ -1,5 +1,5 @@
 /*
- * limits.h - every compile-time limit of the chat system in one place.
+ * chat_limits.h - every compile-time limit of the chat system in one place.
  *
  * The numbers that SPEC.md fixes (text and body sizes, name lengths, the
  * ranges of limit/tail/wait) live here so that the FastCGI program, the

@@ -1,0 +1,697 @@
+/*
+ * chat_ws.c - main of the WebSocket companion: flags, the libwebsockets
+ * event loop, and the life of a connection (SPEC section 4).
+ *
+ * Design:
+ *   - one event loop (libwebsockets) owns every connection; nothing in it
+ *     waits for SQLite's write lock: sends go to the writer thread
+ *     (writer.c), new rows come from the feed thread (feed.c), each read
+ *     once and rendered once, and both wake the loop with lws_cancel_service();
+ *   - a connection first replays the room's stored messages after its
+ *     cursor (or the last `tail`) from the database in chunks, then goes live;
+ *     its cursor (the last id queued) drops anything already replayed, so
+ *     there is no gap and no duplicate between the two;
+ *   - each connection's queue is bounded: a subscriber that falls behind
+ *     is closed with 1008 and resumes by id when it returns.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+
+#include <libwebsockets.h>
+
+#include "feed.h"
+#include "chat_limits.h"
+#include "log.h"
+#include "params.h"
+#include "render.h"
+#include "store.h"
+#include "util.h"
+#include "valid.h"
+#include "writer.h"
+
+#define VERSION "1.0.0"
+#define REPLAY_CHUNK 100         /* stored messages read per replay step */
+#define MSG_MAX 65536            /* a client message over this closes with 1009 */
+#define WRITES_PER_CALLBACK 16   /* frames written per writable callback */
+#define CLOSE_TRY_AGAIN_LATER 1013  /* RFC 6455 registry: try again later */
+
+_Static_assert(LWS_PRE <= FEED_HEADROOM, "feed frames need LWS_PRE bytes of headroom");
+
+struct config {
+    const char *db_path;
+    const char *listen;
+    const char *origins;         /* comma-separated allow-list, or NULL */
+    int probe_ms, busy_ms, ping_secs;
+    unsigned max_queue;
+    bool sync_full;
+};
+
+/* One WebSocket client. Lives in libwebsockets' per-session storage. */
+struct conn {
+    struct conn *prev, *next;    /* every open connection */
+    struct lws *wsi;
+    uint64_t id;
+    size_t room_len;
+    char room[CHAT_NAME_MAX + 1];
+    int64_t cursor;              /* last message id queued (or replayed past) */
+    int tail;                    /* replay the last `tail` instead of after cursor */
+    bool replaying;              /* still reading stored messages */
+    bool established;
+    int close_code;              /* close with this once the queue allows */
+    const char *close_reason;
+    struct feed_msg **q;         /* ring of frames to send */
+    unsigned qcap, qhead, qlen;
+    char *rx;                    /* the client message being reassembled */
+    size_t rx_len;
+};
+
+static struct {
+    struct config cfg;
+    struct lws_context *ctx;
+    struct store *store;         /* the loop's reads (replays) */
+    struct feed *feed;
+    struct writer *writer;
+    struct conn *conns;
+    size_t nconns;
+    uint64_t next_id;
+    volatile sig_atomic_t stop_signal;
+    bool closing_all;
+} ws;
+
+/* ---- the outbound queue ---- */
+
+/* Queues a frame (taking a reference); false when the queue is full. */
+static bool queue_push(struct conn *c, struct feed_msg *m)
+{
+    if (c->qlen == ws.cfg.max_queue)
+        return false;
+    if (c->qlen == c->qcap) {
+        unsigned ncap = c->qcap ? c->qcap * 2 : 8;
+        struct feed_msg **nq;
+        if (ncap > ws.cfg.max_queue)
+            ncap = ws.cfg.max_queue;
+        if (!(nq = malloc(ncap * sizeof *nq)))
+            return false;
+        for (unsigned i = 0; i < c->qlen; i++)
+            nq[i] = c->q[(c->qhead + i) % c->qcap];
+        free(c->q);
+        c->q = nq;
+        c->qcap = ncap;
+        c->qhead = 0;
+    }
+    m->refs++;
+    c->q[(c->qhead + c->qlen++) % c->qcap] = m;
+    return true;
+}
+
+static void queue_clear(struct conn *c)
+{
+    while (c->qlen) {
+        feed_msg_unref(c->q[c->qhead]);
+        c->qhead = (c->qhead + 1) % c->qcap;
+        c->qlen--;
+    }
+    free(c->q);
+    c->q = NULL;
+    c->qcap = c->qhead = 0;
+}
+
+/* Asks for the connection to be closed with code once it can write. */
+static void conn_close_later(struct conn *c, int code, const char *reason)
+{
+    if (!c->close_code) {
+        c->close_code = code;
+        c->close_reason = reason;
+    }
+    lws_callback_on_writable(c->wsi);
+}
+
+/* Queues a rendered reply for this connection alone (an error, a duplicate). */
+static void conn_reply(struct conn *c, char *json, size_t len)
+{
+    struct feed_msg *m = json ? feed_msg_new(json, len) : NULL;
+
+    free(json);
+    if (!m) {
+        conn_close_later(c, LWS_CLOSE_STATUS_UNEXPECTED_CONDITION, "out of memory");
+        return;
+    }
+    if (!queue_push(c, m))
+        conn_close_later(c, LWS_CLOSE_STATUS_POLICY_VIOLATION, "too slow: resume from your last id");
+    else
+        lws_callback_on_writable(c->wsi);
+    feed_msg_unref(m);
+}
+
+static void conn_error(struct conn *c, const struct chat_fail *f)
+{
+    size_t len;
+    char *json = render_ws_error(f->msg, chat_err_status(f->code), &len);
+    conn_reply(c, json, len);
+}
+
+/* ---- replay and live delivery ---- */
+
+/*
+ * Queues the next chunk of stored messages; when the room has no more, goes
+ * live with the cursor at the snapshot's last id, so that the feed's rows up
+ * to it (all in the replay) are dropped and every later one is delivered.
+ */
+static void replay_step(struct conn *c)
+{
+    struct store_page page;
+    struct chat_fail f;
+
+    if (store_fetch(ws.store, c->room, c->room_len, c->cursor, REPLAY_CHUNK, c->tail, &page, &f) < 0) {
+        log_warn("replay of room %s failed: %s", c->room, f.msg);
+        conn_close_later(c, CLOSE_TRY_AGAIN_LATER, "database unavailable: retry");
+        return;
+    }
+    c->tail = 0;
+    for (size_t i = 0; i < page.n; i++) {
+        size_t len;
+        char *json = render_message(&page.msgs[i], &len);
+        struct feed_msg *m = json ? feed_msg_new(json, len) : NULL;
+        free(json);
+        if (!m || !queue_push(c, m)) {
+            feed_msg_unref(m);
+            store_page_free(&page);
+            conn_close_later(c, LWS_CLOSE_STATUS_POLICY_VIOLATION, "too slow: resume from your last id");
+            return;
+        }
+        feed_msg_unref(m);
+        c->cursor = page.msgs[i].id;
+    }
+    if (!page.more) {
+        c->replaying = false;
+        if (page.seen_id > c->cursor)
+            c->cursor = page.seen_id;
+    }
+    store_page_free(&page);
+    if (c->qlen)
+        lws_callback_on_writable(c->wsi);
+}
+
+/* Hands the feed's new rows to the live subscribers of their rooms. */
+static void deliver_feed(void)
+{
+    struct feed_msg **msgs;
+    size_t n;
+
+    feed_take(ws.feed, &msgs, &n);
+    for (struct conn *c = ws.conns; c && n; c = c->next) {
+        bool queued = false;
+        if (c->replaying || c->close_code || !c->established)
+            continue;
+        for (size_t i = 0; i < n; i++) {
+            struct feed_msg *m = msgs[i];
+            if (m->id <= c->cursor || m->room_len != c->room_len ||
+                memcmp(m->room, c->room, c->room_len) != 0)
+                continue;
+            if (!queue_push(c, m)) {
+                log_info("connection %llu in room %s too slow: closed with 1008",
+                         (unsigned long long)c->id, c->room);
+                queue_clear(c);
+                conn_close_later(c, LWS_CLOSE_STATUS_POLICY_VIOLATION, "too slow: resume from your last id");
+                queued = false;
+                break;
+            }
+            c->cursor = m->id;
+            queued = true;
+        }
+        if (queued)
+            lws_callback_on_writable(c->wsi);
+    }
+    for (size_t i = 0; i < n; i++)
+        feed_msg_unref(msgs[i]);
+    free(msgs);
+}
+
+/* Tells senders what the writer found: a repeated cid, or a refusal. */
+static void deliver_results(void)
+{
+    struct writer_result *res;
+    size_t n;
+
+    writer_take(ws.writer, &res, &n);
+    for (size_t i = 0; i < n; i++) {
+        for (struct conn *c = ws.conns; c; c = c->next) {
+            size_t len;
+            char *json;
+            if (c->id != res[i].conn)
+                continue;
+            if (res[i].fail.code) {
+                conn_error(c, &res[i].fail);
+            } else {
+                json = render_ws_duplicate(res[i].id, &len);
+                conn_reply(c, json, len);
+            }
+            break;
+        }
+    }
+    free(res);
+}
+
+/* ---- one client message ---- */
+
+static void handle_message(struct conn *c, const char *data, size_t len)
+{
+    struct params p;
+    struct valid_send m;
+    struct chat_fail f = { 0 };
+
+    params_init(&p);
+    if (params_add_json(&p, data, len, &f) == 0) {
+        /* The room is the connection's, whatever the frame says. */
+        p.v[P_ROOM].s = c->room;
+        p.v[P_ROOM].len = c->room_len;
+        if (params_send(&p, &m, &f) == 0)
+            writer_submit(ws.writer, c->id, &m, &f);
+    }
+    params_free(&p);
+    if (f.code != CHAT_OK)
+        conn_error(c, &f);
+}
+
+/* ---- connection set-up ---- */
+
+static bool origin_allowed(struct lws *wsi)
+{
+    char origin[256];
+    const char *list = ws.cfg.origins;
+    size_t n;
+
+    if (!list)
+        return true;
+    if (lws_hdr_copy(wsi, origin, sizeof origin, WSI_TOKEN_ORIGIN) <= 0)
+        return false;
+    n = strlen(origin);
+    while (*list) {
+        const char *end = strchr(list, ',');
+        size_t len = end ? (size_t)(end - list) : strlen(list);
+        if (len == n && memcmp(list, origin, n) == 0)
+            return true;
+        list += len + (end ? 1 : 0);
+    }
+    return false;
+}
+
+/* Reads room, index and tail from the URL; false (and a log line) when invalid. */
+static bool read_args(struct lws *wsi, struct conn *c)
+{
+    char buf[128];
+    const char *v;
+    int64_t num;
+
+    c->room_len = strlen(CHAT_DEFAULT_ROOM);
+    memcpy(c->room, CHAT_DEFAULT_ROOM, c->room_len + 1);
+    c->cursor = -1;              /* live only, unless index or tail */
+    if ((v = lws_get_urlarg_by_name(wsi, "room=", buf, sizeof buf))) {
+        if (!valid_name(v, strlen(v)))
+            return false;
+        c->room_len = strlen(v);
+        memcpy(c->room, v, c->room_len + 1);
+    }
+    if ((v = lws_get_urlarg_by_name(wsi, "index=", buf, sizeof buf))) {
+        if (!util_parse_int(v, strlen(v), 0, INT64_MAX / 2, &num))
+            return false;
+        c->cursor = num;
+    }
+    if ((v = lws_get_urlarg_by_name(wsi, "tail=", buf, sizeof buf))) {
+        if (!util_parse_int(v, strlen(v), 1, CHAT_TAIL_MAX, &num))
+            return false;
+        c->tail = (int)num;
+        c->cursor = 0;
+    }
+    return true;
+}
+
+static void conn_open(struct lws *wsi, struct conn *c)
+{
+    c->wsi = wsi;
+    c->id = ++ws.next_id;
+    c->next = ws.conns;
+    if (ws.conns)
+        ws.conns->prev = c;
+    ws.conns = c;
+    ws.nconns++;
+    c->established = true;
+    feed_set_listening(ws.feed, true);
+    if (c->cursor < 0) {
+        /* Live only: start after the newest stored message. */
+        struct store_page page;
+        struct chat_fail f;
+        c->cursor = 0;
+        if (store_fetch(ws.store, c->room, c->room_len, INT64_MAX / 2, 1, 0, &page, &f) == 0) {
+            c->cursor = page.seen_id;
+            store_page_free(&page);
+        } else {
+            conn_close_later(c, CLOSE_TRY_AGAIN_LATER, "database unavailable: retry");
+        }
+        return;
+    }
+    c->replaying = true;
+    replay_step(c);
+}
+
+static void conn_gone(struct conn *c)
+{
+    if (!c->established)
+        return;
+    c->established = false;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        ws.conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    ws.nconns--;
+    queue_clear(c);
+    free(c->rx);
+    c->rx = NULL;
+    if (ws.nconns == 0)
+        feed_set_listening(ws.feed, false);
+}
+
+/* ---- the protocol callback ---- */
+
+static int write_some(struct conn *c)
+{
+    for (int i = 0; i < WRITES_PER_CALLBACK && c->qlen && !lws_send_pipe_choked(c->wsi); i++) {
+        struct feed_msg *m = c->q[c->qhead];
+        if (lws_write(c->wsi, m->buf + FEED_HEADROOM, m->len, LWS_WRITE_TEXT) < (int)m->len)
+            return -1;
+        c->qhead = (c->qhead + 1) % c->qcap;
+        c->qlen--;
+        feed_msg_unref(m);
+    }
+    if (c->qlen == 0 && c->replaying && !c->close_code)
+        replay_step(c);
+    if (c->close_code && (c->qlen == 0 || c->close_code != LWS_CLOSE_STATUS_GOINGAWAY)) {
+        lws_close_reason(c->wsi, (enum lws_close_status)c->close_code,
+                         (unsigned char *)c->close_reason, strlen(c->close_reason));
+        return -1;
+    }
+    if (c->qlen)
+        lws_callback_on_writable(c->wsi);
+    return 0;
+}
+
+static int receive(struct conn *c, const char *in, size_t len)
+{
+    bool final = lws_is_final_fragment(c->wsi) && lws_remaining_packet_payload(c->wsi) == 0;
+
+    if (lws_frame_is_binary(c->wsi)) {
+        lws_close_reason(c->wsi, LWS_CLOSE_STATUS_UNACCEPTABLE_OPCODE,
+                         (unsigned char *)"binary messages are not accepted", 32);
+        return -1;
+    }
+    if (c->rx_len + len > MSG_MAX) {
+        lws_close_reason(c->wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE,
+                         (unsigned char *)"message over 64 KiB", 19);
+        return -1;
+    }
+    if (final && !c->rx) {
+        handle_message(c, in, len);       /* the common case: one fragment */
+        return 0;
+    }
+    if (len) {
+        char *nb = realloc(c->rx, c->rx_len + len);
+        if (!nb)
+            return -1;
+        c->rx = nb;
+        memcpy(c->rx + c->rx_len, in, len);
+        c->rx_len += len;
+    }
+    if (final) {
+        handle_message(c, c->rx ? c->rx : "", c->rx_len);
+        free(c->rx);
+        c->rx = NULL;
+        c->rx_len = 0;
+    }
+    return 0;
+}
+
+static int callback_chat(struct lws *wsi, enum lws_callback_reasons reason, void *user,
+                         void *in, size_t len)
+{
+    struct conn *c = user;
+
+    switch (reason) {
+    case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
+        if (ws.closing_all)
+            return 1;
+        if (!origin_allowed(wsi)) {
+            log_info("refused a WebSocket from a foreign origin");
+            return 1;
+        }
+        memset(c, 0, sizeof *c);
+        if (!read_args(wsi, c)) {
+            log_info("refused a WebSocket with invalid room, index or tail");
+            return 1;
+        }
+        return 0;
+    case LWS_CALLBACK_ESTABLISHED:
+        conn_open(wsi, c);
+        return 0;
+    case LWS_CALLBACK_RECEIVE:
+        return c->close_code ? 0 : receive(c, in, len);
+    case LWS_CALLBACK_SERVER_WRITEABLE:
+        return write_some(c);
+    case LWS_CALLBACK_CLOSED:
+        conn_gone(c);
+        return 0;
+    case LWS_CALLBACK_EVENT_WAIT_CANCELLED:
+        if (!ws.ctx)
+            return 0;
+        deliver_results();
+        deliver_feed();
+        if (ws.stop_signal && !ws.closing_all) {
+            ws.closing_all = true;
+            for (struct conn *k = ws.conns; k; k = k->next)
+                conn_close_later(k, LWS_CLOSE_STATUS_GOINGAWAY, "server shutting down");
+        }
+        return 0;
+    default:
+        return 0;
+    }
+}
+
+static const struct lws_protocols protocols[] = {
+    { "chat", callback_chat, sizeof(struct conn), 1024, 0, NULL, 0 },
+    { NULL, NULL, 0, 0, 0, NULL, 0 }
+};
+
+/* ---- start-up ---- */
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+        "Usage: chat-ws [OPTION]...\n"
+        "WebSocket companion of the chat: ws://HOST/ws?room=R&index=N (or &tail=T).\n"
+        "\n"
+        "  -d, --db PATH          SQLite database shared with chat-fcgi (default: chat.db)\n"
+        "  -l, --listen ADDR      HOST:PORT or :PORT (loopback) to listen on\n"
+        "                         (default: 127.0.0.1:8081)\n"
+        "      --origin LIST      comma-separated Origin allow-list (default: any)\n"
+        "      --max-queue N      frames queued for one client before it is closed\n"
+        "                         with 1008 as too slow (default: 1024)\n"
+        "      --ping-secs N      ping a connection idle this long; drop it 10 s later\n"
+        "                         (default: 30)\n"
+        "      --probe-ms N       change probe interval while clients listen (default: 5)\n"
+        "      --busy-ms N        wait for another writer's lock, then refuse (default: 2000)\n"
+        "      --sync MODE        normal or full, as chat-fcgi (default: normal)\n"
+        "  -v, --verbose          log debug lines\n"
+        "  -q, --quiet            log warnings and errors only\n"
+        "  -h, --help             show this help and exit\n"
+        "  -V, --version          show the version and exit\n"
+        "\n"
+        "SIGTERM or SIGINT closes every connection with 1001 and stops it.\n");
+}
+
+static int parse_num(const char *flag, const char *s, int min, int max)
+{
+    int64_t v;
+    if (!util_parse_int(s, strlen(s), min, max, &v)) {
+        fprintf(stderr, "chat-ws: %s must be a number from %d to %d\n", flag, min, max);
+        exit(2);
+    }
+    return (int)v;
+}
+
+static void parse_flags(int argc, char **argv, struct config *c)
+{
+    enum { OPT_ORIGIN = 256, OPT_QUEUE, OPT_PING, OPT_PROBE, OPT_BUSY, OPT_SYNC };
+    static const struct option opts[] = {
+        { "db", required_argument, NULL, 'd' },
+        { "listen", required_argument, NULL, 'l' },
+        { "origin", required_argument, NULL, OPT_ORIGIN },
+        { "max-queue", required_argument, NULL, OPT_QUEUE },
+        { "ping-secs", required_argument, NULL, OPT_PING },
+        { "probe-ms", required_argument, NULL, OPT_PROBE },
+        { "busy-ms", required_argument, NULL, OPT_BUSY },
+        { "sync", required_argument, NULL, OPT_SYNC },
+        { "verbose", no_argument, NULL, 'v' },
+        { "quiet", no_argument, NULL, 'q' },
+        { "help", no_argument, NULL, 'h' },
+        { "version", no_argument, NULL, 'V' },
+        { NULL, 0, NULL, 0 }
+    };
+    int ch;
+
+    while ((ch = getopt_long(argc, argv, "d:l:vqhV", opts, NULL)) != -1) {
+        switch (ch) {
+        case 'd': c->db_path = optarg; break;
+        case 'l': c->listen = optarg; break;
+        case OPT_ORIGIN: c->origins = optarg; break;
+        case OPT_QUEUE: c->max_queue = (unsigned)parse_num("--max-queue", optarg, CHAT_TAIL_MAX, 1000000); break;
+        case OPT_PING: c->ping_secs = parse_num("--ping-secs", optarg, 1, 3600); break;
+        case OPT_PROBE: c->probe_ms = parse_num("--probe-ms", optarg, 1, 1000); break;
+        case OPT_BUSY: c->busy_ms = parse_num("--busy-ms", optarg, 0, 600000); break;
+        case OPT_SYNC:
+            if (strcmp(optarg, "normal") && strcmp(optarg, "full")) {
+                fprintf(stderr, "chat-ws: --sync is normal or full\n");
+                exit(2);
+            }
+            c->sync_full = strcmp(optarg, "full") == 0;
+            break;
+        case 'v': log_set_level(LOG_DEBUG); break;
+        case 'q': log_set_level(LOG_WARN); break;
+        case 'h': usage(stdout); exit(0);
+        case 'V': printf("chat-ws %s\n", VERSION); exit(0);
+        default: usage(stderr); exit(2);
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "chat-ws: unexpected argument %s\n", argv[optind]);
+        usage(stderr);
+        exit(2);
+    }
+}
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    ws.stop_signal = 1;
+    if (ws.ctx)
+        lws_cancel_service(ws.ctx);
+}
+
+static void wake_loop(void *ctx)
+{
+    lws_cancel_service(ctx);
+}
+
+static void lws_log_line(int level, const char *line)
+{
+    size_t n = strlen(line);
+    while (n && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+        n--;
+    log_msg(level == LLL_ERR ? LOG_ERROR : LOG_WARN, "libwebsockets: %.*s", (int)n, line);
+}
+
+int main(int argc, char **argv)
+{
+    struct config *c = &ws.cfg;
+    struct lws_context_creation_info info;
+    struct store_opts so;
+    struct chat_fail f;
+    static lws_retry_bo_t retry;
+    char host[64] = "127.0.0.1";
+    const char *colon;
+    int64_t port;
+    struct rlimit rl;
+    int rc = 1;
+
+    *c = (struct config){ .db_path = "chat.db", .listen = "127.0.0.1:8081", .probe_ms = 5,
+                          .busy_ms = 2000, .ping_secs = 30, .max_queue = 1024 };
+    log_set_name("chat-ws");
+    parse_flags(argc, argv, c);
+    colon = strrchr(c->listen, ':');
+    if (!colon || !util_parse_int(colon + 1, strlen(colon + 1), 1, 65535, &port) ||
+        (size_t)(colon - c->listen) >= sizeof host) {
+        fprintf(stderr, "chat-ws: --listen must be HOST:PORT or :PORT\n");
+        return 2;
+    }
+    if (colon > c->listen) {
+        memcpy(host, c->listen, (size_t)(colon - c->listen));
+        host[colon - c->listen] = '\0';
+    }
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+    signal(SIGPIPE, SIG_IGN);
+    lws_set_log_level(LLL_ERR | LLL_WARN, lws_log_line);
+
+    so = (struct store_opts){ .path = c->db_path, .busy_ms = c->busy_ms, .sync_full = c->sync_full };
+    if (store_open(&so, &ws.store, &f) < 0) {
+        log_error("%s", f.msg);
+        return 1;
+    }
+
+    retry.secs_since_valid_ping = (uint16_t)c->ping_secs;
+    retry.secs_since_valid_hangup = (uint16_t)(c->ping_secs + 10);
+    memset(&info, 0, sizeof info);
+    info.port = (int)port;
+    info.iface = host;
+    info.protocols = protocols;
+    info.timeout_secs = 10;               /* a handshake that does not complete */
+    info.retry_and_idle_policy = &retry;
+    info.options = LWS_SERVER_OPTION_DISABLE_IPV6;
+    info.pt_serv_buf_size = 4096;
+    if (!(ws.ctx = lws_create_context(&info))) {
+        log_error("cannot listen on %s", c->listen);
+        goto out;
+    }
+    {
+        struct feed_opts fo = { .store = so, .probe_ms = c->probe_ms, .wake = wake_loop, .wake_ctx = ws.ctx };
+        struct writer_opts wo;
+        if (feed_start(&fo, &ws.feed, &f) < 0) {
+            log_error("%s", f.msg);
+            goto out;
+        }
+        wo = (struct writer_opts){ .store = so, .max_pending = 10000, .feed = ws.feed,
+                                   .wake = wake_loop, .wake_ctx = ws.ctx };
+        if (writer_start(&wo, &ws.writer, &f) < 0) {
+            log_error("%s", f.msg);
+            goto out;
+        }
+    }
+    signal(SIGTERM, on_signal);
+    signal(SIGINT, on_signal);
+    log_info("listening on %s, database %s", c->listen, c->db_path);
+
+    {
+        int64_t deadline = 0;
+        for (;;) {
+            if (lws_service(ws.ctx, 0) < 0)
+                break;
+            if (ws.stop_signal) {
+                if (!deadline) {
+                    deadline = util_now_ms() + 1000;
+                    lws_cancel_service(ws.ctx);
+                }
+                if ((ws.closing_all && ws.nconns == 0) || util_now_ms() > deadline)
+                    break;
+            }
+        }
+    }
+    log_info("stopping with %zu connections open", ws.nconns);
+    rc = 0;
+out:
+    if (ws.ctx) {
+        lws_context_destroy(ws.ctx);
+        ws.ctx = NULL;
+    }
+    writer_stop(ws.writer);
+    feed_stop(ws.feed);
+    store_close(ws.store);
+    log_info("stopped");
+    return rc;
+}

@@ -1,0 +1,215 @@
+/*
+ * feed.c - the watcher thread of chat-ws.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "feed.h"
+#include "log.h"
+#include "render.h"
+
+#define BATCH 500               /* rows read per query */
+
+struct feed {
+    pthread_mutex_t mu;
+    struct feed_msg **queue;    /* guarded by mu */
+    size_t n, cap;
+    int kickfd;
+    int probe_ms;
+    atomic_bool stopping, listening;
+    void (*wake)(void *ctx);
+    void *wake_ctx;
+    struct store *store;
+    int64_t last_id, data_version;
+    pthread_t thread;
+};
+
+struct feed_msg *feed_msg_new(const char *json, size_t len)
+{
+    struct feed_msg *m = malloc(sizeof *m + FEED_HEADROOM + len);
+
+    if (!m)
+        return NULL;
+    memset(m, 0, sizeof *m);
+    m->refs = 1;
+    m->len = len;
+    memcpy(m->buf + FEED_HEADROOM, json, len);
+    return m;
+}
+
+void feed_msg_unref(struct feed_msg *m)
+{
+    if (m && --m->refs == 0)
+        free(m);
+}
+
+static bool enqueue(struct feed *fd, struct feed_msg *m)
+{
+    bool ok = true;
+
+    pthread_mutex_lock(&fd->mu);
+    if (fd->n == fd->cap) {
+        size_t ncap = fd->cap ? fd->cap * 2 : 256;
+        struct feed_msg **nq = realloc(fd->queue, ncap * sizeof *nq);
+        if (nq) {
+            fd->queue = nq;
+            fd->cap = ncap;
+        } else {
+            ok = false;
+        }
+    }
+    if (ok)
+        fd->queue[fd->n++] = m;
+    pthread_mutex_unlock(&fd->mu);
+    return ok;
+}
+
+/* Reads every row after last_id, renders each once and queues it. */
+static void read_new_rows(struct feed *fd)
+{
+    struct store_page page;
+    struct chat_fail f;
+    bool queued = false;
+
+    do {
+        if (store_since(fd->store, fd->last_id, BATCH, &page, &f) < 0) {
+            log_warn("feed read failed: %s", f.msg);
+            break;
+        }
+        for (size_t i = 0; i < page.n; i++) {
+            const struct store_msg *sm = &page.msgs[i];
+            size_t len;
+            char *json = render_message(sm, &len);
+            struct feed_msg *m = json ? feed_msg_new(json, len) : NULL;
+            free(json);
+            if (!m || sm->room_len > CHAT_NAME_MAX || !enqueue(fd, m)) {
+                /* Out of memory: retry this row at the next probe. */
+                feed_msg_unref(m);
+                page.more = false;
+                break;
+            }
+            m->id = sm->id;
+            m->room_len = sm->room_len;
+            memcpy(m->room, sm->room, sm->room_len + 1);
+            fd->last_id = sm->id;
+            queued = true;
+        }
+        store_page_free(&page);
+    } while (page.more && !atomic_load(&fd->stopping));
+    if (queued)
+        fd->wake(fd->wake_ctx);
+}
+
+static void *feed_main(void *arg)
+{
+    struct feed *fd = arg;
+    struct pollfd pfd = { .fd = fd->kickfd, .events = POLLIN };
+
+    while (!atomic_load(&fd->stopping)) {
+        int64_t version, max_id;
+        int timeout = atomic_load(&fd->listening) ? fd->probe_ms : 1000;
+        bool kicked = poll(&pfd, 1, timeout) > 0;
+
+        if (kicked) {
+            uint64_t v;
+            if (read(fd->kickfd, &v, sizeof v) < 0) { /* drained already */ }
+        }
+        if (!atomic_load(&fd->listening) && !kicked)
+            continue;
+        if (store_data_version(fd->store, &version) < 0 || version == fd->data_version)
+            continue;
+        fd->data_version = version;
+        if (store_max_id(fd->store, &max_id) < 0)
+            continue;
+        if (max_id < fd->last_id) {
+            log_warn("message ids went back from %lld to %lld: the database was replaced",
+                     (long long)fd->last_id, (long long)max_id);
+            fd->last_id = max_id;
+        }
+        if (max_id > fd->last_id)
+            read_new_rows(fd);
+    }
+    return NULL;
+}
+
+int feed_start(const struct feed_opts *o, struct feed **out, struct chat_fail *f)
+{
+    struct feed *fd = calloc(1, sizeof *fd);
+    int err;
+
+    if (!fd)
+        return chat_fail(f, CHAT_EUNAVAIL, "out of memory");
+    pthread_mutex_init(&fd->mu, NULL);
+    fd->probe_ms = o->probe_ms;
+    fd->wake = o->wake;
+    fd->wake_ctx = o->wake_ctx;
+    if ((fd->kickfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0) {
+        err = chat_fail(f, CHAT_EINTERNAL, "eventfd: %s", strerror(errno));
+        goto err;
+    }
+    if ((err = store_open(&o->store, &fd->store, f)) < 0)
+        goto err;
+    if (store_data_version(fd->store, &fd->data_version) < 0 ||
+        store_max_id(fd->store, &fd->last_id) < 0) {
+        err = chat_fail(f, CHAT_EUNAVAIL, "cannot read the database");
+        goto err;
+    }
+    if (pthread_create(&fd->thread, NULL, feed_main, fd) != 0) {
+        err = chat_fail(f, CHAT_EINTERNAL, "cannot start the feed thread");
+        goto err;
+    }
+    *out = fd;
+    return 0;
+err:
+    store_close(fd->store);
+    if (fd->kickfd >= 0)
+        close(fd->kickfd);
+    pthread_mutex_destroy(&fd->mu);
+    free(fd);
+    return err;
+}
+
+void feed_stop(struct feed *fd)
+{
+    if (!fd)
+        return;
+    atomic_store(&fd->stopping, true);
+    feed_kick(fd);
+    pthread_join(fd->thread, NULL);
+    for (size_t i = 0; i < fd->n; i++)
+        feed_msg_unref(fd->queue[i]);
+    free(fd->queue);
+    store_close(fd->store);
+    close(fd->kickfd);
+    pthread_mutex_destroy(&fd->mu);
+    free(fd);
+}
+
+void feed_take(struct feed *fd, struct feed_msg ***out, size_t *n)
+{
+    pthread_mutex_lock(&fd->mu);
+    *out = fd->queue;
+    *n = fd->n;
+    fd->queue = NULL;
+    fd->n = fd->cap = 0;
+    pthread_mutex_unlock(&fd->mu);
+}
+
+void feed_kick(struct feed *fd)
+{
+    uint64_t one = 1;
+    if (write(fd->kickfd, &one, sizeof one) < 0) { /* saturated: awake anyway */ }
+}
+
+void feed_set_listening(struct feed *fd, bool listening)
+{
+    bool was = atomic_exchange(&fd->listening, listening);
+    if (listening && !was)
+        feed_kick(fd);
+}
