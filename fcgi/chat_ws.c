@@ -167,12 +167,16 @@ static void replay_step(struct conn *c)
     struct store_page page;
     struct chat_fail f;
 
-    if (store_fetch(ws.store, c->room, c->room_len, c->cursor, REPLAY_CHUNK, c->tail, &page, &f) < 0) {
-        log_warn("replay of room %s failed: %s", c->room, f.msg);
-        conn_close_later(c, CLOSE_TRY_AGAIN_LATER, "database unavailable: retry");
-        return;
+    if (c->tail > 0) {
+        /* The last `tail` messages: replay from just before the first of them. */
+        if (store_fetch(ws.store, c->room, c->room_len, 0, 1, c->tail, &page, &f) < 0)
+            goto fail;
+        c->cursor = page.n ? page.msgs[0].id - 1 : 0;
+        c->tail = 0;
+        store_page_free(&page);
     }
-    c->tail = 0;
+    if (store_fetch(ws.store, c->room, c->room_len, c->cursor, REPLAY_CHUNK, 0, &page, &f) < 0)
+        goto fail;
     for (size_t i = 0; i < page.n; i++) {
         size_t len;
         char *json = render_message(&page.msgs[i], &len);
@@ -195,6 +199,10 @@ static void replay_step(struct conn *c)
     store_page_free(&page);
     if (c->qlen)
         lws_callback_on_writable(c->wsi);
+    return;
+fail:
+    log_warn("replay of room %s failed: %s", c->room, f.msg);
+    conn_close_later(c, CLOSE_TRY_AGAIN_LATER, "database unavailable: retry");
 }
 
 /* Hands the feed's new rows to the live subscribers of their rooms. */
@@ -549,7 +557,7 @@ static void parse_flags(int argc, char **argv, struct config *c)
         case 'd': c->db_path = optarg; break;
         case 'l': c->listen = optarg; break;
         case OPT_ORIGIN: c->origins = optarg; break;
-        case OPT_QUEUE: c->max_queue = (unsigned)parse_num("--max-queue", optarg, CHAT_TAIL_MAX, 1000000); break;
+        case OPT_QUEUE: c->max_queue = (unsigned)parse_num("--max-queue", optarg, REPLAY_CHUNK, 1000000); break;
         case OPT_PING: c->ping_secs = parse_num("--ping-secs", optarg, 1, 3600); break;
         case OPT_PROBE: c->probe_ms = parse_num("--probe-ms", optarg, 1, 1000); break;
         case OPT_BUSY: c->busy_ms = parse_num("--busy-ms", optarg, 0, 600000); break;
