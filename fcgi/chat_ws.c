@@ -46,7 +46,7 @@ struct config {
     const char *db_path;
     const char *listen;
     const char *origins;         /* comma-separated allow-list, or NULL */
-    int probe_ms, busy_ms, ping_secs;
+    int probe_ms, busy_ms, ping_secs, handshake_secs;
     unsigned max_queue;
     bool sync_full;
 };
@@ -509,8 +509,9 @@ static void usage(FILE *out)
         "      --origin LIST      comma-separated Origin allow-list (default: any)\n"
         "      --max-queue N      frames queued for one client before it is closed\n"
         "                         with 1008 as too slow (default: 1024)\n"
-        "      --ping-secs N      ping a connection idle this long; drop it 10 s later\n"
-        "                         (default: 30)\n"
+        "      --ping-secs N      ping a connection idle this long; drop it when no pong\n"
+        "                         comes within as long again, at most 10 s (default: 30)\n"
+        "      --handshake-secs N drop a connection whose handshake takes longer (default: 10)\n"
         "      --probe-ms N       change probe interval while clients listen (default: 5)\n"
         "      --busy-ms N        wait for another writer's lock, then refuse (default: 2000)\n"
         "      --sync MODE        normal or full, as chat-fcgi (default: normal)\n"
@@ -534,13 +535,14 @@ static int parse_num(const char *flag, const char *s, int min, int max)
 
 static void parse_flags(int argc, char **argv, struct config *c)
 {
-    enum { OPT_ORIGIN = 256, OPT_QUEUE, OPT_PING, OPT_PROBE, OPT_BUSY, OPT_SYNC };
+    enum { OPT_ORIGIN = 256, OPT_QUEUE, OPT_PING, OPT_HANDSHAKE, OPT_PROBE, OPT_BUSY, OPT_SYNC };
     static const struct option opts[] = {
         { "db", required_argument, NULL, 'd' },
         { "listen", required_argument, NULL, 'l' },
         { "origin", required_argument, NULL, OPT_ORIGIN },
         { "max-queue", required_argument, NULL, OPT_QUEUE },
         { "ping-secs", required_argument, NULL, OPT_PING },
+        { "handshake-secs", required_argument, NULL, OPT_HANDSHAKE },
         { "probe-ms", required_argument, NULL, OPT_PROBE },
         { "busy-ms", required_argument, NULL, OPT_BUSY },
         { "sync", required_argument, NULL, OPT_SYNC },
@@ -559,6 +561,7 @@ static void parse_flags(int argc, char **argv, struct config *c)
         case OPT_ORIGIN: c->origins = optarg; break;
         case OPT_QUEUE: c->max_queue = (unsigned)parse_num("--max-queue", optarg, REPLAY_CHUNK, 1000000); break;
         case OPT_PING: c->ping_secs = parse_num("--ping-secs", optarg, 1, 3600); break;
+        case OPT_HANDSHAKE: c->handshake_secs = parse_num("--handshake-secs", optarg, 1, 600); break;
         case OPT_PROBE: c->probe_ms = parse_num("--probe-ms", optarg, 1, 1000); break;
         case OPT_BUSY: c->busy_ms = parse_num("--busy-ms", optarg, 0, 600000); break;
         case OPT_SYNC:
@@ -617,7 +620,7 @@ int main(int argc, char **argv)
     int rc = 1;
 
     *c = (struct config){ .db_path = "chat.db", .listen = "127.0.0.1:8081", .probe_ms = 5,
-                          .busy_ms = 2000, .ping_secs = 30, .max_queue = 1024 };
+                          .busy_ms = 2000, .ping_secs = 30, .handshake_secs = 10, .max_queue = 1024 };
     log_set_name("chat-ws");
     parse_flags(argc, argv, c);
     colon = strrchr(c->listen, ':');
@@ -644,12 +647,15 @@ int main(int argc, char **argv)
     }
 
     retry.secs_since_valid_ping = (uint16_t)c->ping_secs;
-    retry.secs_since_valid_hangup = (uint16_t)(c->ping_secs + 10);
+    retry.secs_since_valid_hangup = (uint16_t)(c->ping_secs + (c->ping_secs < 10 ? c->ping_secs : 10));
     memset(&info, 0, sizeof info);
     info.port = (int)port;
     info.iface = host;
     info.protocols = protocols;
-    info.timeout_secs = 10;               /* a handshake that does not complete */
+    /* A handshake that does not complete: headers held too long, or none sent. */
+    info.timeout_secs = (unsigned)c->handshake_secs;
+    info.timeout_secs_ah_idle = (unsigned)c->handshake_secs;
+    info.keepalive_timeout = c->handshake_secs;
     info.retry_and_idle_policy = &retry;
     info.options = LWS_SERVER_OPTION_DISABLE_IPV6;
     info.pt_serv_buf_size = 4096;

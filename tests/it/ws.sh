@@ -14,9 +14,51 @@ check "each WS cid stored once" 1 "$(rows "where cid='ws-basic-1'")"
 WS_FLAGS="--origin http://good.example,http://other.example" stack_up origin || { finish; exit 1; }
 run_checks "$PY" "$CLIENTS" "$BASE" "$DB" origin
 
+# Idle sockets are pinged; one that never answers is dropped; a handshake
+# that never completes is timed out
+WS_FLAGS="--ping-secs 1 --handshake-secs 1" stack_up ping || { finish; exit 1; }
+ws_port=$(sed -n 's/.*server 127.0.0.1:\([0-9]*\);/\1/p' "$STACK_DIR/nginx/nginx.conf")
+run_checks "$PY" - "${BASE##*:}" "$ws_port" <<'PY'
+import socket, sys, time
+def report(ok, name, detail=""):
+    print(("PASS " if ok else "FAIL ") + name + ("" if ok else ": " + repr(detail)[:200]), flush=True)
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+s.sendall(b"GET /ws?room=idle HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+          b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+s.settimeout(10)
+data = s.recv(4096)
+head, _, rest = data.partition(b"\r\n\r\n")
+report(head.startswith(b"HTTP/1.1 101"), "raw handshake through nginx", head[:30])
+t0 = time.monotonic()
+while len(rest) < 1:
+    rest += s.recv(4096)
+report(rest[0] == 0x89, "an idle socket gets a ping", rest[:4])
+closed_at = None
+try:
+    while True:
+        chunk = s.recv(4096)
+        if not chunk:
+            closed_at = time.monotonic()
+            break
+except (socket.timeout, ConnectionResetError):
+    closed_at = time.monotonic()
+report(closed_at is not None and closed_at - t0 < 6, "a socket that never answers pings is dropped",
+       None if closed_at is None else closed_at - t0)
+d = socket.create_connection(("127.0.0.1", int(sys.argv[2])))
+d.sendall(b"GET /ws HTTP/1.1\r\nHost: x\r\n")
+d.settimeout(10)
+t0 = time.monotonic()
+try:
+    gone = d.recv(4096) == b""
+except (socket.timeout, ConnectionResetError):
+    gone = True
+report(gone and time.monotonic() - t0 < 5, "a handshake that does not complete is timed out",
+       time.monotonic() - t0)
+PY
+
 # --help lists every flag
 help=$("$BIN_DIR/chat-ws" --help)
-for flag in --db --listen --origin --max-queue --ping-secs --probe-ms --busy-ms --sync --verbose --quiet --help --version; do
+for flag in --db --listen --origin --max-queue --ping-secs --handshake-secs --probe-ms --busy-ms --sync --verbose --quiet --help --version; do
     case $help in *"$flag"*) pass "chat-ws --help lists $flag" ;; *) fail "chat-ws --help lists $flag" ;; esac
 done
 
