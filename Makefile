@@ -112,7 +112,7 @@ test: deps
 # Benchmarks report figures; they are never part of `make test`.
 bench: deps
 	$(Q)$(MAKE) --no-print-directory all
-	$(Q)BIN_DIR=$(B) python3 tests/bench/wakeup.py
+	$(Q)BIN_DIR=$(B) tests/bench/run.sh
 
 install: all
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(DATADIR)/sql $(DESTDIR)$(DATADIR)/htdocs $(DESTDIR)$(DATADIR)/conf/nginx

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# run.sh - every benchmark, as `make bench` runs them (never part of make test).
+# Installs what the load clients need (wrk, Node with the ws package), then
+# prints the figures the README's tables come from. BIN_DIR as for make.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+cd "$root"
+
+need=""
+command -v wrk >/dev/null || need="$need wrk"
+command -v npm >/dev/null || need="$need nodejs npm"
+if [ -n "$need" ]; then
+    [ "$(id -u)" = 0 ] || { echo "missing:$need; run as root: apt-get install -y$need"; exit 1; }
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $need >/dev/null
+fi
+[ -d "$here/node_modules/ws" ] || (cd "$here" && npm install --no-audit --no-fund --silent)
+
+python3 "$here/wakeup.py" 200
+python3 "$here/ws_fanout.py" 100 20 10
+python3 "$here/ws_fanout.py" 1000 20 10
+python3 "$here/ws_fanout.py" 5000 2 10
+
+# Send throughput, each durability setting
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+for sync in normal full; do
+    state=$(mktemp -d "${TMPDIR:-/tmp}/chat-bench-send.XXXXXX")
+    PORT=$port WS_PORT=$((port + 1)) FCGI_FLAGS="--sync $sync" conf/stack.sh start "$state"
+    echo "send throughput, --sync $sync (wrk -t2 -c16 -d8s GET /send/msg):"
+    wrk -t2 -c16 -d8s "http://127.0.0.1:$port/send/msg?text=hello+world" | grep -E 'Latency|Requests/sec|Non-2xx' | sed 's/^/  /'
+    conf/stack.sh stop "$state"
+    rm -rf "$state"
+done
