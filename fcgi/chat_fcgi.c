@@ -21,7 +21,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <fcntl.h>
@@ -30,6 +29,7 @@
 #include <fcgiapp.h>
 
 #include "api.h"
+#include "cli.h"
 #include "hold.h"
 #include "listen.h"
 #include "log.h"
@@ -81,16 +81,6 @@ static void usage(FILE *out)
         "SIGTERM or SIGINT stops it; held long-polls are answered as if their wait expired.\n");
 }
 
-static int parse_num(const char *flag, const char *s, int min, int max)
-{
-    int64_t v;
-    if (!util_parse_int(s, strlen(s), min, max, &v)) {
-        fprintf(stderr, "chat-fcgi: %s must be a number from %d to %d\n", flag, min, max);
-        exit(2);
-    }
-    return (int)v;
-}
-
 static void parse_flags(int argc, char **argv, struct config *c)
 {
     enum { OPT_MODE = 256, OPT_MAXHELD, OPT_PROBE, OPT_BUSY, OPT_SYNC, OPT_BACKLOG };
@@ -126,18 +116,12 @@ static void parse_flags(int argc, char **argv, struct config *c)
             c->socket_mode = (unsigned)m;
             break;
         }
-        case 't': c->threads = parse_num("--threads", optarg, 1, 256); break;
-        case OPT_MAXHELD: c->hold.max_held = (size_t)parse_num("--max-held", optarg, 0, 1000000); break;
-        case OPT_PROBE: c->hold.probe_ms = parse_num("--probe-ms", optarg, 1, 1000); break;
-        case OPT_BUSY: c->busy_ms = parse_num("--busy-ms", optarg, 0, 600000); break;
-        case OPT_SYNC:
-            if (strcmp(optarg, "normal") && strcmp(optarg, "full")) {
-                fprintf(stderr, "chat-fcgi: --sync is normal or full\n");
-                exit(2);
-            }
-            c->sync_full = strcmp(optarg, "full") == 0;
-            break;
-        case OPT_BACKLOG: c->backlog = parse_num("--backlog", optarg, 1, 65535); break;
+        case 't': c->threads = cli_int("--threads", optarg, 1, 256); break;
+        case OPT_MAXHELD: c->hold.max_held = (size_t)cli_int("--max-held", optarg, 0, 1000000); break;
+        case OPT_PROBE: c->hold.probe_ms = cli_int("--probe-ms", optarg, 1, 1000); break;
+        case OPT_BUSY: c->busy_ms = cli_int("--busy-ms", optarg, 0, 600000); break;
+        case OPT_SYNC: c->sync_full = cli_sync_full(optarg); break;
+        case OPT_BACKLOG: c->backlog = cli_int("--backlog", optarg, 1, 65535); break;
         case 'v': log_set_level(LOG_DEBUG); break;
         case 'q': log_set_level(LOG_WARN); break;
         case 'h': usage(stdout); exit(0);
@@ -163,16 +147,6 @@ static void ensure_std_fds(void)
                 close(n);
             }
         }
-    }
-}
-
-/* Each held long-poll is a descriptor: take all the process may have. */
-static void raise_fd_limit(void)
-{
-    struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
-        rl.rlim_cur = rl.rlim_max;
-        setrlimit(RLIMIT_NOFILE, &rl);
     }
 }
 
@@ -224,9 +198,10 @@ int main(int argc, char **argv)
     int sig, started = 0;
 
     log_set_name("chat-fcgi");
+    cli_set_name("chat-fcgi");
     parse_flags(argc, argv, &c);
     ensure_std_fds();
-    raise_fd_limit();
+    cli_raise_fd_limit();   /* each held long-poll is a descriptor */
     signal(SIGPIPE, SIG_IGN);
     /* Signals go to the main thread's sigwait(), never to libfcgi's handlers. */
     sigemptyset(&sigs);

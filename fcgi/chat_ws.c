@@ -20,10 +20,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 
 #include <libwebsockets.h>
 
+#include "cli.h"
 #include "feed.h"
 #include "chat_limits.h"
 #include "log.h"
@@ -523,16 +523,6 @@ static void usage(FILE *out)
         "SIGTERM or SIGINT closes every connection with 1001 and stops it.\n");
 }
 
-static int parse_num(const char *flag, const char *s, int min, int max)
-{
-    int64_t v;
-    if (!util_parse_int(s, strlen(s), min, max, &v)) {
-        fprintf(stderr, "chat-ws: %s must be a number from %d to %d\n", flag, min, max);
-        exit(2);
-    }
-    return (int)v;
-}
-
 static void parse_flags(int argc, char **argv, struct config *c)
 {
     enum { OPT_ORIGIN = 256, OPT_QUEUE, OPT_PING, OPT_HANDSHAKE, OPT_PROBE, OPT_BUSY, OPT_SYNC };
@@ -559,18 +549,12 @@ static void parse_flags(int argc, char **argv, struct config *c)
         case 'd': c->db_path = optarg; break;
         case 'l': c->listen = optarg; break;
         case OPT_ORIGIN: c->origins = optarg; break;
-        case OPT_QUEUE: c->max_queue = (unsigned)parse_num("--max-queue", optarg, REPLAY_CHUNK, 1000000); break;
-        case OPT_PING: c->ping_secs = parse_num("--ping-secs", optarg, 1, 3600); break;
-        case OPT_HANDSHAKE: c->handshake_secs = parse_num("--handshake-secs", optarg, 1, 600); break;
-        case OPT_PROBE: c->probe_ms = parse_num("--probe-ms", optarg, 1, 1000); break;
-        case OPT_BUSY: c->busy_ms = parse_num("--busy-ms", optarg, 0, 600000); break;
-        case OPT_SYNC:
-            if (strcmp(optarg, "normal") && strcmp(optarg, "full")) {
-                fprintf(stderr, "chat-ws: --sync is normal or full\n");
-                exit(2);
-            }
-            c->sync_full = strcmp(optarg, "full") == 0;
-            break;
+        case OPT_QUEUE: c->max_queue = (unsigned)cli_int("--max-queue", optarg, REPLAY_CHUNK, 1000000); break;
+        case OPT_PING: c->ping_secs = cli_int("--ping-secs", optarg, 1, 3600); break;
+        case OPT_HANDSHAKE: c->handshake_secs = cli_int("--handshake-secs", optarg, 1, 600); break;
+        case OPT_PROBE: c->probe_ms = cli_int("--probe-ms", optarg, 1, 1000); break;
+        case OPT_BUSY: c->busy_ms = cli_int("--busy-ms", optarg, 0, 600000); break;
+        case OPT_SYNC: c->sync_full = cli_sync_full(optarg); break;
         case 'v': log_set_level(LOG_DEBUG); break;
         case 'q': log_set_level(LOG_WARN); break;
         case 'h': usage(stdout); exit(0);
@@ -616,12 +600,12 @@ int main(int argc, char **argv)
     char host[64] = "127.0.0.1";
     const char *colon;
     int64_t port;
-    struct rlimit rl;
     int rc = 1;
 
     *c = (struct config){ .db_path = "chat.db", .listen = "127.0.0.1:8081", .probe_ms = 5,
                           .busy_ms = 2000, .ping_secs = 30, .handshake_secs = 10, .max_queue = 1024 };
     log_set_name("chat-ws");
+    cli_set_name("chat-ws");
     parse_flags(argc, argv, c);
     colon = strrchr(c->listen, ':');
     if (!colon || !util_parse_int(colon + 1, strlen(colon + 1), 1, 65535, &port) ||
@@ -633,10 +617,7 @@ int main(int argc, char **argv)
         memcpy(host, c->listen, (size_t)(colon - c->listen));
         host[colon - c->listen] = '\0';
     }
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
-        rl.rlim_cur = rl.rlim_max;
-        setrlimit(RLIMIT_NOFILE, &rl);
-    }
+    cli_raise_fd_limit();   /* each socket is a descriptor */
     signal(SIGPIPE, SIG_IGN);
     lws_set_log_level(LLL_ERR | LLL_WARN, lws_log_line);
 

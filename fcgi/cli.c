@@ -1,0 +1,47 @@
+/*
+ * cli.c - bounded flag values and process limits at start-up.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+
+#include "cli.h"
+#include "util.h"
+
+static const char *prog = "chat";
+
+void cli_set_name(const char *name)
+{
+    prog = name;
+}
+
+int cli_int(const char *flag, const char *s, int min, int max)
+{
+    int64_t v;
+
+    if (!util_parse_int(s, strlen(s), min, max, &v)) {
+        fprintf(stderr, "%s: %s must be a number from %d to %d\n", prog, flag, min, max);
+        exit(2);
+    }
+    return (int)v;
+}
+
+bool cli_sync_full(const char *s)
+{
+    if (strcmp(s, "normal") != 0 && strcmp(s, "full") != 0) {
+        fprintf(stderr, "%s: --sync is normal or full\n", prog);
+        exit(2);
+    }
+    return strcmp(s, "full") == 0;
+}
+
+void cli_raise_fd_limit(void)
+{
+    struct rlimit rl;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+}
