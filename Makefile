@@ -18,9 +18,11 @@ PORT       ?= 8080
 
 PKGS := fcgi sqlite3 json-c
 WS_PKGS := libwebsockets
-# Debian packages that building, running and testing need.
-DEB_PKGS := gcc make pkg-config libc6-dev libfcgi-dev libsqlite3-dev libjson-c-dev libwebsockets-dev \
-            libcmocka-dev sqlite3 curl jq python3 python3-websockets procps
+# Debian packages that building and running need, then those the tests add
+# (Node and npm too, where no npm is on the PATH: a machine may have its own).
+DEB_PKGS  := gcc make pkg-config libc6-dev libfcgi-dev libsqlite3-dev libjson-c-dev libwebsockets-dev \
+             sqlite3 curl python3 procps
+TEST_PKGS := libcmocka-dev jq python3-websockets chromium
 
 ifeq ($(SAN),1)
 FLAVOUR  := san
@@ -49,7 +51,7 @@ CORE_OBJS := $(CORE:%=$(B)/%.o) $(B)/schema_sql.o
 FCGI_OBJS := $(B)/chat_fcgi.o $(patsubst %,$(B)/%.o,cli reply hold listen api route) $(CORE_OBJS)
 WS_OBJS   := $(B)/chat_ws.o $(B)/cli.o $(B)/feed.o $(B)/writer.o $(CORE_OBJS)
 
-.PHONY: all run test bench install uninstall clean deps
+.PHONY: all run test bench install uninstall clean deps deps-test
 all: $(B)/chat-fcgi $(B)/chat-ws
 
 $(B)/%.o: fcgi/%.c | $(B)
@@ -86,9 +88,11 @@ $(B):
 -include $(wildcard $(B)/*.d)
 
 # Installs what is missing: as root with apt-get, otherwise says the line to run.
-deps:
+deps: PKGS_NEEDED = $(DEB_PKGS)
+deps-test: PKGS_NEEDED = $(DEB_PKGS) $(TEST_PKGS) $(if $(shell command -v npm),,nodejs npm)
+deps deps-test:
 	$(Q)missing=""; \
-	for p in $(DEB_PKGS); do \
+	for p in $(PKGS_NEEDED); do \
 	  dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || missing="$$missing $$p"; \
 	done; \
 	command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing="$$missing nginx-light"; \
@@ -105,7 +109,7 @@ run: deps
 	$(Q)$(MAKE) --no-print-directory all
 	$(Q)PORT=$(PORT) BIN_DIR=$(B) conf/stack.sh run var
 
-test: deps
+test: deps-test
 	$(Q)$(MAKE) --no-print-directory all $(B)/test_unit
 	$(Q)BIN_DIR=$(B) tests/run.sh
 

@@ -1,69 +1,319 @@
-// chat.js - a first page: joins a room with its recent history, then polls
-// /get/msg every 2 seconds with the cursor it was given (the tutorial's
-// short polling), and sends with /send/msg. Texts are rendered as text.
+// chat.js - the chat page: joins a room with its recent history, then follows
+// it over WebSocket, long-polling or polling, and sends over HTTP.
+//
+// Never lose or repeat a message:
+//   - the cursor is the last message id shown; every transport resumes from
+//     it (after a network drop, a server restart or a switch of transport),
+//     and a message whose id was shown already is dropped;
+//   - every send carries a cid and is retried with the same cid, so a retry
+//     after a timeout stores the message once; the server's answer carries
+//     the message's id, which ties the pending line to the stored message.
+// Texts are always rendered as text (textContent), never as HTML.
 'use strict';
 
 (function () {
+  const ROOM_RE = /^[A-Za-z0-9_.-]{1,64}$/;
+  const POLL_MS = 2000;          // the tutorial's polling interval
+  const WAIT_S = 25;             // long-poll hold; below common proxy timeouts
+  const WS_RETRY_MS = 30000;     // auto: how often to try WebSocket again
+  const SEND_TRIES = 4;
+
   const params = new URLSearchParams(location.search);
-  const room = params.get('room') || location.hash.slice(1) || 'lobby';
+  const room = pickRoom();
+  const wanted = ['poll', 'longpoll', 'ws', 'auto'].includes(params.get('transport'))
+    ? params.get('transport') : 'auto';
+
+  const main = document.querySelector('main');
   const list = document.getElementById('messages');
   const statusEl = document.getElementById('status');
+  const transportEl = document.getElementById('transport');
   const form = document.getElementById('send-form');
   const userInput = document.getElementById('user');
   const textInput = document.getElementById('text');
-  let cursor = null;   // max_index of the last answer; null before joining
 
-  document.getElementById('room-name').textContent = '#' + room;
-  userInput.value = localStorage.getItem('chat.user') || '';
-  userInput.addEventListener('change', () => localStorage.setItem('chat.user', userInput.value));
+  let cursor = null;             // last id shown; null until joined
+  const shown = new Set();       // ids on the page
+  const pendingById = new Map(); // id -> pending <li> whose send was acknowledged
+  let current = null;            // the running transport: {name, stop()}
+  let failures = 0;              // consecutive failures, for backoff and status
 
-  function show(msg) {
+  function pickRoom() {
+    const r = params.get('room') || decodeURIComponent(location.hash.slice(1));
+    return ROOM_RE.test(r) ? r : 'lobby';
+  }
+
+  // ---- status ----
+
+  function setStatus(state, name) {
+    statusEl.dataset.state = state;
+    statusEl.textContent = state;
+    transportEl.textContent = name ? 'via ' + label(name) : '';
+    document.body.dataset.transport = name || '';
+  }
+  function label(name) {
+    return { ws: 'WebSocket', longpoll: 'long-polling', poll: 'polling' }[name] || name;
+  }
+  function ok(name) {
+    failures = 0;
+    setStatus('connected', name);
+  }
+  function trouble(name) {
+    failures++;
+    setStatus(navigator.onLine === false || failures >= 4 ? 'offline' : 'reconnecting', name);
+  }
+  // Backoff with jitter: 0.5 s doubling to 30 s, each delay between 50% and 100%.
+  function backoff() {
+    const base = Math.min(30000, 500 * Math.pow(2, Math.max(0, failures - 1)));
+    return base * (0.5 + Math.random() / 2);
+  }
+
+  // ---- messages ----
+
+  function timeOf(ts) {
+    const d = new Date(ts);
+    return isNaN(d) ? '' : d.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
+  }
+
+  function line(user, text, ts) {
     const li = document.createElement('li');
-    const meta = document.createElement('span');
-    meta.className = 'meta';
-    meta.textContent = new Date(msg.ts).toLocaleTimeString();
-    const user = document.createElement('span');
-    user.className = 'user';
-    user.textContent = msg.user || 'anonymous';
-    li.append(meta, user, document.createTextNode(msg.text));
-    const main = list.parentElement;
-    const atBottom = main.scrollHeight - main.scrollTop - main.clientHeight < 40;
-    list.append(li);
-    if (atBottom) main.scrollTop = main.scrollHeight;
-  }
-
-  async function poll() {
-    const q = cursor === null ? 'tail=50' : 'index=' + cursor;
-    try {
-      const r = await fetch('/get/msg?room=' + encodeURIComponent(room) + '&' + q, { cache: 'no-store' });
-      if (!r.ok) throw new Error('HTTP ' + r.status);
-      const doc = await r.json();
-      doc.messages.forEach(show);
-      cursor = doc.max_index;
-      statusEl.textContent = 'connected (polling)';
-      if (doc.more) return setTimeout(poll, 0);
-    } catch (e) {
-      statusEl.textContent = 'offline, retrying…';
+    const head = document.createElement('div');
+    head.className = 'head';
+    const who = document.createElement('span');
+    who.className = 'user';
+    who.textContent = user || 'anonymous';
+    const when = document.createElement('time');
+    when.className = 'time';
+    if (ts) {
+      when.dateTime = new Date(ts).toISOString();
+      when.textContent = timeOf(ts);
     }
-    setTimeout(poll, 2000);
+    head.append(who, when);
+    const body = document.createElement('p');
+    body.className = 'text';
+    body.textContent = text;
+    li.append(head, body);
+    return li;
   }
 
-  form.addEventListener('submit', async (ev) => {
+  function atBottom() {
+    return main.scrollHeight - main.scrollTop - main.clientHeight < 60;
+  }
+
+  function append(li) {
+    const stick = atBottom();
+    // Pending sends stay last, below every stored message.
+    const firstPending = list.querySelector('li.pending');
+    if (li.classList.contains('pending') || !firstPending) list.append(li);
+    else list.insertBefore(li, firstPending);
+    if (stick) main.scrollTop = main.scrollHeight;
+  }
+
+  // Shows stored messages in id order; anything at or below the cursor was shown.
+  function receive(msgs) {
+    for (const m of msgs) {
+      if (typeof m.id !== 'number' || shown.has(m.id) || (cursor !== null && m.id <= cursor)) continue;
+      shown.add(m.id);
+      cursor = m.id;
+      const li = line(m.user, m.text, m.ts);
+      li.dataset.id = m.id;
+      const pending = pendingById.get(m.id);
+      if (pending) {
+        pendingById.delete(m.id);
+        pending.remove();
+        li.classList.add('mine');
+      }
+      append(li);
+    }
+  }
+
+  // ---- transports ----
+
+  function getUrl(query) {
+    return '/get/msg?room=' + encodeURIComponent(room) + '&' + query;
+  }
+
+  async function getJson(url, signal) {
+    const r = await fetch(url, { cache: 'no-store', signal });
+    if (!r.ok) throw new Error('HTTP ' + r.status);
+    return r.json();
+  }
+
+  // Polling and long-polling: one loop, with or without wait.
+  function httpLoop(name, wait) {
+    const ctl = new AbortController();
+    let stopped = false, timer = null;
+    async function step() {
+      if (stopped) return;
+      let delay;
+      // A long-poll held by the server is a working connection.
+      const held = wait ? setTimeout(() => { if (!stopped) ok(name); }, 1000) : null;
+      try {
+        const doc = await getJson(getUrl('index=' + cursor + (wait ? '&wait=' + WAIT_S : '')), ctl.signal)
+          .finally(() => clearTimeout(held));
+        if (stopped) return;
+        // A cursor ahead of the room (a replaced database): resync to its latest id.
+        if (doc.messages.length === 0 && doc.max_index < cursor) cursor = doc.max_index;
+        receive(doc.messages);
+        ok(name);
+        delay = doc.more ? 0 : (wait ? 0 : POLL_MS);
+      } catch (e) {
+        if (stopped) return;
+        trouble(name);
+        delay = backoff();
+      }
+      timer = setTimeout(step, delay);
+    }
+    step();
+    return { name, stop() { stopped = true; clearTimeout(timer); ctl.abort(); } };
+  }
+
+  function wsUrl() {
+    const scheme = location.protocol === 'https:' ? 'wss:' : 'ws:';
+    return scheme + '//' + location.host + '/ws?room=' + encodeURIComponent(room) + '&index=' + cursor;
+  }
+
+  // WebSocket; onFail(opened) is called once when it fails or closes.
+  function wsLoop(onFail) {
+    let stopped = false, opened = false, timer = null;
+    const sock = new WebSocket(wsUrl());
+    const give = () => { if (!stopped) { stopped = true; clearTimeout(timer); onFail(opened); } };
+    // A proxy that swallows the upgrade never opens nor fails: give up after a while.
+    timer = setTimeout(() => { if (!opened) { try { sock.close(); } catch (e) { /* closing */ } give(); } }, 8000);
+    sock.onopen = () => { opened = true; clearTimeout(timer); ok('ws'); };
+    sock.onmessage = (ev) => {
+      let m;
+      try { m = JSON.parse(ev.data); } catch (e) { return; }
+      if (m && typeof m.id === 'number' && typeof m.text === 'string') receive([m]);
+    };
+    sock.onerror = () => { /* onclose follows */ };
+    sock.onclose = () => give();
+    return { name: 'ws', stop() { stopped = true; clearTimeout(timer); sock.close(); } };
+  }
+
+  function start(name) {
+    if (current) current.stop();
+    if (name === 'poll') current = httpLoop('poll', false);
+    else if (name === 'longpoll') current = httpLoop('longpoll', true);
+    else current = wsLoop((opened) => {
+      trouble('ws');
+      if (wanted === 'auto' && !opened) {
+        // WebSocket does not get through here: long-poll, and try again later.
+        start('longpoll');
+        scheduleWsProbe();
+      } else {
+        setTimeout(() => start('ws'), backoff());
+      }
+    });
+  }
+
+  // auto: while long-polling, try a WebSocket now and then; switch when it opens.
+  let probeTimer = null;
+  function scheduleWsProbe() {
+    clearTimeout(probeTimer);
+    probeTimer = setTimeout(() => {
+      if (!current || current.name === 'ws') return;
+      const probe = new WebSocket(wsUrl());
+      probe.onopen = () => { probe.close(); start('ws'); };
+      probe.onerror = () => scheduleWsProbe();
+    }, WS_RETRY_MS);
+  }
+
+  // ---- sending ----
+
+  function newCid() {
+    const rnd = crypto.getRandomValues(new Uint32Array(2));
+    return Date.now().toString(36) + '-' + rnd[0].toString(36) + rnd[1].toString(36);
+  }
+
+  function markFailed(li, why, retry) {
+    li.classList.add('failed');
+    const note = li.querySelector('.note') || document.createElement('span');
+    note.className = 'note';
+    note.textContent = 'not sent: ' + why + ' ';
+    const btn = document.createElement('button');
+    btn.type = 'button';
+    btn.className = 'retry';
+    btn.textContent = 'Retry';
+    btn.addEventListener('click', () => { note.remove(); li.classList.remove('failed'); retry(); });
+    note.append(btn);
+    li.querySelector('.head').append(note);
+  }
+
+  function send(text, user) {
+    const body = JSON.stringify({ text, user, room, cid: newCid() });
+    const li = line(user, text, null);
+    li.classList.add('pending');
+    append(li);
+    main.scrollTop = main.scrollHeight;
+    (async function attempt() {
+      for (let i = 0; i < SEND_TRIES; i++) {
+        let r = null, doc = null;
+        try {
+          const ctl = new AbortController();
+          const t = setTimeout(() => ctl.abort(), 10000);
+          r = await fetch('/send/msg', { method: 'POST', body, signal: ctl.signal,
+                                         headers: { 'Content-Type': 'application/json' } });
+          clearTimeout(t);
+          doc = await r.json();
+        } catch (e) {
+          r = null;
+        }
+        if (r && r.ok && typeof doc.id === 'number') {
+          if (shown.has(doc.id)) {                      // already arrived
+            li.remove();
+            const stored = list.querySelector('li[data-id="' + doc.id + '"]');
+            if (stored) stored.classList.add('mine');
+          } else {
+            pendingById.set(doc.id, li);                // replaced when it arrives
+          }
+          return;
+        }
+        if (r && r.status >= 400 && r.status < 500 && r.status !== 429) {
+          markFailed(li, (doc && doc.error) || 'HTTP ' + r.status, attempt);
+          return;
+        }
+        await new Promise((res) => setTimeout(res, 500 * Math.pow(2, i) * (0.5 + Math.random() / 2)));
+      }
+      markFailed(li, 'the server did not answer', attempt);
+    })();
+  }
+
+  form.addEventListener('submit', (ev) => {
     ev.preventDefault();
     const text = textInput.value;
-    if (!text) return;
-    const body = { text, user: userInput.value, room,
-                   cid: Date.now().toString(36) + Math.random().toString(36).slice(2, 8) };
-    try {
-      const r = await fetch('/send/msg', { method: 'POST', headers: { 'Content-Type': 'application/json' },
-                                           body: JSON.stringify(body) });
-      const doc = await r.json();
-      if (!r.ok) throw new Error(doc.error || 'HTTP ' + r.status);
-      textInput.value = '';
-    } catch (e) {
-      statusEl.textContent = 'not sent: ' + e.message;
+    if (!text.trim()) return;
+    textInput.value = '';
+    send(text, userInput.value.trim());
+    textInput.focus();
+  });
+  // Enter sends; Shift+Enter makes a new line.
+  textInput.addEventListener('keydown', (ev) => {
+    if (ev.key === 'Enter' && !ev.shiftKey && !ev.isComposing) {
+      ev.preventDefault();
+      form.requestSubmit();
     }
   });
 
-  poll();
+  userInput.value = localStorage.getItem('chat.user') || '';
+  userInput.addEventListener('change', () => localStorage.setItem('chat.user', userInput.value.trim()));
+  document.getElementById('room-name').textContent = '#' + room;
+  document.title = '#' + room + ' · chat';
+  window.addEventListener('hashchange', () => { if (pickRoom() !== room) location.reload(); });
+  window.addEventListener('online', () => { if (current && current.name !== 'ws') start(current.name); });
+
+  // ---- join ----
+
+  (async function join() {
+    setStatus('connecting', wanted === 'auto' ? 'ws' : wanted);
+    try {
+      const doc = await getJson(getUrl('tail=50'));
+      receive(doc.messages);
+      cursor = doc.max_index;
+    } catch (e) {
+      trouble(wanted === 'auto' ? 'ws' : wanted);
+      setTimeout(join, backoff());
+      return;
+    }
+    start(wanted === 'auto' ? 'ws' : wanted);
+  })();
 })();

@@ -3,7 +3,8 @@
 # of them, and the exit status is non-zero on any failure.
 #
 #   BIN_DIR=build/release tests/run.sh [SUITE...]   (default: all suites)
-# Suites: unit (cmocka), then tests/it/*.sh against a real nginx.
+# Suites: unit (cmocka), tests/it/*.sh against a real nginx, then e2e (the
+# page in headless Chromium, tests/e2e/e2e.sh).
 set -u
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BIN_DIR=${BIN_DIR:-build/release}
@@ -16,7 +17,7 @@ export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 passed=0
 failed=0
 suites=("$@")
-[ ${#suites[@]} -gt 0 ] || suites=(unit $(cd "$ROOT/tests/it" && ls *.sh | sed 's/\.sh$//'))
+[ ${#suites[@]} -gt 0 ] || suites=(unit $(cd "$ROOT/tests/it" && ls *.sh | sed 's/\.sh$//') e2e)
 
 for suite in "${suites[@]}"; do
     echo "== $suite"
@@ -30,7 +31,9 @@ for suite in "${suites[@]}"; do
         [ "$f" != 0 ] && printf '%s\n' "$out" | grep -E 'FAIL|ERROR|error' | head -20
         echo "unit: $p passed, $f failed"
     else
-        out=$("$ROOT/tests/it/$suite.sh" 2>&1)
+        script=$ROOT/tests/it/$suite.sh
+        [ "$suite" = e2e ] && script=$ROOT/tests/e2e/e2e.sh
+        out=$("$script" 2>&1)
         rc=$?
         printf '%s\n' "$out" | grep -v -E '^[a-z_-]+: [0-9]+ passed, [0-9]+ failed$'
         line=$(printf '%s\n' "$out" | grep -E '^[a-z_-]+: [0-9]+ passed, [0-9]+ failed$' | tail -1)
