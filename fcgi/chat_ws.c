@@ -16,6 +16,7 @@
  */
 #include <errno.h>
 #include <getopt.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -192,9 +193,13 @@ static void replay_step(struct conn *c)
         c->cursor = page.msgs[i].id;
     }
     if (!page.more) {
+        /*
+         * Live from the snapshot's last id: every row up to it was replayed
+         * or belongs to another room. (A cursor ahead of the database, which
+         * was replaced, resyncs here too.)
+         */
         c->replaying = false;
-        if (page.seen_id > c->cursor)
-            c->cursor = page.seen_id;
+        c->cursor = page.seen_id;
     }
     store_page_free(&page);
     if (c->qlen)
@@ -274,8 +279,8 @@ static void handle_message(struct conn *c, const char *data, size_t len)
     struct chat_fail f = { 0 };
 
     params_init(&p);
-    if (params_add_json(&p, data, len, &f) == 0) {
-        /* The room is the connection's, whatever the frame says. */
+    /* The room is the connection's, whatever the frame says. */
+    if (params_add_json(&p, data, len, PARAMS_SEND_KEYS & ~PARAMS_KEY(P_ROOM), &f) == 0) {
         p.v[P_ROOM].s = c->room;
         p.v[P_ROOM].len = c->room_len;
         if (params_send(&p, &m, &f) == 0)
@@ -309,32 +314,54 @@ static bool origin_allowed(struct lws *wsi)
     return false;
 }
 
-/* Reads room, index and tail from the URL; false (and a log line) when invalid. */
+/*
+ * Reads room, index and tail from the URL query: false when one is invalid,
+ * given twice, or an argument is too long to read.
+ */
 static bool read_args(struct lws *wsi, struct conn *c)
 {
-    char buf[128];
-    const char *v;
+    char arg[256];
+    bool seen[3] = { false, false, false };
     int64_t num;
 
     c->room_len = strlen(CHAT_DEFAULT_ROOM);
     memcpy(c->room, CHAT_DEFAULT_ROOM, c->room_len + 1);
     c->cursor = -1;              /* live only, unless index or tail */
-    if ((v = lws_get_urlarg_by_name(wsi, "room=", buf, sizeof buf))) {
-        if (!valid_name(v, strlen(v)))
+    for (int i = 0; ; i++) {
+        int len = lws_hdr_fragment_length(wsi, WSI_TOKEN_HTTP_URI_ARGS, i);
+        const char *v;
+        int which;
+
+        if (len <= 0)
+            break;
+        if ((size_t)len >= sizeof arg ||
+            lws_hdr_copy_fragment(wsi, arg, sizeof arg, WSI_TOKEN_HTTP_URI_ARGS, i) < 0)
             return false;
-        c->room_len = strlen(v);
-        memcpy(c->room, v, c->room_len + 1);
-    }
-    if ((v = lws_get_urlarg_by_name(wsi, "index=", buf, sizeof buf))) {
-        if (!util_parse_int(v, strlen(v), 0, INT64_MAX / 2, &num))
+        if (!(v = strchr(arg, '=')))
+            continue;
+        v++;
+        which = !strncmp(arg, "room=", 5) ? 0 : !strncmp(arg, "index=", 6) ? 1 : !strncmp(arg, "tail=", 5) ? 2 : -1;
+        if (which < 0)
+            continue;
+        if (seen[which])
             return false;
-        c->cursor = num;
-    }
-    if ((v = lws_get_urlarg_by_name(wsi, "tail=", buf, sizeof buf))) {
-        if (!util_parse_int(v, strlen(v), 1, CHAT_TAIL_MAX, &num))
-            return false;
-        c->tail = (int)num;
-        c->cursor = 0;
+        seen[which] = true;
+        if (which == 0) {
+            if (!valid_name(v, strlen(v)))
+                return false;
+            c->room_len = strlen(v);
+            memcpy(c->room, v, c->room_len + 1);
+        } else if (which == 1) {
+            if (!util_parse_int(v, strlen(v), 0, INT64_MAX / 2, &num))
+                return false;
+            if (!seen[2])
+                c->cursor = num;
+        } else {
+            if (!util_parse_int(v, strlen(v), 1, CHAT_TAIL_MAX, &num))
+                return false;
+            c->tail = (int)num;
+            c->cursor = 0;
+        }
     }
     return true;
 }
@@ -577,9 +604,16 @@ static void on_signal(int sig)
         lws_cancel_service(ws.ctx);
 }
 
+/* The feed and writer threads wake the loop; never after the context is gone. */
+static pthread_mutex_t wake_lock = PTHREAD_MUTEX_INITIALIZER;
+static bool loop_gone;
+
 static void wake_loop(void *ctx)
 {
-    lws_cancel_service(ctx);
+    pthread_mutex_lock(&wake_lock);
+    if (!loop_gone)
+        lws_cancel_service(ctx);
+    pthread_mutex_unlock(&wake_lock);
 }
 
 static void lws_log_line(int level, const char *line)
@@ -680,6 +714,9 @@ int main(int argc, char **argv)
     log_info("stopping with %zu connections open", ws.nconns);
     rc = 0;
 out:
+    pthread_mutex_lock(&wake_lock);
+    loop_gone = true;
+    pthread_mutex_unlock(&wake_lock);
     if (ws.ctx) {
         lws_context_destroy(ws.ctx);
         ws.ctx = NULL;

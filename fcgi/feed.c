@@ -27,6 +27,7 @@ struct feed {
     void *wake_ctx;
     struct store *store;
     int64_t last_id, data_version;
+    bool retry;                 /* the last probe failed part-way: probe again */
     pthread_t thread;
 };
 
@@ -70,40 +71,55 @@ static bool enqueue(struct feed *fd, struct feed_msg *m)
     return ok;
 }
 
-/* Reads every row after last_id, renders each once and queues it. */
-static void read_new_rows(struct feed *fd)
+/*
+ * Reads every row after last_id, renders each once and queues it. Returns
+ * false when a read failed or memory ran out: the caller probes again.
+ */
+static bool read_new_rows(struct feed *fd)
 {
     struct store_page page;
     struct chat_fail f;
-    bool queued = false;
+    bool queued = false, ok = true;
 
     do {
         if (store_since(fd->store, fd->last_id, BATCH, &page, &f) < 0) {
             log_warn("feed read failed: %s", f.msg);
+            ok = false;
             break;
         }
         for (size_t i = 0; i < page.n; i++) {
             const struct store_msg *sm = &page.msgs[i];
             size_t len;
-            char *json = render_message(sm, &len);
-            struct feed_msg *m = json ? feed_msg_new(json, len) : NULL;
+            char *json;
+            struct feed_msg *m;
+
+            if (sm->room_len > CHAT_NAME_MAX) {
+                /* No client can be in such a room (a row written by hand). */
+                fd->last_id = sm->id;
+                continue;
+            }
+            json = render_message(sm, &len);
+            m = json ? feed_msg_new(json, len) : NULL;
             free(json);
-            if (!m || sm->room_len > CHAT_NAME_MAX || !enqueue(fd, m)) {
-                /* Out of memory: retry this row at the next probe. */
+            if (m) {
+                /* Complete before the loop can see it. */
+                m->id = sm->id;
+                m->room_len = sm->room_len;
+                memcpy(m->room, sm->room, sm->room_len + 1);
+            }
+            if (!m || !enqueue(fd, m)) {
                 feed_msg_unref(m);
-                page.more = false;
+                ok = false;
                 break;
             }
-            m->id = sm->id;
-            m->room_len = sm->room_len;
-            memcpy(m->room, sm->room, sm->room_len + 1);
             fd->last_id = sm->id;
             queued = true;
         }
         store_page_free(&page);
-    } while (page.more && !atomic_load(&fd->stopping));
+    } while (ok && page.more && !atomic_load(&fd->stopping));
     if (queued)
         fd->wake(fd->wake_ctx);
+    return ok;
 }
 
 static void *feed_main(void *arg)
@@ -122,9 +138,10 @@ static void *feed_main(void *arg)
         }
         if (!atomic_load(&fd->listening) && !kicked)
             continue;
-        if (store_data_version(fd->store, &version) < 0 || version == fd->data_version)
+        if (store_data_version(fd->store, &version) < 0 || (version == fd->data_version && !fd->retry))
             continue;
-        fd->data_version = version;
+        /* The version counts as seen only once every new row is queued. */
+        fd->retry = true;
         if (store_max_id(fd->store, &max_id) < 0)
             continue;
         if (max_id < fd->last_id) {
@@ -132,8 +149,10 @@ static void *feed_main(void *arg)
                      (long long)fd->last_id, (long long)max_id);
             fd->last_id = max_id;
         }
-        if (max_id > fd->last_id)
-            read_new_rows(fd);
+        if (max_id > fd->last_id && !read_new_rows(fd))
+            continue;
+        fd->data_version = version;
+        fd->retry = false;
     }
     return NULL;
 }

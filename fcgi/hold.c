@@ -153,17 +153,16 @@ int hold_park(struct hold *h, FCGX_Request *req, const struct get_args *g, int64
     table_insert(h, w);
     /*
      * Rows after seen_id may have been dispatched before this waiter was in
-     * the table: move the watcher's cursor back so it reads them again.
+     * the table: move the watcher's cursor back so it reads them again. When
+     * nothing else waits, the watcher has not probed for a while: start it
+     * from this snapshot rather than scan all it missed.
      */
-    if (seen_id < h->last_id) {
+    if (seen_id < h->last_id || h->count == 1) {
         h->last_id = seen_id;
         h->rescan = wake = true;
     }
-    /*
-     * The watcher sleeps long when nothing waits, and times its sleep by the
-     * earliest deadline: wake it when either changes.
-     */
-    if (h->count == 1 || w->deadline < h->next_deadline) {
+    /* The watcher times its sleep by the earliest deadline. */
+    if (w->deadline < h->next_deadline) {
         h->next_deadline = w->deadline;
         wake = true;
     }
@@ -247,13 +246,15 @@ static void probe_changes(struct hold *h, struct wlist *out)
         return;
     if (version == h->data_version && !h->rescan)
         return;
-    h->data_version = version;
-    h->rescan = false;
+    /* A failed read below leaves rescan set, so the next probe reads again. */
+    h->rescan = true;
     if (store_max_id(h->store, &max_id) < 0)
         return;
     if (max_id > h->last_id &&
         store_rooms_after(h->store, h->last_id, rooms_add, &changed) < 0)
         return;
+    h->data_version = version;
+    h->rescan = false;
     h->last_id = max_id;
     if (changed.overflow) {
         take_room(h, NULL, 0, out);
@@ -318,6 +319,8 @@ static void dispatch(struct hold *h, struct wlist *l)
             continue;
         }
         table_insert(h, w);
+        if (w->deadline < h->next_deadline)
+            h->next_deadline = w->deadline;
     }
     pthread_mutex_unlock(&h->mu);
 }

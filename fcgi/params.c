@@ -128,7 +128,8 @@ int params_add_urlencoded(struct params *p, const char *s, size_t len, struct ch
     return 0;
 }
 
-int params_add_json(struct params *p, const char *s, size_t len, struct chat_fail *f)
+int params_add_json(struct params *p, const char *s, size_t len, unsigned keys,
+                    struct chat_fail *f)
 {
     struct json_tokener *tok;
     struct json_object *root;
@@ -164,7 +165,7 @@ int params_add_json(struct params *p, const char *s, size_t len, struct chat_fai
     p->json = root;
     json_object_object_foreach(root, k, v) {
         int key = key_find(k, strlen(k));
-        if (key < 0)
+        if (key < 0 || !(keys & PARAMS_KEY(key)))
             continue;
         if (!json_object_is_type(v, json_type_string))
             return chat_fail(f, CHAT_EBADREQ, "%s must be a JSON string", key_names[key]);

@@ -18,6 +18,10 @@
 
 enum params_key { P_TEXT, P_USER, P_ROOM, P_CID, P_INDEX, P_LIMIT, P_TAIL, P_WAIT, P_COUNT };
 
+/* Sets of keys, one bit per enum params_key. */
+#define PARAMS_KEY(k)     (1u << (k))
+#define PARAMS_SEND_KEYS  (PARAMS_KEY(P_TEXT) | PARAMS_KEY(P_USER) | PARAMS_KEY(P_ROOM) | PARAMS_KEY(P_CID))
+
 struct params_val {
     const char *s;        /* decoded bytes, may hold NUL; NULL when absent */
     size_t len;
@@ -51,11 +55,13 @@ int params_reserve(struct params *p, size_t len);
 int params_add_urlencoded(struct params *p, const char *s, size_t len, struct chat_fail *f);
 
 /*
- * Adds the string members of a JSON object s[0..len). Returns 0, or
- * CHAT_EBADREQ (not JSON, not an object, a known member not a string,
- * repeated parameter) with the reason in *f.
+ * Adds the members of a JSON object s[0..len) named in keys (a set of
+ * PARAMS_KEY bits); other members are ignored whatever their type. Returns
+ * 0, or CHAT_EBADREQ (not JSON, not an object, a member of keys that is not
+ * a string) with the reason in *f.
  */
-int params_add_json(struct params *p, const char *s, size_t len, struct chat_fail *f);
+int params_add_json(struct params *p, const char *s, size_t len, unsigned keys,
+                    struct chat_fail *f);
 
 /* Fills *m from a set and applies valid_send(). Returns 0 or the refusal. */
 int params_send(const struct params *p, struct valid_send *m, struct chat_fail *f);

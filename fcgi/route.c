@@ -52,12 +52,18 @@ static const struct route *route_find(const char *path, size_t len)
     return NULL;
 }
 
+/* True when method is one of the comma-separated names of rt->allow. */
 static bool method_allowed(const struct route *rt, const char *method)
 {
     size_t n = strlen(method);
-    for (const char *a = rt->allow; (a = strstr(a, method)); a += n)
-        if ((a == rt->allow || a[-1] == ' ') && (a[n] == ',' || a[n] == '\0'))
+
+    for (const char *a = rt->allow; *a; ) {
+        size_t len = strcspn(a, ",");
+        if (len == n && n > 0 && memcmp(a, method, n) == 0)
             return true;
+        a += len;
+        a += strspn(a, ", ");
+    }
     return false;
 }
 
@@ -165,7 +171,7 @@ static int decode(FCGX_Request *r, const struct route *rt, const char *method,
         else if (media_is(ct, "application/x-www-form-urlencoded"))
             err = params_add_urlencoded(p, body ? body : "", (size_t)blen, f);
         else if (media_is(ct, "application/json"))
-            err = blen > 0 ? params_add_json(p, body, (size_t)blen, f)
+            err = blen > 0 ? params_add_json(p, body, (size_t)blen, PARAMS_SEND_KEYS, f)
                            : chat_fail(f, CHAT_EBADREQ, "not valid JSON: the body is empty");
         else
             err = chat_fail(f, CHAT_EMEDIA, "unsupported Content-Type %.60s: use "

@@ -131,6 +131,13 @@ async def basic(c):
         report(time.monotonic() - t0 < 0.5, "within half a second", time.monotonic() - t0)
         await recv_json(full)
 
+        # keys other than text, user and cid are ignored, whatever their type
+        await live.send(json.dumps({"text": "extra keys", "room": 5, "limit": [1], "index": None}))
+        got = await recv_json(live)
+        report(got.get("text") == "extra keys" and got.get("room") == room,
+               "other keys of a frame are ignored", got)
+        await recv_json(full)
+
         # fragments of one message are reassembled
         await live.send(iter(['{"text":', '"in three', ' parts"}']))
         frag = await recv_json(live)
@@ -147,6 +154,29 @@ async def basic(c):
         report(await silent(ws), "and without duplicate")
     ids = [m["id"] for m in got]
     report(ids == sorted(set(ids)) and ids[0] > last_seen, "in id order", ids)
+
+    # A cursor ahead of the database resyncs: live messages still come
+    async with c.connect(f"room={room}&index=999999999") as ws:
+        await asyncio.sleep(0.2)
+        c.send_http("after a cursor from the future", room)
+        got = await recv_json(ws)
+        report(got.get("text") == "after a cursor from the future", "a cursor ahead of the store still gets live messages", got)
+
+    # A row in a room no client can join does not stop the feed
+    db = sqlite3.connect(c.db, timeout=5)
+    db.execute("insert into messages(room, text) values(?, 'odd')", ("r" * 80,))
+    db.commit()
+    db.close()
+    async with c.connect(f"room={room}") as ws:
+        await asyncio.sleep(0.2)
+        c.send_http("after an odd row", room)
+        got = await recv_json(ws)
+        report(got.get("text") == "after an odd row", "a row with an over-long room does not stop delivery", got)
+
+    # A long unknown argument does not hide the cursor after it
+    async with c.connect(f"x={'y' * 200}&room={room}&index={ids[0] - 1}") as ws:
+        got = await recv_json(ws)
+        report(got.get("id") == ids[0], "arguments after a long one are read", got)
 
 
 async def bad(c):

@@ -153,7 +153,7 @@ static void test_json(void **state)
     const char *ok = "{\"text\":\"hi\\u00e9\",\"user\":\"ann\",\"extra\":[1,2],\"n\":3}";
     (void)state;
     params_init(&p);
-    assert_int_equal(params_add_json(&p, ok, strlen(ok), &f), 0);
+    assert_int_equal(params_add_json(&p, ok, strlen(ok), PARAMS_SEND_KEYS, &f), 0);
     assert_int_equal(p.v[P_TEXT].len, 4);
     assert_memory_equal(p.v[P_TEXT].s, "hi\xC3\xA9", 4);
     params_free(&p);
@@ -164,11 +164,17 @@ static void test_json(void **state)
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         params_init(&p);
-        assert_int_equal(params_add_json(&p, bad[i], strlen(bad[i]), &f), CHAT_EBADREQ);
+        assert_int_equal(params_add_json(&p, bad[i], strlen(bad[i]), PARAMS_SEND_KEYS, &f), CHAT_EBADREQ);
         params_free(&p);
     }
     params_init(&p);
-    assert_int_equal(params_add_json(&p, "{\"text\":\"a\\u0000b\"}", 19, &f), 0);
+    /* Keys outside the set are ignored, whatever their type. */
+    const char *other = "{\"text\":\"a\",\"limit\":5,\"room\":[1]}";
+    assert_int_equal(params_add_json(&p, other, strlen(other), PARAMS_KEY(P_TEXT), &f), 0);
+    assert_null(p.v[P_ROOM].s);
+    params_free(&p);
+    params_init(&p);
+    assert_int_equal(params_add_json(&p, "{\"text\":\"a\\u0000b\"}", 19, PARAMS_SEND_KEYS, &f), 0);
     assert_int_equal(p.v[P_TEXT].len, 3);
     params_free(&p);
 }
