@@ -5,14 +5,17 @@
 #include <string.h>
 
 #include "api.h"
+#include "metrics.h"
 #include "render.h"
 #include "reply.h"
 
-/* Answers 200 with a rendered body and ends the request. */
-static int answer(FCGX_Request *r, char *body, size_t len, struct chat_fail *f)
+/* Answers 200 with a rendered body, counts it, and ends the request. */
+static int answer(FCGX_Request *r, enum metrics_route route, char *body, size_t len,
+                  struct chat_fail *f)
 {
     if (!body)
         return chat_fail(f, CHAT_EUNAVAIL, "out of memory");
+    metrics_request(route, 200);
     reply_json(r, 200, NULL, body, len);
     free(body);
     reply_done(r);
@@ -38,10 +41,12 @@ int api_send(struct api_ctx *c, FCGX_Request *r, const struct params *p, struct 
         return err;
     if ((err = store_append(c->store, &m, &sent, f)) < 0)
         return err;
-    if (!sent.duplicate)
+    if (!sent.duplicate) {
+        metrics_stored();
         hold_kick(c->hold);
+    }
     body = render_sent(&sent, m.room, m.room_len, &len);
-    return answer(r, body, len, f);
+    return answer(r, MR_SEND, body, len, f);
 }
 
 /*
@@ -74,7 +79,7 @@ int api_get(struct api_ctx *c, FCGX_Request *r, const struct params *p, struct c
     }
     body = render_page(&page, &len);
     store_page_free(&page);
-    return answer(r, body, len, f);
+    return answer(r, MR_GET, body, len, f);
 }
 
 /*
@@ -92,5 +97,24 @@ int api_healthz(struct api_ctx *c, FCGX_Request *r, const struct params *p, stru
     if ((err = store_check(c->store, f)) < 0)
         return err;
     body = render_health(hold_count(c->hold), hold_probes(c->hold), &len);
-    return answer(r, body, len, f);
+    return answer(r, MR_HEALTHZ, body, len, f);
+}
+
+/*
+ * /metrics - Prometheus text format: requests by route and status, messages
+ * stored, long-polls held, change probes, wake-up latency histogram.
+ */
+int api_metrics(struct api_ctx *c, FCGX_Request *r, const struct params *p, struct chat_fail *f)
+{
+    size_t len;
+    char *body;
+
+    (void)p;
+    if (!(body = metrics_render(hold_count(c->hold), hold_probes(c->hold), &len)))
+        return chat_fail(f, CHAT_EUNAVAIL, "out of memory");
+    metrics_request(MR_METRICS, 200);
+    reply_body(r, 200, "text/plain; version=0.0.4", NULL, body, len);
+    free(body);
+    reply_done(r);
+    return 0;
 }

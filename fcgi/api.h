@@ -24,5 +24,6 @@ struct api_ctx {
 int api_send(struct api_ctx *c, FCGX_Request *r, const struct params *p, struct chat_fail *f);
 int api_get(struct api_ctx *c, FCGX_Request *r, const struct params *p, struct chat_fail *f);
 int api_healthz(struct api_ctx *c, FCGX_Request *r, const struct params *p, struct chat_fail *f);
+int api_metrics(struct api_ctx *c, FCGX_Request *r, const struct params *p, struct chat_fail *f);
 
 #endif

@@ -21,6 +21,7 @@
 #include "hold.h"
 #include "chat_limits.h"
 #include "log.h"
+#include "metrics.h"
 #include "render.h"
 #include "reply.h"
 #include "util.h"
@@ -111,6 +112,7 @@ static void waiter_expire(struct waiter *w)
     size_t len;
     char *body = render_page(&empty, &len);
 
+    metrics_request(MR_GET, 200);
     waiter_finish(w, body, body ? len : 0);
     free(body);
 }
@@ -280,6 +282,7 @@ static void dispatch(struct hold *h, struct wlist *l)
         struct chat_fail f;
         char *body = NULL;
         size_t len = 0;
+        int64_t stored_ts = 0;
         bool answer;
 
         if (store_fetch(h->store, key.room, key.room_len, key.index, key.limit, key.tail,
@@ -290,6 +293,8 @@ static void dispatch(struct hold *h, struct wlist *l)
             answer = page.n > 0;
             if (answer && !(body = render_page(&page, &len)))
                 answer = false;
+            if (answer)
+                stored_ts = page.msgs[page.n - 1].ts;
             store_page_free(&page);
         }
         for (pp = &l->head; *pp; ) {
@@ -297,8 +302,11 @@ static void dispatch(struct hold *h, struct wlist *l)
             if (w->room_len == key.room_len && memcmp(w->room, key.room, w->room_len) == 0 &&
                 w->index == key.index && w->limit == key.limit && w->tail == key.tail) {
                 *pp = w->next;
-                if (answer)
+                if (answer) {
+                    metrics_request(MR_GET, 200);
+                    metrics_wakeup(util_wall_ms() - stored_ts);
                     waiter_finish(w, body, len);
+                }
                 else
                     wlist_push(&again, w);
             } else {

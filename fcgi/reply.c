@@ -24,16 +24,22 @@ static const char *status_text(int status)
 
 void reply_json(FCGX_Request *r, int status, const char *extra, const char *body, size_t len)
 {
+    reply_body(r, status, "application/json", extra, body, len);
+}
+
+void reply_body(FCGX_Request *r, int status, const char *type, const char *extra,
+                const char *body, size_t len)
+{
     char head[512];
     int n;
 
     n = snprintf(head, sizeof head,
                  "Status: %d %s\r\n"
-                 "Content-Type: application/json\r\n"
+                 "Content-Type: %s\r\n"
                  "Cache-Control: no-store\r\n"
                  "Content-Length: %zu\r\n"
                  "%s\r\n",
-                 status, status_text(status), len, extra ? extra : "");
+                 status, status_text(status), type, len, extra ? extra : "");
     if (n < 0 || (size_t)n >= sizeof head)
         return;
     FCGX_PutStr(head, n, r->out);

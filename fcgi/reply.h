@@ -19,6 +19,10 @@
  */
 void reply_json(FCGX_Request *r, int status, const char *extra, const char *body, size_t len);
 
+/* The same with another Content-Type (for /metrics). */
+void reply_body(FCGX_Request *r, int status, const char *type, const char *extra,
+                const char *body, size_t len);
+
 /*
  * Writes the JSON error of a refusal with its status; a 503 carries
  * Retry-After: 1 and a 405 carries "allow" as its Allow header.

@@ -8,6 +8,7 @@
 
 #include "chat_limits.h"
 #include "log.h"
+#include "metrics.h"
 #include "reply.h"
 #include "route.h"
 #include "util.h"
@@ -19,10 +20,12 @@ static const struct route {
     const char *allow;       /* methods, as the Allow header lists them */
     bool body;               /* POST with a body is allowed */
     route_fn fn;
+    enum metrics_route metric;
 } routes[] = {
-    { "/send/msg", "GET, POST", true,  api_send },
-    { "/get/msg",  "GET, HEAD", false, api_get },
-    { "/healthz",  "GET, HEAD", false, api_healthz },
+    { "/send/msg", "GET, POST", true,  api_send,    MR_SEND },
+    { "/get/msg",  "GET, HEAD", false, api_get,     MR_GET },
+    { "/healthz",  "GET, HEAD", false, api_healthz, MR_HEALTHZ },
+    { "/metrics",  "GET, HEAD", false, api_metrics, MR_METRICS },
 };
 
 /* The request path without its query, and its length without a trailing slash. */
@@ -211,6 +214,7 @@ void route_request(struct api_ctx *c, FCGX_Request *r)
             chat_fail(&f, err, "request failed");
         if (err == CHAT_EINTERNAL)
             log_error("%s %.*s: %s", method, (int)plen, path, f.msg);
+        metrics_request(rt ? rt->metric : MR_OTHER, chat_err_status(err));
         reply_fail(r, &f, rt ? rt->allow : NULL);
         reply_done(r);
     }

@@ -35,8 +35,8 @@ for suite in "${suites[@]}"; do
         [ "$suite" = e2e ] && script=$ROOT/tests/e2e/e2e.sh
         out=$("$script" 2>&1)
         rc=$?
-        printf '%s\n' "$out" | grep -v -E '^[a-z_-]+: [0-9]+ passed, [0-9]+ failed$'
-        line=$(printf '%s\n' "$out" | grep -E '^[a-z_-]+: [0-9]+ passed, [0-9]+ failed$' | tail -1)
+        printf '%s\n' "$out" | grep -v -E '^[a-z0-9_-]+: [0-9]+ passed, [0-9]+ failed$'
+        line=$(printf '%s\n' "$out" | grep -E '^[a-z0-9_-]+: [0-9]+ passed, [0-9]+ failed$' | tail -1)
         p=$(printf '%s' "$line" | sed -n 's/.*: \([0-9]*\) passed.*/\1/p')
         f=$(printf '%s' "$line" | sed -n 's/.* \([0-9]*\) failed.*/\1/p')
         p=${p:-0}; f=${f:-0}

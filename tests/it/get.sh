@@ -109,6 +109,15 @@ req "$BASE/healthz"
 check "healthz: 200" 200 "$STATUS"
 check "healthz: ok" true "$(jget .ok)"
 
+# Prometheus metrics
+req "$BASE/metrics"
+check "metrics: 200" 200 "$STATUS"
+case $(header content-type) in text/plain*) pass "metrics: text format" ;; *) fail "metrics: text format" "$(header content-type)" ;; esac
+check_true "metrics: requests by route and status" grep -q '^chat_requests_total{route="/get/msg",status="400"} [1-9]' "$TMP/body"
+check_true "metrics: messages stored" grep -q '^chat_messages_stored_total [1-9]' "$TMP/body"
+check_true "metrics: held long-polls" grep -q '^chat_held_longpolls 0$' "$TMP/body"
+check_true "metrics: wake-up histogram" grep -q '^chat_wakeup_seconds_bucket{le="+Inf"} ' "$TMP/body"
+
 # The page is served at / and /home/
 req "$BASE/"
 check "page at /" 200 "$STATUS"
