@@ -22,7 +22,7 @@ WS_PKGS := libwebsockets
 # (Node and npm too, where no npm is on the PATH: a machine may have its own).
 DEB_PKGS  := gcc make pkg-config libc6-dev libfcgi-dev libsqlite3-dev libjson-c-dev libwebsockets-dev \
              sqlite3 curl python3 procps
-TEST_PKGS := libcmocka-dev jq python3-websockets chromium
+TEST_PKGS := libcmocka-dev jq python3-websockets chromium systemd
 
 ifeq ($(SAN),1)
 FLAVOUR  := san
@@ -118,16 +118,28 @@ bench: deps
 	$(Q)$(MAKE) --no-print-directory all
 	$(Q)BIN_DIR=$(B) tests/bench/run.sh
 
+# Programs in BINDIR; schema, page, nginx examples and README in DATADIR;
+# systemd units and the sysusers entry where systemd looks under PREFIX.
+UNITDIR     ?= $(PREFIX)/lib/systemd/system
+SYSUSERSDIR ?= $(PREFIX)/lib/sysusers.d
 install: all
-	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(DATADIR)/sql $(DESTDIR)$(DATADIR)/htdocs $(DESTDIR)$(DATADIR)/conf/nginx
-	install -m 755 $(B)/chat-fcgi $(DESTDIR)$(BINDIR)/chat-fcgi
-	install -m 755 $(B)/chat-ws $(DESTDIR)$(BINDIR)/chat-ws
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(DATADIR)/sql $(DESTDIR)$(DATADIR)/htdocs \
+	  $(DESTDIR)$(DATADIR)/nginx $(DESTDIR)$(UNITDIR) $(DESTDIR)$(SYSUSERSDIR)
+	install -m 755 $(B)/chat-fcgi $(B)/chat-ws $(DESTDIR)$(BINDIR)/
 	install -m 644 sql/*.sql $(DESTDIR)$(DATADIR)/sql/
 	install -m 644 htdocs/* $(DESTDIR)$(DATADIR)/htdocs/
-	install -m 644 conf/nginx/* $(DESTDIR)$(DATADIR)/conf/nginx/
+	install -m 644 conf/nginx/chat-*.conf $(DESTDIR)$(DATADIR)/nginx/
+	install -m 644 README.md $(DESTDIR)$(DATADIR)/
+	sed 's|/usr/local/bin/|$(BINDIR)/|; s|/usr/local/share/chat/|$(DATADIR)/|' conf/systemd/chat-fcgi.service > $(DESTDIR)$(UNITDIR)/chat-fcgi.service
+	sed 's|/usr/local/bin/|$(BINDIR)/|; s|/usr/local/share/chat/|$(DATADIR)/|' conf/systemd/chat-ws.service > $(DESTDIR)$(UNITDIR)/chat-ws.service
+	sed 's|/usr/local/share/chat/|$(DATADIR)/|' conf/systemd/chat-fcgi.socket > $(DESTDIR)$(UNITDIR)/chat-fcgi.socket
+	chmod 644 $(DESTDIR)$(UNITDIR)/chat-fcgi.service $(DESTDIR)$(UNITDIR)/chat-ws.service $(DESTDIR)$(UNITDIR)/chat-fcgi.socket
+	install -m 644 conf/systemd/chat.sysusers $(DESTDIR)$(SYSUSERSDIR)/chat.conf
 
 uninstall:
 	rm -f $(DESTDIR)$(BINDIR)/chat-fcgi $(DESTDIR)$(BINDIR)/chat-ws
+	rm -f $(DESTDIR)$(UNITDIR)/chat-fcgi.service $(DESTDIR)$(UNITDIR)/chat-fcgi.socket \
+	  $(DESTDIR)$(UNITDIR)/chat-ws.service $(DESTDIR)$(SYSUSERSDIR)/chat.conf
 	rm -rf $(DESTDIR)$(DATADIR)
 
 clean:

@@ -1,0 +1,128 @@
+#!/usr/bin/env bash
+# deploy.sh - the operator's path: `make install`, the systemd units
+# (systemd-analyze verify; chat-fcgi started on an inherited socket by
+# systemd-socket-activate), and the production server block loaded into a
+# real nginx, with its limits, answering the page, the API and /ws.
+. "$(dirname "$0")/../lib.sh"
+flavour=$(basename "$BIN_DIR")
+san=""; [ "$flavour" = san ] && san="SAN=1"
+P=$TMP/prefix
+
+make -s -C "$ROOT" install PREFIX="$P" $san >"$TMP/install.log" 2>&1
+check "make install" 0 $?
+for f in bin/chat-fcgi bin/chat-ws share/chat/sql/schema.sql share/chat/sql/inspect.sql share/chat/htdocs/index.html \
+         share/chat/nginx/chat-site.conf lib/systemd/system/chat-fcgi.socket lib/systemd/system/chat-fcgi.service \
+         lib/systemd/system/chat-ws.service lib/sysusers.d/chat.conf; do
+    check_true "installed $f" test -e "$P/$f"
+done
+check "units run the installed programs" "$P/bin/chat-fcgi" "$(sed -n 's/^ExecStart=\([^ ]*\).*/\1/p' "$P/lib/systemd/system/chat-fcgi.service")"
+systemd-analyze verify "$P"/lib/systemd/system/chat-fcgi.socket "$P"/lib/systemd/system/chat-fcgi.service \
+    "$P"/lib/systemd/system/chat-ws.service >"$TMP/verify.log" 2>&1
+check "systemd-analyze verify accepts the units" 0 $?
+[ -s "$TMP/verify.log" ] && cat "$TMP/verify.log"
+
+# The production server block in a real nginx, paths pointed at this folder
+N=$TMP/nginx
+mkdir -p "$N/snippets" "$N/logs" "$N/tmp"
+cp "$P"/share/chat/nginx/chat-locations.conf "$P"/share/chat/nginx/chat-fastcgi.conf \
+   "$P"/share/chat/nginx/chat-page-headers.conf "$N/snippets/"
+port=$(free_port); ws_port=$(free_port)
+sed -e "s|listen 80;|listen 127.0.0.1:$port;|" -e '/listen \[::\]:80;/d' \
+    -e "s|unix:/run/chat/fcgi.sock|unix:$TMP/fcgi.sock|" -e "s|127.0.0.1:8081|127.0.0.1:$ws_port|" \
+    -e "s|root /usr/local/share/chat/htdocs;|root $P/share/chat/htdocs;|" \
+    "$P/share/chat/nginx/chat-site.conf" > "$N/chat-site.conf"
+user=""; [ "$(id -u)" = 0 ] && user="user root;"
+cat > "$N/nginx.conf" <<NGINX
+$user
+worker_processes 2;
+pid $N/nginx.pid;
+error_log $N/logs/error.log warn;
+daemon off;
+events { worker_connections 1024; }
+http {
+    types { text/html html; text/css css; application/javascript js; image/svg+xml svg; }
+    access_log $N/logs/access.log;
+    client_body_temp_path $N/tmp/body;
+    fastcgi_temp_path $N/tmp/fastcgi;
+    proxy_temp_path $N/tmp/proxy;
+    uwsgi_temp_path $N/tmp/uwsgi;
+    scgi_temp_path $N/tmp/scgi;
+    include $N/chat-site.conf;
+}
+NGINX
+nginx -t -p "$N" -c "$N/nginx.conf" -e "$N/logs/error.log" >"$TMP/nginx-t.log" 2>&1
+check "nginx -t accepts the production server block" 0 $?
+grep -q "test is successful" "$TMP/nginx-t.log" || cat "$TMP/nginx-t.log"
+
+DB=$TMP/chat.db
+systemd-socket-activate -l "$TMP/fcgi.sock" "$P/bin/chat-fcgi" --db "$DB" >>"$TMP/fcgi.log" 2>&1 &
+echo $! > "$TMP/fcgi.pid"
+"$P/bin/chat-ws" --db "$DB" --listen "127.0.0.1:$ws_port" >>"$TMP/ws.log" 2>&1 &
+echo $! > "$TMP/ws.pid"
+nginx -p "$N" -c "$N/nginx.conf" -e "$N/logs/error.log" >>"$N/logs/error.log" 2>&1 &
+echo $! > "$TMP/nginx.pid"
+stop_all() { for f in nginx ws fcgi; do [ -f "$TMP/$f.pid" ] && kill "$(cat "$TMP/$f.pid")" 2>/dev/null; rm -f "$TMP/$f.pid"; done; }
+trap 'stop_all; stack_down_all' EXIT
+for _ in $(seq 1 100); do [ -S "$TMP/fcgi.sock" ] && curl -s -o /dev/null "http://127.0.0.1:$port/" && break; sleep 0.05; done
+BASE=http://127.0.0.1:$port
+
+req "$BASE/"
+check "the page through the production block" 200 "$STATUS"
+check_true "with its Content-Security-Policy" test -n "$(header content-security-policy)"
+req "$BASE/send/msg?text=deployed"
+check "a send through systemd-socket-activate's socket" 200 "$STATUS"
+check_true "chat-fcgi runs on the inherited socket" grep -q "inherited socket" "$TMP/fcgi.log"
+req "$BASE/get/msg?index=0"
+check "the message is there" '["deployed"]' "$(jget .data)"
+req "$BASE/healthz"
+check "healthz from this host" 200 "$STATUS"
+req "$BASE/metrics"
+check "metrics from this host" 200 "$STATUS"
+run_checks /usr/bin/python3 - "$BASE" <<'PY'
+import asyncio, json, sys, websockets
+async def main():
+    async with websockets.connect("ws" + sys.argv[1][4:] + "/ws?tail=1") as ws:
+        got = json.loads(await asyncio.wait_for(ws.recv(), 5))
+        print(("PASS" if got.get("text") == "deployed" else "FAIL") + " a WebSocket through the production block")
+asyncio.run(main())
+PY
+
+# Limits: sends beyond the rate answer 429 JSON, from another loopback address
+codes=$(for i in $(seq 1 40); do curl -s -o /dev/null -w '%{http_code}\n' --interface 127.0.0.2 "$BASE/send/msg?text=flood$i"; done | sort | uniq -c)
+check_true "a burst of sends is limited with 429" grep -q " 429" <<<"$codes"
+req --interface 127.0.0.2 "$BASE/send/msg?text=one+more"
+check_error "the limited send" 429
+check "429 carries Retry-After" 1 "$(header retry-after)"
+check "every 200 was stored" "$(grep -o '[0-9]* 200' <<<"$codes" | awk '{print $1 + 1}')" \
+    "$(sqlite3 "$DB" "select count(*) from messages")"
+
+# Online backup while messages flow, both ways the README shows
+(for i in $(seq 1 300); do curl -s -o /dev/null "$BASE/send/msg?text=flow$i"; done) &
+flow=$!
+sleep 0.3
+sqlite3 "$DB" ".backup '$TMP/backup.db'"
+check "sqlite3 .backup while messages flow" 0 $?
+sqlite3 "$DB" "vacuum into '$TMP/vacuum.db'"
+check "VACUUM INTO while messages flow" 0 $?
+wait $flow
+for b in backup vacuum; do
+    check "$b: integrity_check" ok "$(sqlite3 "$TMP/$b.db" 'pragma integrity_check')"
+    n=$(sqlite3 "$TMP/$b.db" 'select count(*) from messages')
+    check "$b: a consistent prefix of the live database" "$n" \
+        "$(sqlite3 "$DB" "attach '$TMP/$b.db' as b; select count(*) from messages m join b.messages c using(id) where m.text = c.text and m.room = c.room")"
+    check_true "$b: taken while messages flowed" test "$n" -lt "$(sqlite3 "$DB" 'select count(*) from messages')"
+done
+
+# Restore: a stopped chat-fcgi started on the backup serves it
+stop_all
+cp "$TMP/backup.db" "$TMP/restored.db"
+"$P/bin/chat-fcgi" --db "$TMP/restored.db" --listen "$TMP/fcgi.sock" >>"$TMP/fcgi.log" 2>&1 &
+echo $! > "$TMP/fcgi.pid"
+nginx -p "$N" -c "$N/nginx.conf" -e "$N/logs/error.log" >>"$N/logs/error.log" 2>&1 &
+echo $! > "$TMP/nginx.pid"
+for _ in $(seq 1 100); do curl -s -o /dev/null -w '%{http_code}' "$BASE/healthz" | grep -q 200 && break; sleep 0.05; done
+req "$BASE/get/msg?tail=1"
+check "the restored database is served" "$(sqlite3 "$TMP/backup.db" 'select max(id) from messages')" "$(jget .max_index)"
+
+stop_all
+finish
