@@ -32,6 +32,7 @@
 #include "cli.h"
 #include "hold.h"
 #include "listen.h"
+#include "retain.h"
 #include "log.h"
 #include "route.h"
 #include "store.h"
@@ -48,6 +49,7 @@ struct config {
     int busy_ms;
     bool sync_full;
     struct hold_opts hold;
+    struct retain_opts retain;
 };
 
 static atomic_bool stopping;
@@ -73,6 +75,11 @@ static void usage(FILE *out)
         "      --sync MODE        normal: a stored message survives any process crash;\n"
         "                         full: also power loss, at a cost (default: normal)\n"
         "      --backlog N        listen queue length (default: 1024)\n"
+        "      --retain-age AGE   delete messages older than AGE (30d, 12h, 90m, 45s);\n"
+        "                         default: keep them all\n"
+        "      --retain-per-room N  keep only the last N messages of each room\n"
+        "                         (default: all)\n"
+        "      --retain-every S   seconds between retention passes (default: 60)\n"
         "  -v, --verbose          log debug lines\n"
         "  -q, --quiet            log warnings and errors only\n"
         "  -h, --help             show this help and exit\n"
@@ -83,7 +90,8 @@ static void usage(FILE *out)
 
 static void parse_flags(int argc, char **argv, struct config *c)
 {
-    enum { OPT_MODE = 256, OPT_MAXHELD, OPT_PROBE, OPT_BUSY, OPT_SYNC, OPT_BACKLOG };
+    enum { OPT_MODE = 256, OPT_MAXHELD, OPT_PROBE, OPT_BUSY, OPT_SYNC, OPT_BACKLOG,
+           OPT_RETAIN_AGE, OPT_RETAIN_ROOM, OPT_RETAIN_EVERY };
     static const struct option opts[] = {
         { "db", required_argument, NULL, 'd' },
         { "listen", required_argument, NULL, 'l' },
@@ -94,6 +102,9 @@ static void parse_flags(int argc, char **argv, struct config *c)
         { "busy-ms", required_argument, NULL, OPT_BUSY },
         { "sync", required_argument, NULL, OPT_SYNC },
         { "backlog", required_argument, NULL, OPT_BACKLOG },
+        { "retain-age", required_argument, NULL, OPT_RETAIN_AGE },
+        { "retain-per-room", required_argument, NULL, OPT_RETAIN_ROOM },
+        { "retain-every", required_argument, NULL, OPT_RETAIN_EVERY },
         { "verbose", no_argument, NULL, 'v' },
         { "quiet", no_argument, NULL, 'q' },
         { "help", no_argument, NULL, 'h' },
@@ -122,6 +133,14 @@ static void parse_flags(int argc, char **argv, struct config *c)
         case OPT_BUSY: c->busy_ms = cli_int("--busy-ms", optarg, 0, 600000); break;
         case OPT_SYNC: c->sync_full = cli_sync_full(optarg); break;
         case OPT_BACKLOG: c->backlog = cli_int("--backlog", optarg, 1, 65535); break;
+        case OPT_RETAIN_AGE:
+            if ((c->retain.max_age_ms = retain_parse_age(optarg)) < 0) {
+                fprintf(stderr, "chat-fcgi: --retain-age is a number and a unit: 30d, 12h, 90m or 45s\n");
+                exit(2);
+            }
+            break;
+        case OPT_RETAIN_ROOM: c->retain.per_room = cli_int("--retain-per-room", optarg, 1, 100000000); break;
+        case OPT_RETAIN_EVERY: c->retain.every_s = cli_int("--retain-every", optarg, 1, 86400); break;
         case 'v': log_set_level(LOG_DEBUG); break;
         case 'q': log_set_level(LOG_WARN); break;
         case 'h': usage(stdout); exit(0);
@@ -188,7 +207,9 @@ int main(int argc, char **argv)
         .db_path = "chat.db", .socket_mode = 0660, .threads = 8, .backlog = 1024,
         .busy_ms = 2000,
         .hold = { .max_held = 4096, .probe_ms = 5 },
+        .retain = { .every_s = 60 },
     };
+    struct retain *retain = NULL;
     struct store_opts so;
     struct chat_fail f;
     struct store *probe = NULL;
@@ -220,6 +241,7 @@ int main(int argc, char **argv)
     }
     so = (struct store_opts){ .path = c.db_path, .busy_ms = c.busy_ms, .sync_full = c.sync_full };
     c.hold.store = so;
+    c.retain.store = so;
     /* Create or check the database before accepting anything. */
     if (store_open(&so, &probe, &f) < 0) {
         log_error("%s", f.msg);
@@ -230,7 +252,7 @@ int main(int argc, char **argv)
         log_error("libfcgi initialisation failed");
         return 1;
     }
-    if (hold_start(&c.hold, &hold, &f) < 0) {
+    if (hold_start(&c.hold, &hold, &f) < 0 || retain_start(&c.retain, &retain, &f) < 0) {
         log_error("%s", f.msg);
         return 1;
     }
@@ -271,6 +293,7 @@ int main(int argc, char **argv)
         store_close(workers[i].ctx.store);
     }
     free(workers);
+    retain_stop(retain);
     hold_stop(hold);
     close(listen_fd);
     if (c.listen && strchr(c.listen, '/'))

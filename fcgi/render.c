@@ -98,6 +98,8 @@ char *render_page(const struct store_page *page, size_t *len)
     json_object_object_add(o, "max_index", json_object_new_int64(page->max_index));
     json_object_object_add(o, "messages", msgs);
     json_object_object_add(o, "more", json_object_new_boolean(page->more));
+    if (page->pruned)
+        json_object_object_add(o, "pruned", json_object_new_boolean(true));
     return finish(o, len);
 }
 

@@ -16,14 +16,15 @@
 #include "log.h"
 #include "store.h"
 
-#define SCHEMA_VERSION 1
+#define SCHEMA_VERSION 2
 
 extern const char schema_sql[];   /* sql/schema.sql, compiled in by the Makefile */
 
 enum stmt_id {
     ST_BEGIN_READ, ST_BEGIN_WRITE, ST_COMMIT, ST_ROLLBACK,
     ST_INSERT, ST_FIND_CID, ST_AFTER, ST_TAIL, ST_LATEST, ST_SINCE,
-    ST_DATA_VERSION, ST_MAX_ID, ST_ROOMS_AFTER, ST_COUNT
+    ST_DATA_VERSION, ST_MAX_ID, ST_ROOMS_AFTER,
+    ST_PRUNED, ST_ROOMS, ST_AGE_BATCH, ST_COUNT_EDGE, ST_ROOM_BATCH, ST_NOTE_PRUNED, ST_COUNT
 };
 
 static const char *const stmt_sql[ST_COUNT] = {
@@ -45,6 +46,18 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_DATA_VERSION]= "PRAGMA data_version",
     [ST_MAX_ID]      = "SELECT coalesce(max(id), 0) FROM messages",
     [ST_ROOMS_AFTER] = "SELECT DISTINCT room FROM messages WHERE id > ?1",
+    [ST_PRUNED]      = "SELECT upto FROM pruned WHERE room = ?1",
+    [ST_ROOMS]       = "SELECT DISTINCT room FROM messages",
+    /* Retention deletes in batches and returns what it deleted, to note it. */
+    [ST_AGE_BATCH]   = "DELETE FROM messages WHERE id IN"
+                       " (SELECT id FROM messages WHERE ts < ?1 ORDER BY id LIMIT ?2)"
+                       " RETURNING id, room",
+    [ST_COUNT_EDGE]  = "SELECT id FROM messages WHERE room = ?1 ORDER BY id DESC LIMIT 1 OFFSET ?2",
+    [ST_ROOM_BATCH]  = "DELETE FROM messages WHERE id IN"
+                       " (SELECT id FROM messages WHERE room = ?1 AND id <= ?2 ORDER BY id LIMIT ?3)"
+                       " RETURNING id, room",
+    [ST_NOTE_PRUNED] = "INSERT INTO pruned(room, upto) VALUES (?1, ?2)"
+                       " ON CONFLICT(room) DO UPDATE SET upto = max(upto, excluded.upto)",
 };
 
 struct store {
@@ -117,15 +130,16 @@ static int apply_schema(struct store *s, struct chat_fail *f)
                          "database schema version %lld is newer than this program's %d: "
                          "upgrade the program", (long long)version, SCHEMA_VERSION);
     }
-    if (tables == 0) {
-        /* journal_mode cannot change inside a transaction; set after. */
+    if (tables == 0 || version < SCHEMA_VERSION) {
+        /* Every statement of the schema is idempotent: this also upgrades. */
         rc = sqlite3_exec(s->db, schema_sql, NULL, NULL, NULL);
         if (rc != SQLITE_OK) {
             int err = db_fail(s, rc, f, "apply schema");
             sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
             return err;
         }
-        log_info("created the schema in %s", sqlite3_db_filename(s->db, "main"));
+        log_info("%s the schema in %s", tables ? "upgraded" : "created",
+                 sqlite3_db_filename(s->db, "main"));
     }
     rc = sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL);
     if (rc != SQLITE_OK) {
@@ -370,6 +384,13 @@ int store_fetch(struct store *s, const char *room, size_t room_len, int64_t inde
     }
     if (err == 0 && (rc = single_int(s, ST_MAX_ID, &page->seen_id)) != SQLITE_OK)
         err = db_fail(s, rc, f, "max id");
+    if (err == 0 && tail == 0) {
+        int64_t upto = 0;
+        sqlite3_bind_text(s->st[ST_PRUNED], 1, room, (int)room_len, SQLITE_STATIC);
+        if ((rc = single_int(s, ST_PRUNED, &upto)) != SQLITE_OK && rc != SQLITE_DONE)
+            err = db_fail(s, rc, f, "pruned");
+        page->pruned = index < upto;
+    }
     exec_stmt(s, ST_COMMIT);
     if (err < 0) {
         store_page_free(page);
@@ -439,4 +460,99 @@ int store_check(struct store *s, struct chat_fail *f)
     if (rc != SQLITE_OK)
         return chat_fail(f, CHAT_EUNAVAIL, "database is not writable: %s", sqlite3_errstr(rc));
     return 0;
+}
+
+/*
+ * Runs one batch delete (st bound already, the batch size last), notes the
+ * largest id deleted per room, all in one short write transaction. Returns
+ * the rows deleted, or a negative code.
+ */
+static int prune_batch(struct store *s, sqlite3_stmt *st, struct chat_fail *f)
+{
+    sqlite3_stmt *note = s->st[ST_NOTE_PRUNED];
+    int rc, n = 0, err = 0;
+
+    pthread_mutex_lock(&write_lock);
+    if ((rc = exec_stmt(s, ST_BEGIN_WRITE)) != SQLITE_OK) {
+        err = db_fail(s, rc, f, "begin retention");
+        goto out;
+    }
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        sqlite3_bind_text(note, 1, (const char *)sqlite3_column_text(st, 1),
+                          sqlite3_column_bytes(st, 1), SQLITE_TRANSIENT);
+        sqlite3_bind_int64(note, 2, sqlite3_column_int64(st, 0));
+        int nrc = sqlite3_step(note);
+        sqlite3_reset(note);
+        sqlite3_clear_bindings(note);
+        if (nrc != SQLITE_DONE) {
+            rc = nrc;
+            break;
+        }
+        n++;
+    }
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    if (rc != SQLITE_DONE || (rc = exec_stmt(s, ST_COMMIT)) != SQLITE_OK) {
+        err = db_fail(s, rc, f, "retention");
+        exec_stmt(s, ST_ROLLBACK);
+    }
+out:
+    pthread_mutex_unlock(&write_lock);
+    return err < 0 ? err : n;
+}
+
+int store_prune_age(struct store *s, int64_t before_ms, int batch, struct chat_fail *f)
+{
+    sqlite3_bind_int64(s->st[ST_AGE_BATCH], 1, before_ms);
+    sqlite3_bind_int(s->st[ST_AGE_BATCH], 2, batch);
+    return prune_batch(s, s->st[ST_AGE_BATCH], f);
+}
+
+int store_prune_rooms(struct store *s, int keep, int batch, struct chat_fail *f)
+{
+    sqlite3_stmt *rooms = s->st[ST_ROOMS], *edge = s->st[ST_COUNT_EDGE];
+    char (*names)[CHAT_NAME_MAX + 1] = NULL;
+    size_t n = 0, cap = 0;
+    int rc, total = 0;
+
+    /* The rooms first: the deletes below must not run under this read. */
+    while ((rc = sqlite3_step(rooms)) == SQLITE_ROW) {
+        int len = sqlite3_column_bytes(rooms, 0);
+        if (len > CHAT_NAME_MAX)
+            continue;
+        if (n == cap) {
+            size_t ncap = cap ? cap * 2 : 64;
+            void *nn = realloc(names, ncap * sizeof *names);
+            if (!nn)
+                break;
+            names = nn;
+            cap = ncap;
+        }
+        memcpy(names[n], sqlite3_column_text(rooms, 0), (size_t)len);
+        names[n++][len] = '\0';
+    }
+    sqlite3_reset(rooms);
+    for (size_t i = 0; i < n && total >= 0; i++) {
+        int64_t edge_id = 0;
+        sqlite3_bind_text(edge, 1, names[i], -1, SQLITE_STATIC);
+        sqlite3_bind_int(edge, 2, keep);
+        rc = single_int(s, ST_COUNT_EDGE, &edge_id);
+        if (rc != SQLITE_OK || edge_id == 0)
+            continue;            /* no more than keep messages */
+        for (;;) {
+            sqlite3_bind_text(s->st[ST_ROOM_BATCH], 1, names[i], -1, SQLITE_STATIC);
+            sqlite3_bind_int64(s->st[ST_ROOM_BATCH], 2, edge_id);
+            sqlite3_bind_int(s->st[ST_ROOM_BATCH], 3, batch);
+            int got = prune_batch(s, s->st[ST_ROOM_BATCH], f);
+            if (got < 0) {
+                total = got;
+                break;
+            }
+            total += got;
+            if (got < batch)
+                break;
+        }
+    }
+    free(names);
+    return total;
 }

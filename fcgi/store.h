@@ -42,6 +42,7 @@ struct store_page {
     int64_t max_index;       /* id of the last row, or the room's latest id */
     bool more;
     int64_t seen_id;         /* largest id of any room in the snapshot */
+    bool pruned;             /* retention deleted messages after the cursor */
     char *arena;             /* owns the strings of msgs */
 };
 
@@ -102,6 +103,16 @@ int store_max_id(struct store *s, int64_t *id);
  */
 int store_rooms_after(struct store *s, int64_t after,
                       void (*fn)(void *ctx, const char *room, size_t len), void *ctx);
+
+/*
+ * Retention, one batch of at most `batch` messages per write transaction, so
+ * writers wait for a batch at the most. store_prune_age deletes one batch of
+ * messages stored before before_ms; store_prune_rooms keeps the last `keep`
+ * messages of every room. Both note the largest id deleted per room (for
+ * page.pruned). Return the messages deleted, or a negative code with *f set.
+ */
+int store_prune_age(struct store *s, int64_t before_ms, int batch, struct chat_fail *f);
+int store_prune_rooms(struct store *s, int keep, int batch, struct chat_fail *f);
 
 /* 0 when the database can be read and written now, else CHAT_EUNAVAIL. */
 int store_check(struct store *s, struct chat_fail *f);

@@ -33,5 +33,17 @@ CREATE INDEX IF NOT EXISTS messages_room_id ON messages(room, id);
 -- Idempotent sends: one row per (room, cid); rows without a cid never clash.
 CREATE UNIQUE INDEX IF NOT EXISTS messages_room_cid ON messages(room, cid);
 
--- Schema version, checked at start: a newer database is refused.
-PRAGMA user_version = 1;
+-- Retention (off unless chat-fcgi is given --retain-age or --retain-per-room)
+-- records here, per room, the largest id it deleted, so that a client whose
+-- cursor is older learns that it missed messages ("pruned": true).
+CREATE TABLE IF NOT EXISTS pruned (
+    -- Room name, as in messages.room.
+    room  TEXT PRIMARY KEY,
+    -- Largest id retention deleted from the room; cursors below it missed some.
+    upto  INTEGER NOT NULL
+);
+
+-- Schema version, checked at start: a newer database is refused, an older
+-- one is brought up to date by applying this file again (every statement
+-- above is idempotent).
+PRAGMA user_version = 2;
