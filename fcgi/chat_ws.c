@@ -82,6 +82,8 @@ static struct {
     uint64_t next_id;
     volatile sig_atomic_t stop_signal;
     bool closing_all;
+    /* counters for /metrics (event loop only) */
+    unsigned long long opened, frames_sent, received, refused, closed_slow;
 } ws;
 
 /* ---- the outbound queue ---- */
@@ -229,6 +231,7 @@ static void deliver_feed(void)
             if (!queue_push(c, m)) {
                 log_info("connection %llu in room %s too slow: closed with 1008",
                          (unsigned long long)c->id, c->room);
+                ws.closed_slow++;
                 queue_clear(c);
                 conn_close_later(c, LWS_CLOSE_STATUS_POLICY_VIOLATION, "too slow: resume from your last id");
                 queued = false;
@@ -278,6 +281,7 @@ static void handle_message(struct conn *c, const char *data, size_t len)
     struct valid_send m;
     struct chat_fail f = { 0 };
 
+    ws.received++;
     params_init(&p);
     /* The room is the connection's, whatever the frame says. */
     if (params_add_json(&p, data, len, PARAMS_SEND_KEYS & ~PARAMS_KEY(P_ROOM), &f) == 0) {
@@ -375,6 +379,7 @@ static void conn_open(struct lws *wsi, struct conn *c)
         ws.conns->prev = c;
     ws.conns = c;
     ws.nconns++;
+    ws.opened++;
     c->established = true;
     feed_set_listening(ws.feed, true);
     if (c->cursor < 0) {
@@ -413,6 +418,50 @@ static void conn_gone(struct conn *c)
         feed_set_listening(ws.feed, false);
 }
 
+/* ---- plain HTTP: /metrics ---- */
+
+/* Answers GET /metrics in Prometheus text format, anything else 404. */
+static int serve_http(struct lws *wsi, const char *path)
+{
+    char body[1536];
+    unsigned char head[LWS_PRE + 512], *start = head + LWS_PRE, *p = start, *end = head + sizeof head;
+    int n;
+
+    if (!path || strcmp(path, "/metrics") != 0) {
+        lws_return_http_status(wsi, HTTP_STATUS_NOT_FOUND, NULL);
+        return -1;
+    }
+    n = snprintf(body, sizeof body,
+        "# HELP chat_ws_open_sockets WebSocket connections open now.\n"
+        "# TYPE chat_ws_open_sockets gauge\n"
+        "chat_ws_open_sockets %zu\n"
+        "# HELP chat_ws_connections_total WebSocket connections accepted.\n"
+        "# TYPE chat_ws_connections_total counter\n"
+        "chat_ws_connections_total %llu\n"
+        "# HELP chat_ws_refused_total Handshakes refused (origin, room, index or tail).\n"
+        "# TYPE chat_ws_refused_total counter\n"
+        "chat_ws_refused_total %llu\n"
+        "# HELP chat_ws_frames_sent_total Frames written to clients.\n"
+        "# TYPE chat_ws_frames_sent_total counter\n"
+        "chat_ws_frames_sent_total %llu\n"
+        "# HELP chat_ws_messages_received_total Messages received from clients.\n"
+        "# TYPE chat_ws_messages_received_total counter\n"
+        "chat_ws_messages_received_total %llu\n"
+        "# HELP chat_ws_closed_slow_total Connections closed with 1008 as too slow.\n"
+        "# TYPE chat_ws_closed_slow_total counter\n"
+        "chat_ws_closed_slow_total %llu\n",
+        ws.nconns, ws.opened, ws.refused, ws.frames_sent, ws.received, ws.closed_slow);
+    if (n < 0 || (size_t)n >= sizeof body)
+        return -1;
+    if (lws_add_http_common_headers(wsi, HTTP_STATUS_OK, "text/plain; version=0.0.4", (lws_filepos_t)n,
+                                    &p, end) ||
+        lws_finalize_write_http_header(wsi, start, &p, end))
+        return -1;
+    if (lws_write(wsi, (unsigned char *)body, (size_t)n, LWS_WRITE_HTTP_FINAL) != n)
+        return -1;
+    return lws_http_transaction_completed(wsi) ? -1 : 0;
+}
+
 /* ---- the protocol callback ---- */
 
 static int write_some(struct conn *c)
@@ -421,6 +470,7 @@ static int write_some(struct conn *c)
         struct feed_msg *m = c->q[c->qhead];
         if (lws_write(c->wsi, m->buf + FEED_HEADROOM, m->len, LWS_WRITE_TEXT) < (int)m->len)
             return -1;
+        ws.frames_sent++;
         c->qhead = (c->qhead + 1) % c->qcap;
         c->qlen--;
         feed_msg_unref(m);
@@ -483,14 +533,18 @@ static int callback_chat(struct lws *wsi, enum lws_callback_reasons reason, void
             return 1;
         if (!origin_allowed(wsi)) {
             log_info("refused a WebSocket from a foreign origin");
+            ws.refused++;
             return 1;
         }
         memset(c, 0, sizeof *c);
         if (!read_args(wsi, c)) {
             log_info("refused a WebSocket with invalid room, index or tail");
+            ws.refused++;
             return 1;
         }
         return 0;
+    case LWS_CALLBACK_HTTP:
+        return serve_http(wsi, in);
     case LWS_CALLBACK_ESTABLISHED:
         conn_open(wsi, c);
         return 0;

@@ -8,6 +8,11 @@ CLIENTS=$ROOT/tests/it/ws_clients.py
 WS_FLAGS="--max-queue 100" stack_up main || { finish; exit 1; }
 run_checks "$PY" "$CLIENTS" "$BASE" "$DB" basic bad slow many
 check "integrity_check" ok "$(sqlite3 "$DB" 'pragma integrity_check')"
+req "$BASE/metrics/ws"
+check "chat-ws metrics: 200" 200 "$STATUS"
+check_true "chat-ws metrics: open sockets" grep -q '^chat_ws_open_sockets [0-9]' "$TMP/body"
+check_true "chat-ws metrics: a slow socket was counted" grep -q '^chat_ws_closed_slow_total [1-9]' "$TMP/body"
+check_true "chat-ws metrics: frames sent" grep -q '^chat_ws_frames_sent_total [1-9]' "$TMP/body"
 check "each WS cid stored once" 1 "$(rows "where cid='ws-basic-1'")"
 
 # An Origin allow-list
