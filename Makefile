@@ -22,7 +22,7 @@ WS_PKGS := libwebsockets
 # (Node and npm too, where no npm is on the PATH: a machine may have its own).
 DEB_PKGS  := gcc make pkg-config libc6-dev libfcgi-dev libsqlite3-dev libjson-c-dev libwebsockets-dev \
              sqlite3 curl python3 procps
-TEST_PKGS := libcmocka-dev jq python3-websockets chromium systemd
+TEST_PKGS := libcmocka-dev jq python3-websockets chromium systemd clang libclang-rt-14-dev
 
 ifeq ($(SAN),1)
 FLAVOUR  := san
@@ -51,7 +51,7 @@ CORE_OBJS := $(CORE:%=$(B)/%.o) $(B)/schema_sql.o
 FCGI_OBJS := $(B)/chat_fcgi.o $(patsubst %,$(B)/%.o,cli reply hold listen api route metrics retain) $(CORE_OBJS)
 WS_OBJS   := $(B)/chat_ws.o $(B)/cli.o $(B)/feed.o $(B)/writer.o $(CORE_OBJS)
 
-.PHONY: all run test bench install uninstall clean deps deps-test
+.PHONY: all run test bench fuzz fuzz-build install uninstall clean deps deps-test
 all: $(B)/chat-fcgi $(B)/chat-ws
 
 $(B)/%.o: fcgi/%.c | $(B)
@@ -112,6 +112,17 @@ run: deps
 test: deps-test
 	$(Q)$(MAKE) --no-print-directory all $(B)/test_unit
 	$(Q)BIN_DIR=$(B) tests/run.sh
+
+# libFuzzer targets of the parsers (clang); `make test` runs each briefly,
+# `make fuzz` for FUZZ_SECONDS each (default 300).
+FUZZ_SRC := fcgi/params.c fcgi/valid.c fcgi/util.c fcgi/render.c
+build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_SRC) fcgi/*.h
+	$(Q)mkdir -p build/fuzz
+	$(Q)clang -g -O1 -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -fsanitize=fuzzer,address,undefined \
+	  -Ifcgi $(PKG_CFLAGS) -o $@ $< $(FUZZ_SRC) $(PKG_LIBS)
+fuzz-build: build/fuzz/fuzz_query build/fuzz/fuzz_json build/fuzz/fuzz_ws
+fuzz: deps-test
+	$(Q)FUZZ_SECONDS=$${FUZZ_SECONDS:-300} tests/fuzz/fuzz.sh
 
 # Benchmarks report figures; they are never part of `make test`.
 bench: deps

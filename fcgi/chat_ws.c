@@ -283,13 +283,8 @@ static void handle_message(struct conn *c, const char *data, size_t len)
 
     ws.received++;
     params_init(&p);
-    /* The room is the connection's, whatever the frame says. */
-    if (params_add_json(&p, data, len, PARAMS_SEND_KEYS & ~PARAMS_KEY(P_ROOM), &f) == 0) {
-        p.v[P_ROOM].s = c->room;
-        p.v[P_ROOM].len = c->room_len;
-        if (params_send(&p, &m, &f) == 0)
-            writer_submit(ws.writer, c->id, &m, &f);
-    }
+    if (params_ws_frame(&p, data, len, c->room, c->room_len, &m, &f) == 0)
+        writer_submit(ws.writer, c->id, &m, &f);
     params_free(&p);
     if (f.code != CHAT_OK)
         conn_error(c, &f);

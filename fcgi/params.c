@@ -189,6 +189,19 @@ int params_send(const struct params *p, struct valid_send *m, struct chat_fail *
     return valid_send(m, f);
 }
 
+int params_ws_frame(struct params *p, const char *s, size_t len, const char *room,
+                    size_t room_len, struct valid_send *m, struct chat_fail *f)
+{
+    int err;
+
+    /* The room is the connection's, whatever the frame says. */
+    if ((err = params_add_json(p, s, len, PARAMS_SEND_KEYS & ~PARAMS_KEY(P_ROOM), f)) < 0)
+        return err;
+    p->v[P_ROOM].s = room;
+    p->v[P_ROOM].len = room_len;
+    return params_send(p, m, f);
+}
+
 /* Parses an optional integer parameter in [min, max] into *out. */
 static int int_param(const struct params *p, int key, int64_t min, int64_t max,
                      int64_t *out, struct chat_fail *f)

@@ -66,6 +66,15 @@ int params_add_json(struct params *p, const char *s, size_t len, unsigned keys,
 /* Fills *m from a set and applies valid_send(). Returns 0 or the refusal. */
 int params_send(const struct params *p, struct valid_send *m, struct chat_fail *f);
 
+/*
+ * Reads a WebSocket client frame s[0..len) (a JSON object with text, user
+ * and cid; other keys ignored) as a send to room: fills *p (release with
+ * params_free) and *m, and applies the rules of /send/msg. Returns 0 or the
+ * refusal in *f.
+ */
+int params_ws_frame(struct params *p, const char *s, size_t len, const char *room,
+                    size_t room_len, struct valid_send *m, struct chat_fail *f);
+
 /* What /get/msg was asked for. */
 struct get_args {
     const char *room; size_t room_len;

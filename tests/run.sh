@@ -3,8 +3,8 @@
 # of them, and the exit status is non-zero on any failure.
 #
 #   BIN_DIR=build/release tests/run.sh [SUITE...]   (default: all suites)
-# Suites: unit (cmocka), tests/it/*.sh against a real nginx, then e2e (the
-# page in headless Chromium, tests/e2e/e2e.sh).
+# Suites: unit (cmocka), tests/it/*.sh against a real nginx, fuzz (libFuzzer
+# targets, briefly), then e2e (the page in headless Chromium).
 set -u
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BIN_DIR=${BIN_DIR:-build/release}
@@ -17,7 +17,7 @@ export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 passed=0
 failed=0
 suites=("$@")
-[ ${#suites[@]} -gt 0 ] || suites=(unit $(cd "$ROOT/tests/it" && ls *.sh | sed 's/\.sh$//') e2e)
+[ ${#suites[@]} -gt 0 ] || suites=(unit $(cd "$ROOT/tests/it" && ls *.sh | sed 's/\.sh$//') fuzz e2e)
 
 for suite in "${suites[@]}"; do
     echo "== $suite"
@@ -33,6 +33,7 @@ for suite in "${suites[@]}"; do
     else
         script=$ROOT/tests/it/$suite.sh
         [ "$suite" = e2e ] && script=$ROOT/tests/e2e/e2e.sh
+        [ "$suite" = fuzz ] && script=$ROOT/tests/fuzz/fuzz.sh
         out=$("$script" 2>&1)
         rc=$?
         printf '%s\n' "$out" | grep -v -E '^[a-z0-9_-]+: [0-9]+ passed, [0-9]+ failed$'

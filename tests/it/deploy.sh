@@ -71,7 +71,8 @@ check "the page through the production block" 200 "$STATUS"
 check_true "with its Content-Security-Policy" test -n "$(header content-security-policy)"
 req "$BASE/send/msg?text=deployed"
 check "a send through systemd-socket-activate's socket" 200 "$STATUS"
-check_true "chat-fcgi runs on the inherited socket" grep -q "inherited socket" "$TMP/fcgi.log"
+inherited() { for _ in $(seq 1 50); do grep -q "inherited socket" "$TMP/fcgi.log" && return 0; sleep 0.05; done; return 1; }
+check_true "chat-fcgi runs on the inherited socket" inherited
 req "$BASE/get/msg?index=0"
 check "the message is there" '["deployed"]' "$(jget .data)"
 req "$BASE/healthz"

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# fuzz.sh - builds the libFuzzer targets (clang, ASan+UBSan) and runs each
+# from its committed seed corpus for FUZZ_SECONDS (default 15). Any crash,
+# leak or sanitizer report fails. `make fuzz` runs them longer.
+. "$(dirname "$0")/../lib.sh"
+secs=${FUZZ_SECONDS:-15}
+make -s -C "$ROOT" fuzz-build >"$TMP/build.log" 2>&1
+check "the fuzz targets build" 0 $?
+[ -s "$TMP/build.log" ] && tail -5 "$TMP/build.log"
+for t in query json ws; do
+    mkdir -p "$TMP/corpus-$t"
+    "$ROOT/build/fuzz/fuzz_$t" -max_total_time="$secs" -timeout=5 -rss_limit_mb=1024 -print_final_stats=1 \
+        -artifact_prefix="$TMP/crash-$t-" "$TMP/corpus-$t" "$ROOT/tests/fuzz/corpus/$t" >"$TMP/fuzz-$t.log" 2>&1
+    rc=$?
+    runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$TMP/fuzz-$t.log")
+    check "fuzz_$t: ${runs:-0} inputs in ${secs} s, no crash, leak or sanitizer report" 0 $rc
+    [ $rc = 0 ] || grep -m5 -E 'ERROR|SUMMARY|runtime error' "$TMP/fuzz-$t.log"
+done
+finish
