@@ -8,7 +8,8 @@
 #
 # Environment: PORT (default 8080), WS_PORT (chat-ws, default PORT+1),
 # BIN_DIR (default build/release), FCGI_FLAGS and WS_FLAGS (extra flags of
-# chat-fcgi and chat-ws), DB (default DIR/chat.db).
+# chat-fcgi and chat-ws), FCGI_WRAP and WS_WRAP (a command to run each under,
+# e.g. valgrind), DB (default DIR/chat.db).
 # DIR holds chat.db, fcgi.sock, nginx/ (generated config), logs/ and tmp/.
 set -euo pipefail
 
@@ -69,16 +70,16 @@ write_nginx_conf() {
 
 start_fcgi() {
     # shellcheck disable=SC2086
-    "$bin/chat-fcgi" --db "$db" --listen "$sock" ${FCGI_FLAGS:-} >>"$dir/logs/chat-fcgi.log" 2>&1 </dev/null &
+    ${FCGI_WRAP:-} "$bin/chat-fcgi" --db "$db" --listen "$sock" ${FCGI_FLAGS:-} >>"$dir/logs/chat-fcgi.log" 2>&1 </dev/null &
     echo $! > "$dir/chat-fcgi.pid"
-    wait_for "[ -S '$sock' ]" || { echo "chat-fcgi did not start; see $dir/logs/chat-fcgi.log" >&2; tail -5 "$dir/logs/chat-fcgi.log" >&2; return 1; }
+    wait_for "[ -S '$sock' ]" || wait_for "[ -S '$sock' ]" || { echo "chat-fcgi did not start; see $dir/logs/chat-fcgi.log" >&2; tail -5 "$dir/logs/chat-fcgi.log" >&2; return 1; }
 }
 
 start_ws() {
     # shellcheck disable=SC2086
-    "$bin/chat-ws" --db "$db" --listen "127.0.0.1:$ws_port" ${WS_FLAGS:-} >>"$dir/logs/chat-ws.log" 2>&1 </dev/null &
+    ${WS_WRAP:-} "$bin/chat-ws" --db "$db" --listen "127.0.0.1:$ws_port" ${WS_FLAGS:-} >>"$dir/logs/chat-ws.log" 2>&1 </dev/null &
     echo $! > "$dir/chat-ws.pid"
-    wait_for "grep -q listening '$dir/logs/chat-ws.log'" || { echo "chat-ws did not start; see $dir/logs/chat-ws.log" >&2; tail -5 "$dir/logs/chat-ws.log" >&2; return 1; }
+    wait_for "grep -q listening '$dir/logs/chat-ws.log'" || wait_for "grep -q listening '$dir/logs/chat-ws.log'" || { echo "chat-ws did not start; see $dir/logs/chat-ws.log" >&2; tail -5 "$dir/logs/chat-ws.log" >&2; return 1; }
 }
 
 start_nginx() {

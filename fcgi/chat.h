@@ -15,6 +15,7 @@ enum chat_err {
     CHAT_EMETHOD   = -405,   /* method not allowed on this path */
     CHAT_ETOOBIG   = -413,   /* text over CHAT_TEXT_MAX or body over CHAT_BODY_MAX */
     CHAT_EMEDIA    = -415,   /* unsupported content type */
+    CHAT_ETOOMANY  = -429,   /* rate limited */
     CHAT_EINTERNAL = -500,   /* a bug or an impossible state */
     CHAT_EUNAVAIL  = -503,   /* database busy or unwritable, or too many held requests */
 };

@@ -48,6 +48,7 @@ struct config {
     const char *listen;
     const char *origins;         /* comma-separated allow-list, or NULL */
     int probe_ms, busy_ms, ping_secs, handshake_secs;
+    int sends_per_sec;           /* per connection; bursts of twice as many */
     unsigned max_queue;
     bool sync_full;
 };
@@ -69,6 +70,8 @@ struct conn {
     unsigned qcap, qhead, qlen;
     char *rx;                    /* the client message being reassembled */
     size_t rx_len;
+    double tokens;               /* sends allowed now (token bucket) */
+    int64_t tokens_at;           /* util_now_ms() of the last refill */
 };
 
 static struct {
@@ -275,6 +278,25 @@ static void deliver_results(void)
 
 /* ---- one client message ---- */
 
+/* The per-connection send rate: true when this message may go through. */
+static bool take_token(struct conn *c)
+{
+    int64_t now = util_now_ms();
+    double burst = 2.0 * ws.cfg.sends_per_sec;
+
+    if (c->tokens_at == 0)
+        c->tokens = burst;
+    else
+        c->tokens += (double)(now - c->tokens_at) * ws.cfg.sends_per_sec / 1000.0;
+    if (c->tokens > burst)
+        c->tokens = burst;
+    c->tokens_at = now;
+    if (c->tokens < 1.0)
+        return false;
+    c->tokens -= 1.0;
+    return true;
+}
+
 static void handle_message(struct conn *c, const char *data, size_t len)
 {
     struct params p;
@@ -282,6 +304,11 @@ static void handle_message(struct conn *c, const char *data, size_t len)
     struct chat_fail f = { 0 };
 
     ws.received++;
+    if (!take_token(c)) {
+        chat_fail(&f, CHAT_ETOOMANY, "too many messages: at most %d a second", ws.cfg.sends_per_sec);
+        conn_error(c, &f);
+        return;
+    }
     params_init(&p);
     if (params_ws_frame(&p, data, len, c->room, c->room_len, &m, &f) == 0)
         writer_submit(ws.writer, c->id, &m, &f);
@@ -588,6 +615,8 @@ static void usage(FILE *out)
         "      --ping-secs N      ping a connection idle this long; drop it when no pong\n"
         "                         comes within as long again, at most 10 s (default: 30)\n"
         "      --handshake-secs N drop a connection whose handshake takes longer (default: 10)\n"
+        "      --max-sends N      messages one connection may send a second, in bursts\n"
+        "                         of twice as many; beyond, an error frame 429 (default: 20)\n"
         "      --probe-ms N       change probe interval while clients listen (default: 5)\n"
         "      --busy-ms N        wait for another writer's lock, then refuse (default: 2000)\n"
         "      --sync MODE        normal or full, as chat-fcgi (default: normal)\n"
@@ -601,7 +630,7 @@ static void usage(FILE *out)
 
 static void parse_flags(int argc, char **argv, struct config *c)
 {
-    enum { OPT_ORIGIN = 256, OPT_QUEUE, OPT_PING, OPT_HANDSHAKE, OPT_PROBE, OPT_BUSY, OPT_SYNC };
+    enum { OPT_ORIGIN = 256, OPT_QUEUE, OPT_PING, OPT_HANDSHAKE, OPT_PROBE, OPT_BUSY, OPT_SYNC, OPT_SENDS };
     static const struct option opts[] = {
         { "db", required_argument, NULL, 'd' },
         { "listen", required_argument, NULL, 'l' },
@@ -609,6 +638,7 @@ static void parse_flags(int argc, char **argv, struct config *c)
         { "max-queue", required_argument, NULL, OPT_QUEUE },
         { "ping-secs", required_argument, NULL, OPT_PING },
         { "handshake-secs", required_argument, NULL, OPT_HANDSHAKE },
+        { "max-sends", required_argument, NULL, OPT_SENDS },
         { "probe-ms", required_argument, NULL, OPT_PROBE },
         { "busy-ms", required_argument, NULL, OPT_BUSY },
         { "sync", required_argument, NULL, OPT_SYNC },
@@ -629,6 +659,7 @@ static void parse_flags(int argc, char **argv, struct config *c)
         case OPT_PING: c->ping_secs = cli_int("--ping-secs", optarg, 1, 3600); break;
         case OPT_HANDSHAKE: c->handshake_secs = cli_int("--handshake-secs", optarg, 1, 600); break;
         case OPT_PROBE: c->probe_ms = cli_int("--probe-ms", optarg, 1, 1000); break;
+        case OPT_SENDS: c->sends_per_sec = cli_int("--max-sends", optarg, 1, 100000); break;
         case OPT_BUSY: c->busy_ms = cli_int("--busy-ms", optarg, 0, 600000); break;
         case OPT_SYNC: c->sync_full = cli_sync_full(optarg); break;
         case 'v': log_set_level(LOG_DEBUG); break;
@@ -686,7 +717,8 @@ int main(int argc, char **argv)
     int rc = 1;
 
     *c = (struct config){ .db_path = "chat.db", .listen = "127.0.0.1:8081", .probe_ms = 5,
-                          .busy_ms = 2000, .ping_secs = 30, .handshake_secs = 10, .max_queue = 1024 };
+                          .busy_ms = 2000, .ping_secs = 30, .handshake_secs = 10, .max_queue = 1024,
+                          .sends_per_sec = 20 };
     log_set_name("chat-ws");
     cli_set_name("chat-ws");
     parse_flags(argc, argv, c);

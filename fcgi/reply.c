@@ -17,6 +17,7 @@ static const char *status_text(int status)
     case 405: return "Method Not Allowed";
     case 413: return "Content Too Large";
     case 415: return "Unsupported Media Type";
+    case 429: return "Too Many Requests";
     case 503: return "Service Unavailable";
     default:  return "Internal Server Error";
     }
@@ -37,6 +38,7 @@ void reply_body(FCGX_Request *r, int status, const char *type, const char *extra
                  "Status: %d %s\r\n"
                  "Content-Type: %s\r\n"
                  "Cache-Control: no-store\r\n"
+                 "X-Content-Type-Options: nosniff\r\n"
                  "Content-Length: %zu\r\n"
                  "%s\r\n",
                  status, status_text(status), type, len, extra ? extra : "");

@@ -5,7 +5,7 @@
 PY=/usr/bin/python3
 CLIENTS=$ROOT/tests/it/ws_clients.py
 
-WS_FLAGS="--max-queue 100" stack_up main || { finish; exit 1; }
+WS_FLAGS="--max-queue 100 --max-sends 100000" stack_up main || { finish; exit 1; }
 run_checks "$PY" "$CLIENTS" "$BASE" "$DB" basic bad slow many
 check "integrity_check" ok "$(sqlite3 "$DB" 'pragma integrity_check')"
 req "$BASE/metrics/ws"
@@ -61,13 +61,43 @@ report(gone and time.monotonic() - t0 < 5, "a handshake that does not complete i
        time.monotonic() - t0)
 PY
 
+# The per-connection send rate (default 20 a second, bursts of 40)
+run_checks "$PY" - "$BASE" "$DB" <<'PY'
+import asyncio, json, sqlite3, sys, websockets
+async def main():
+    async with websockets.connect("ws" + sys.argv[1][4:] + "/ws?room=rate", max_queue=None) as ws:
+        for i in range(60):
+            await ws.send(json.dumps({"text": f"r{i}"}))
+        echoes, limited = 0, 0
+        try:
+            while echoes + limited < 60:
+                m = json.loads(await asyncio.wait_for(ws.recv(), 5))
+                if m.get("code") == 429 and m.get("error"):
+                    limited += 1
+                elif m.get("text", "").startswith("r"):
+                    echoes += 1
+        except asyncio.TimeoutError:
+            pass
+        print(("PASS" if limited > 0 else "FAIL") + f" a fast sender gets error frames 429 ({limited} of 60): {echoes} echoes")
+        print(("PASS" if 40 <= echoes < 60 and echoes + limited == 60 else "FAIL") + f" the burst goes through, the rest is refused: {echoes} + {limited}")
+        await asyncio.sleep(1.1)
+        await ws.send(json.dumps({"text": "after a pause"}))
+        m = json.loads(await asyncio.wait_for(ws.recv(), 5))
+        print(("PASS" if m.get("text") == "after a pause" else "FAIL") + " the rate refills: " + json.dumps(m)[:80])
+        stored = sqlite3.connect(sys.argv[2]).execute(
+            "select count(*) from messages where room = 'rate' and text like 'r%'").fetchone()[0]
+        print(("PASS" if stored == echoes else "FAIL") + f" refused sends are not stored: {stored} stored, {echoes} echoes")
+asyncio.run(main())
+PY
+
 # --help lists every flag
 help=$("$BIN_DIR/chat-ws" --help)
-for flag in --db --listen --origin --max-queue --ping-secs --handshake-secs --probe-ms --busy-ms --sync --verbose --quiet --help --version; do
+for flag in --db --listen --origin --max-queue --max-sends --ping-secs --handshake-secs --probe-ms --busy-ms --sync --verbose --quiet --help --version; do
     case $help in *"$flag"*) pass "chat-ws --help lists $flag" ;; *) fail "chat-ws --help lists $flag" ;; esac
 done
 
 # Shutdown closes every socket with 1001, promptly
+: > "$TMP/close.out"
 "$PY" - "$BASE" > "$TMP/close.out" 2>&1 <<'PY' &
 import asyncio, sys, websockets
 async def main():
