@@ -102,6 +102,31 @@ check_error "a limited send" 429
 check "429 carries Retry-After" 1 "$(header retry-after)"
 check "every 200 was stored, no 429 was" "$((n200 + 1))" "$(sqlite3 "$DB" "select count(*) from messages")"
 
+# Slow clients cost one connection for a bounded time, and nothing else:
+# headers that never end, a body that never finishes (10 s timeouts)
+run_checks python3 - "$port" "$BASE" <<'PY'
+import socket, sys, time, urllib.request
+port, base = int(sys.argv[1]), sys.argv[2]
+def report(ok, name, detail=""):
+    print(("PASS " if ok else "FAIL ") + name + ("" if ok else ": " + str(detail)), flush=True)
+a = socket.create_connection(("127.0.0.1", port)); a.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n")
+b = socket.create_connection(("127.0.0.1", port))
+b.sendall(b"POST /send/msg HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\n"
+          b"Content-Length: 100\r\n\r\ntext=abc")
+t0 = time.monotonic()
+with urllib.request.urlopen(base + "/get/msg?tail=1", timeout=5) as r:
+    report(r.status == 200 and time.monotonic() - t0 < 1, "others are served while two clients stall")
+for s, name in ((a, "headers that never end"), (b, "a body that never finishes")):
+    s.settimeout(20)
+    try:
+        while s.recv(4096):
+            pass
+    except (socket.timeout, ConnectionResetError):
+        pass
+    took = time.monotonic() - t0
+    report(9 <= took < 15, f"{name}: the connection is dropped after the timeout", f"{took:.1f} s")
+PY
+
 # Online backup while messages flow, both ways the README shows
 (for i in $(seq 1 300); do curl -s -o /dev/null "$BASE/send/msg?text=flow$i"; done) &
 flow=$!
