@@ -136,8 +136,22 @@ static void *feed_main(void *arg)
             uint64_t v;
             if (read(fd->kickfd, &v, sizeof v) < 0) { /* drained already */ }
         }
-        if (!atomic_load(&fd->listening) && !kicked)
+        if (!atomic_load(&fd->listening)) {
+            /*
+             * Nobody listens: skip what is stored without reading it. Safe
+             * because the flag is checked after max_id is read: a connection
+             * that sets it later replays from a snapshot taken later still.
+             * The version is read first, so a commit between the two reads
+             * only makes the next probe look again.
+             */
+            if (store_data_version(fd->store, &version) == 0 &&   /* before max_id: see below */
+                store_max_id(fd->store, &max_id) == 0 && !atomic_load(&fd->listening)) {
+                fd->last_id = max_id;
+                fd->data_version = version;
+                fd->retry = false;
+            }
             continue;
+        }
         if (store_data_version(fd->store, &version) < 0 || (version == fd->data_version && !fd->retry))
             continue;
         /* The version counts as seen only once every new row is queued. */

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # run.sh - every benchmark, as `make bench` runs them (never part of make test).
-# Installs what the load clients need (wrk, Node with the ws package), then
+# Installs what the load clients need (wrk, Node with the ws package, Nchan), then
 # prints the figures the README's tables come from. BIN_DIR as for make.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -10,6 +10,7 @@ cd "$root"
 need=""
 command -v wrk >/dev/null || need="$need wrk"
 command -v npm >/dev/null || need="$need nodejs npm"
+[ -e /usr/lib/nginx/modules/ngx_nchan_module.so ] || need="$need libnginx-mod-nchan"
 if [ -n "$need" ]; then
     [ "$(id -u)" = 0 ] || { echo "missing:$need; run as root: apt-get install -y$need"; exit 1; }
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $need >/dev/null
@@ -20,6 +21,9 @@ python3 "$here/wakeup.py" 200
 python3 "$here/ws_fanout.py" 100 20 10
 python3 "$here/ws_fanout.py" 1000 20 10
 python3 "$here/ws_fanout.py" 5000 2 10
+
+# Side by side with Nchan
+python3 "$here/nchan.py" 1000 10
 
 # Send throughput, each durability setting
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')

@@ -1,7 +1,9 @@
 // ws_client.js - the WebSocket load client of the benchmarks (Node + ws).
 //
-//   node ws_client.js URL SOCKETS EXPECT TIMEOUT_S
+//   node ws_client.js URL SOCKETS EXPECT TIMEOUT_S [raw]
 //
+// Frames are message objects (their "text" is read), or with `raw` the text
+// itself (as Nchan sends what was published).
 // Opens SOCKETS connections to URL (a few hundred at a time), prints
 // "ready" once all are open, then collects EXPECT messages on each. A message
 // text is "<index> <wall time of its send request, in s>". At the end (all
@@ -11,6 +13,7 @@
 const WebSocket = require('ws');
 
 const [url, nSockets, expect, timeoutS] = [process.argv[2], +process.argv[3], +process.argv[4], +process.argv[5]];
+const raw = process.argv[6] === 'raw';
 const lat = [];
 let lost = 0, dup = 0, outOfOrder = 0, open = 0, done = 0, closedEarly = 0;
 const socks = [];
@@ -42,7 +45,7 @@ function openOne() {
   });
   s.ws.on('message', (data) => {
     const now = Date.now() / 1000;
-    const text = JSON.parse(data).text;
+    const text = raw ? data.toString() : JSON.parse(data).text;
     const sp = text.indexOf(' ');
     s.seen.push(+text.slice(0, sp));
     lat.push((now - +text.slice(sp + 1)) * 1000);

@@ -59,12 +59,44 @@ def server_pids(state):
     return ws, [master] + [int(p) for p in out.split()]
 
 
+def fanout(url, send, n, rate, secs, pids, raw=False):
+    """Opens n sockets on url, sends rate*secs messages with send(i), and
+    returns the client's figures plus the PSS growth (KiB) of each pid group."""
+    msgs = int(rate * secs)
+    before = [pss_kib(group) for group in pids]
+    client = subprocess.Popen(["node", os.path.join(ROOT, "tests", "bench", "ws_client.js"), url,
+                               str(n), str(msgs), str(secs + 30)] + (["raw"] if raw else []),
+                              stdout=subprocess.PIPE, text=True)
+    line = client.stdout.readline().strip()
+    if line != "ready":
+        raise SystemExit(f"load client failed: {line}")
+    time.sleep(1.0)
+    after = [pss_kib(group) for group in pids]
+    interval = 1.0 / rate
+    start = time.monotonic()
+    threads = []
+    for i in range(msgs):
+        delay = start + i * interval - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        t = threading.Thread(target=send, args=(i,))
+        t.start()
+        threads.append(t)
+    for t in threads:
+        t.join(10)
+    r = json.loads(client.stdout.readline())
+    client.wait(30)
+    r["msgs"] = msgs
+    r["kib"] = [(a - b) / n for a, b in zip(after, before)]
+    r["idle"], r["open"] = sum(before), sum(after)
+    return r
+
+
 def main():
     if len(sys.argv) < 4:
         print(__doc__)
         sys.exit(2)
     n, rate, secs = int(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3])
-    msgs = int(rate * secs)
     state = tempfile.mkdtemp(prefix="chat-bench-ws-")
     port = free_port()
     env = dict(os.environ, PORT=str(port), WS_PORT=str(free_port()),
@@ -75,46 +107,20 @@ def main():
     try:
         ws_pids, nginx_pids = server_pids(state)
         time.sleep(0.5)
-        before_ws, before_nginx = pss_kib(ws_pids), pss_kib(nginx_pids)
-        url = f"ws://127.0.0.1:{port}/ws?room=bench"
-        client = subprocess.Popen(["node", os.path.join(ROOT, "tests", "bench", "ws_client.js"), url,
-                                   str(n), str(msgs), str(secs + 30)],
-                                  stdout=subprocess.PIPE, text=True)
-        line = client.stdout.readline().strip()
-        if line != "ready":
-            raise SystemExit(f"load client failed: {line}")
-        time.sleep(1.0)
-        after_ws, after_nginx = pss_kib(ws_pids), pss_kib(nginx_pids)
 
         def send(i):
             t0 = time.time()
             urllib.request.urlopen(f"{base}/send/msg?room=bench&text={i}+{t0:.6f}", timeout=10).read()
 
-        interval = 1.0 / rate
-        start = time.monotonic()
-        threads = []
-        for i in range(msgs):
-            delay = start + i * interval - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
-            t = threading.Thread(target=send, args=(i,))
-            t.start()
-            threads.append(t)
-        for t in threads:
-            t.join(10)
-        r = json.loads(client.stdout.readline())
-        client.wait(30)
-        before, after = before_ws + before_nginx, after_ws + after_nginx
-        per_conn = (after - before) / n
-        print(f"ws fan-out: {n} sockets, {msgs} messages at {rate:g}/s "
+        r = fanout(f"ws://127.0.0.1:{port}/ws?room=bench", send, n, rate, secs, [nginx_pids, ws_pids])
+        print(f"ws fan-out: {n} sockets, {r['msgs']} messages at {rate:g}/s "
               f"(tests/bench/ws_fanout.py {n} {rate:g} {secs:g})")
         print(f"  deliveries {r['deliveries']}, lost {r['lost']}, duplicated {r['dup']}, "
               f"sockets out of order {r['outOfOrder']}, closed early {r['closedEarly']}")
         print(f"  latency send start -> receipt: median {r['p50']:.1f} ms, p90 {r['p90']:.1f} ms, "
               f"p99 {r['p99']:.1f} ms, max {r['max']:.1f} ms")
-        print(f"  memory, nginx + chat-ws PSS: {before} KiB idle, {after} KiB with {n} sockets: "
-              f"{per_conn:.1f} KiB per connection (nginx {(after_nginx - before_nginx) / n:.1f}, "
-              f"chat-ws {(after_ws - before_ws) / n:.1f})")
+        print(f"  memory, nginx + chat-ws PSS: {r['idle']} KiB idle, {r['open']} KiB with {n} sockets: "
+              f"{sum(r['kib']):.1f} KiB per connection (nginx {r['kib'][0]:.1f}, chat-ws {r['kib'][1]:.1f})")
     finally:
         subprocess.run([stack, "stop", state], env=env)
 
