@@ -353,16 +353,16 @@ static bool read_args(struct lws *wsi, struct conn *c)
     c->room_len = strlen(CHAT_DEFAULT_ROOM);
     memcpy(c->room, CHAT_DEFAULT_ROOM, c->room_len + 1);
     c->cursor = -1;              /* live only, unless index or tail */
-    for (int i = 0; ; i++) {
+    for (int i = 0; i < 64; i++) {
         int len = lws_hdr_fragment_length(wsi, WSI_TOKEN_HTTP_URI_ARGS, i);
         const char *v;
         int which;
 
-        if (len <= 0)
-            break;
-        if ((size_t)len >= sizeof arg ||
-            lws_hdr_copy_fragment(wsi, arg, sizeof arg, WSI_TOKEN_HTTP_URI_ARGS, i) < 0)
+        if ((size_t)len >= sizeof arg)
             return false;
+        /* An empty argument ("a=1&&b=2") has length 0 too: only a failed copy ends the list. */
+        if (lws_hdr_copy_fragment(wsi, arg, sizeof arg, WSI_TOKEN_HTTP_URI_ARGS, i) < 0)
+            break;
         if (!(v = strchr(arg, '=')))
             continue;
         v++;
@@ -445,15 +445,17 @@ static void conn_gone(struct conn *c)
 /* Answers GET /metrics in Prometheus text format, anything else 404. */
 static int serve_http(struct lws *wsi, const char *path)
 {
-    char body[1536];
-    unsigned char head[LWS_PRE + 512], *start = head + LWS_PRE, *p = start, *end = head + sizeof head;
+    unsigned char buf[LWS_PRE + 1536], head[LWS_PRE + 512];
+    unsigned char *start = head + LWS_PRE, *p = start, *end = head + sizeof head;
+    char *body = (char *)buf + LWS_PRE;
+    size_t room = sizeof buf - LWS_PRE;
     int n;
 
     if (!path || strcmp(path, "/metrics") != 0) {
         lws_return_http_status(wsi, HTTP_STATUS_NOT_FOUND, NULL);
         return -1;
     }
-    n = snprintf(body, sizeof body,
+    n = snprintf(body, room,
         "# HELP chat_ws_open_sockets WebSocket connections open now.\n"
         "# TYPE chat_ws_open_sockets gauge\n"
         "chat_ws_open_sockets %zu\n"
@@ -473,7 +475,7 @@ static int serve_http(struct lws *wsi, const char *path)
         "# TYPE chat_ws_closed_slow_total counter\n"
         "chat_ws_closed_slow_total %llu\n",
         ws.nconns, ws.opened, ws.refused, ws.frames_sent, ws.received, ws.closed_slow);
-    if (n < 0 || (size_t)n >= sizeof body)
+    if (n < 0 || (size_t)n >= room)
         return -1;
     if (lws_add_http_common_headers(wsi, HTTP_STATUS_OK, "text/plain; version=0.0.4", (lws_filepos_t)n,
                                     &p, end) ||
@@ -684,6 +686,13 @@ static void on_signal(int sig)
         lws_cancel_service(ws.ctx);
 }
 
+/* While stopping, wakes the loop every 50 ms so the deadline is kept. */
+static lws_sorted_usec_list_t stop_tick;
+static void on_stop_tick(lws_sorted_usec_list_t *sul)
+{
+    lws_sul_schedule(ws.ctx, 0, sul, on_stop_tick, 50 * LWS_US_PER_MS);
+}
+
 /* The feed and writer threads wake the loop; never after the context is gone. */
 static pthread_mutex_t wake_lock = PTHREAD_MUTEX_INITIALIZER;
 static bool loop_gone;
@@ -785,6 +794,7 @@ int main(int argc, char **argv)
             if (ws.stop_signal) {
                 if (!deadline) {
                     deadline = util_now_ms() + 1000;
+                    lws_sul_schedule(ws.ctx, 0, &stop_tick, on_stop_tick, 50 * LWS_US_PER_MS);
                     lws_cancel_service(ws.ctx);
                 }
                 if ((ws.closing_all && ws.nconns == 0) || util_now_ms() > deadline)
@@ -795,6 +805,8 @@ int main(int argc, char **argv)
     log_info("stopping with %zu connections open", ws.nconns);
     rc = 0;
 out:
+    signal(SIGTERM, SIG_IGN);
+    signal(SIGINT, SIG_IGN);
     pthread_mutex_lock(&wake_lock);
     loop_gone = true;
     pthread_mutex_unlock(&wake_lock);

@@ -112,10 +112,11 @@ char *metrics_render(size_t held, int64_t probes, size_t *len)
         put(&o, "chat_wakeup_seconds_bucket{le=\"%g\"} %llu\n", (double)bounds[b] / 1000, cum);
     }
     cum += atomic_load(&wake_buckets[NBOUNDS]);
+    unsigned long long sum_ms = atomic_load(&wake_sum_ms);
     put(&o, "chat_wakeup_seconds_bucket{le=\"+Inf\"} %llu\n"
-            "chat_wakeup_seconds_sum %g\n"
+            "chat_wakeup_seconds_sum %llu.%03llu\n"
             "chat_wakeup_seconds_count %llu\n",
-        cum, (double)atomic_load(&wake_sum_ms) / 1000, atomic_load(&wake_count));
+        cum, sum_ms / 1000, sum_ms % 1000, atomic_load(&wake_count));
     if (o.failed) {
         free(o.s);
         return NULL;

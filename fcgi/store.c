@@ -24,7 +24,8 @@ enum stmt_id {
     ST_BEGIN_READ, ST_BEGIN_WRITE, ST_COMMIT, ST_ROLLBACK,
     ST_INSERT, ST_FIND_CID, ST_AFTER, ST_TAIL, ST_LATEST, ST_SINCE,
     ST_DATA_VERSION, ST_MAX_ID, ST_ROOMS_AFTER,
-    ST_PRUNED, ST_ROOMS, ST_AGE_BATCH, ST_COUNT_EDGE, ST_ROOM_BATCH, ST_NOTE_PRUNED, ST_COUNT
+    ST_PRUNED, ST_ROOMS, ST_AGE_EDGE, ST_AGE_BATCH, ST_COUNT_EDGE, ST_ROOM_BATCH, ST_NOTE_PRUNED,
+    ST_COUNT
 };
 
 static const char *const stmt_sql[ST_COUNT] = {
@@ -49,8 +50,11 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_PRUNED]      = "SELECT upto FROM pruned WHERE room = ?1",
     [ST_ROOMS]       = "SELECT DISTINCT room FROM messages",
     /* Retention deletes in batches and returns what it deleted, to note it. */
+    /* The first id young enough to keep: a walk from the oldest row, as long as what is old. */
+    [ST_AGE_EDGE]    = "SELECT coalesce((SELECT id FROM messages WHERE ts >= ?1 ORDER BY id LIMIT 1),"
+                       " (SELECT coalesce(max(id), 0) + 1 FROM messages))",
     [ST_AGE_BATCH]   = "DELETE FROM messages WHERE id IN"
-                       " (SELECT id FROM messages WHERE ts < ?1 ORDER BY id LIMIT ?2)"
+                       " (SELECT id FROM messages WHERE id < ?1 ORDER BY id LIMIT ?2)"
                        " RETURNING id, room",
     [ST_COUNT_EDGE]  = "SELECT id FROM messages WHERE room = ?1 ORDER BY id DESC LIMIT 1 OFFSET ?2",
     [ST_ROOM_BATCH]  = "DELETE FROM messages WHERE id IN"
@@ -503,7 +507,14 @@ out:
 
 int store_prune_age(struct store *s, int64_t before_ms, int batch, struct chat_fail *f)
 {
-    sqlite3_bind_int64(s->st[ST_AGE_BATCH], 1, before_ms);
+    int64_t edge = 0;
+    int rc;
+
+    /* Found in a read snapshot, outside the write lock: deletes go by id. */
+    sqlite3_bind_int64(s->st[ST_AGE_EDGE], 1, before_ms);
+    if ((rc = single_int(s, ST_AGE_EDGE, &edge)) != SQLITE_OK)
+        return db_fail(s, rc, f, "retention edge");
+    sqlite3_bind_int64(s->st[ST_AGE_BATCH], 1, edge);
     sqlite3_bind_int(s->st[ST_AGE_BATCH], 2, batch);
     return prune_batch(s, s->st[ST_AGE_BATCH], f);
 }

@@ -107,7 +107,8 @@ int store_rooms_after(struct store *s, int64_t after,
 /*
  * Retention, one batch of at most `batch` messages per write transaction, so
  * writers wait for a batch at the most. store_prune_age deletes one batch of
- * messages stored before before_ms; store_prune_rooms keeps the last `keep`
+ * messages older than the first one stored at or after before_ms (ids
+ * and times go together); store_prune_rooms keeps the last `keep`
  * messages of every room. Both note the largest id deleted per room (for
  * page.pruned). Return the messages deleted, or a negative code with *f set.
  */

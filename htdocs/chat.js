@@ -38,7 +38,10 @@
   let failures = 0;              // consecutive failures, for backoff and status
 
   function pickRoom() {
-    const r = params.get('room') || decodeURIComponent(location.hash.slice(1));
+    let r = params.get('room');
+    if (!r) {
+      try { r = decodeURIComponent(location.hash.slice(1)); } catch (e) { r = ''; }
+    }
     return ROOM_RE.test(r) ? r : 'lobby';
   }
 
@@ -126,16 +129,32 @@
     }
   }
 
+  // The database was replaced (ids went back): start over from its latest id.
+  function resync(maxIndex) {
+    cursor = maxIndex;
+    shown.clear();
+  }
+
   // ---- transports ----
 
   function getUrl(query) {
     return '/get/msg?room=' + encodeURIComponent(room) + '&' + query;
   }
 
-  async function getJson(url, signal) {
-    const r = await fetch(url, { cache: 'no-store', signal });
-    if (!r.ok) throw new Error('HTTP ' + r.status);
-    return r.json();
+  // A GET that gives up after timeoutMs (a dead connection must not hang the loop).
+  async function getJson(url, signal, timeoutMs) {
+    const ctl = new AbortController();
+    const abort = () => ctl.abort();
+    if (signal) signal.addEventListener('abort', abort);
+    const timer = setTimeout(abort, timeoutMs || 15000);
+    try {
+      const r = await fetch(url, { cache: 'no-store', signal: ctl.signal });
+      if (!r.ok) throw new Error('HTTP ' + r.status);
+      return await r.json();
+    } finally {
+      clearTimeout(timer);
+      if (signal) signal.removeEventListener('abort', abort);
+    }
   }
 
   // Polling and long-polling: one loop, with or without wait.
@@ -148,11 +167,12 @@
       // A long-poll held by the server is a working connection.
       const held = wait ? setTimeout(() => { if (!stopped) ok(name); }, 1000) : null;
       try {
-        const doc = await getJson(getUrl('index=' + cursor + (wait ? '&wait=' + WAIT_S : '')), ctl.signal)
+        const doc = await getJson(getUrl('index=' + cursor + (wait ? '&wait=' + WAIT_S : '')), ctl.signal,
+                                  (WAIT_S + 10) * 1000)
           .finally(() => clearTimeout(held));
         if (stopped) return;
         // A cursor ahead of the room (a replaced database): resync to its latest id.
-        if (doc.messages.length === 0 && doc.max_index < cursor) cursor = doc.max_index;
+        if (doc.messages.length === 0 && doc.max_index < cursor) resync(doc.max_index);
         receive(doc.messages);
         ok(name);
         delay = doc.more ? 0 : (wait ? 0 : POLL_MS);
@@ -190,8 +210,19 @@
     return { name: 'ws', stop() { stopped = true; clearTimeout(timer); sock.close(); } };
   }
 
-  function start(name) {
+  // Before a socket resumes from the cursor: was the database replaced?
+  async function checkCursor() {
+    try {
+      const doc = await getJson(getUrl('index=' + cursor + '&limit=1'));
+      if (doc.messages.length === 0 && doc.max_index < cursor) resync(doc.max_index);
+    } catch (e) { /* the socket will tell */ }
+  }
+
+  async function start(name) {
     if (current) current.stop();
+    current = null;
+    if (name === 'ws') await checkCursor();
+    if (current) return;          // another start won the race
     if (name === 'poll') current = httpLoop('poll', false);
     else if (name === 'longpoll') current = httpLoop('longpoll', true);
     else current = wsLoop((opened) => {
@@ -212,9 +243,14 @@
     clearTimeout(probeTimer);
     probeTimer = setTimeout(() => {
       if (!current || current.name === 'ws') return;
-      const probe = new WebSocket(wsUrl());
-      probe.onopen = () => { probe.close(); start('ws'); };
-      probe.onerror = () => scheduleWsProbe();
+      const scheme = location.protocol === 'https:' ? 'wss:' : 'ws:';
+      // Live only: the probe needs no replay; it only asks whether sockets get through.
+      const probe = new WebSocket(scheme + '//' + location.host + '/ws?room=' + encodeURIComponent(room));
+      let settled = false;
+      const retry = () => { if (!settled) { settled = true; try { probe.close(); } catch (e) { /* closing */ } scheduleWsProbe(); } };
+      const timer = setTimeout(retry, 8000);
+      probe.onopen = () => { settled = true; clearTimeout(timer); probe.close(); start('ws'); };
+      probe.onerror = () => { clearTimeout(timer); retry(); };
     }, WS_RETRY_MS);
   }
 
@@ -230,12 +266,14 @@
     const note = li.querySelector('.note') || document.createElement('span');
     note.className = 'note';
     note.textContent = 'not sent: ' + why + ' ';
-    const btn = document.createElement('button');
-    btn.type = 'button';
-    btn.className = 'retry';
-    btn.textContent = 'Retry';
-    btn.addEventListener('click', () => { note.remove(); li.classList.remove('failed'); retry(); });
-    note.append(btn);
+    if (retry) {
+      const btn = document.createElement('button');
+      btn.type = 'button';
+      btn.className = 'retry';
+      btn.textContent = 'Retry';
+      btn.addEventListener('click', () => { note.remove(); li.classList.remove('failed'); retry(); });
+      note.append(btn);
+    }
     li.querySelector('.head').append(note);
   }
 
@@ -246,7 +284,7 @@
     append(li);
     main.scrollTop = main.scrollHeight;
     (async function attempt() {
-      for (let i = 0; i < SEND_TRIES; i++) {
+      for (let i = 0; ; i++) {
         let r = null, doc = null;
         try {
           const ctl = new AbortController();
@@ -258,7 +296,10 @@
         } catch (e) {
           r = null;
         }
-        if (r && r.ok && typeof doc.id === 'number') {
+        if (r && r.ok && doc && typeof doc.id === 'number') {
+          li.classList.remove('failed');
+          const note = li.querySelector('.note');
+          if (note) note.remove();
           if (shown.has(doc.id)) {                      // already arrived
             li.remove();
             const stored = list.querySelector('li[data-id="' + doc.id + '"]');
@@ -272,9 +313,11 @@
           markFailed(li, (doc && doc.error) || 'HTTP ' + r.status, attempt);
           return;
         }
-        await new Promise((res) => setTimeout(res, 500 * Math.pow(2, i) * (0.5 + Math.random() / 2)));
+        // No answer: after a few tries say so, but keep trying with the same
+        // cid (a send the server did store comes back as a duplicate).
+        if (i === SEND_TRIES - 1) markFailed(li, 'the server did not answer, still trying', null);
+        await new Promise((res) => setTimeout(res, Math.min(30000, 500 * Math.pow(2, i)) * (0.5 + Math.random() / 2)));
       }
-      markFailed(li, 'the server did not answer', attempt);
     })();
   }
 
@@ -299,7 +342,11 @@
   document.getElementById('room-name').textContent = '#' + room;
   document.title = '#' + room + ' · chat';
   window.addEventListener('hashchange', () => { if (pickRoom() !== room) location.reload(); });
-  window.addEventListener('online', () => { if (current && current.name !== 'ws') start(current.name); });
+  // After a sleep or a network change the old connection may be dead without
+  // knowing it: start the transport again (it resumes from the cursor).
+  function revive() { if (current && cursor !== null) start(current.name); }
+  window.addEventListener('online', revive);
+  document.addEventListener('visibilitychange', () => { if (document.visibilityState === 'visible') revive(); });
 
   // ---- join ----
 

@@ -102,6 +102,37 @@ check_error "a limited send" 429
 check "429 carries Retry-After" 1 "$(header retry-after)"
 check "every 200 was stored, no 429 was" "$((n200 + 1))" "$(sqlite3 "$DB" "select count(*) from messages")"
 
+# limit_conn: held long-polls and sockets per address (20), then 429 JSON
+latest=$(curl -s "$BASE/get/msg?tail=1&room=held" | jq .max_index)
+held=()
+for i in $(seq 1 20); do
+    curl -s -o /dev/null -m 8 --interface 127.0.0.2 "$BASE/get/msg?index=$latest&wait=5&room=held" &
+    held+=($!)
+done
+sleep 1
+req --interface 127.0.0.2 "$BASE/get/msg?index=$latest&wait=5&room=held"
+check_error "the 21st held long-poll from one address" 429
+req --interface 127.0.0.3 "$BASE/get/msg?index=$latest&wait=1&room=held"
+check "another address is not limited" 200 "$STATUS"
+wait "${held[@]}"
+
+# The Origin allow-list of /ws in the site
+run_checks /usr/bin/python3 - "$BASE" <<'PY'
+import asyncio, sys, websockets
+async def main():
+    url = "ws" + sys.argv[1][4:] + "/ws"
+    try:
+        async with websockets.connect(url, origin="http://evil.example"):
+            print("FAIL a page from another site may not open /ws: connected")
+    except websockets.InvalidStatusCode as e:
+        print(("PASS" if e.status_code == 403 else "FAIL") + f" a page from another site may not open /ws ({e.status_code})")
+    async with websockets.connect(url, origin="https://chat.example.org"):
+        print("PASS the site's own origin opens /ws")
+    async with websockets.connect(url):
+        print("PASS a client without Origin opens /ws")
+asyncio.run(main())
+PY
+
 # Slow clients cost one connection for a bounded time, and nothing else:
 # headers that never end, a body that never finishes (10 s timeouts)
 run_checks python3 - "$port" "$BASE" <<'PY'
