@@ -6,6 +6,9 @@ libnginx-mod-nchan) on loopback ports, both with 2 workers, reuseport and
 no access log, then runs each workload against both in turn and prints one
 table with both figures and their ratio (this system / Nchan).
 
+  W0  the ceiling of this architecture: wrk c=16 and c=64 on a no-op FastCGI
+      responder (tests/bench/noop_fcgi.c: the same libfcgi, threads and
+      socket type as chat-fcgi) behind the same nginx; W2 is compared to it
   W1  wrk -t2 -c64 on a small static file through each nginx
   W2  send throughput: wrk c=16 and c=64, GET /send/msg?text=... (each
       message committed to SQLite before its 200) vs Nchan POST /pub/<ch>
@@ -97,10 +100,21 @@ def main():
                BIN_DIR=os.environ.get("BIN_DIR", "build/release"))
     stack = os.path.join(ROOT, "conf", "stack.sh")
     subprocess.run([stack, "start", ours_dir], env=env, check=True)
-    # Same footing: no access log on ours either.
+    noop_bin, noop_sock = os.path.join(tmp, "noop_fcgi"), os.path.join(ours_dir, "noop.sock")
+    subprocess.run(["cc", "-O2", "-std=c11", "-pthread", "-o", noop_bin, os.path.join(HERE, "noop_fcgi.c"),
+                    "-lfcgi"], check=True)
+    noop = subprocess.Popen([noop_bin, noop_sock, "8"])
+    # Same footing: no access log on ours either; and W0's location.
     conf = os.path.join(ours_dir, "nginx", "nginx.conf")
-    text = open(conf).read()
-    open(conf, "w").write(re.sub(r"access_log [^;]*;", "access_log off;", text))
+    text = re.sub(r"access_log [^;]*;", "access_log off;", open(conf).read())
+    text = text.replace("    upstream chat_fcgi {", "    upstream chat_noop {\n        server unix:%s;\n    }\n"
+                        "    upstream chat_fcgi {" % noop_sock)
+    text = text.replace("        include snippets/chat-locations.conf;",
+                        "        location = /noop {\n            fastcgi_pass chat_noop;\n"
+                        "            fastcgi_param REQUEST_METHOD $request_method;\n"
+                        "            fastcgi_param QUERY_STRING $query_string;\n        }\n"
+                        "        include snippets/chat-locations.conf;")
+    open(conf, "w").write(text)
     subprocess.run(["nginx", "-p", os.path.join(ours_dir, "nginx"), "-c", conf, "-s", "reload"], check=True)
     open(os.path.join(nchan_dir, "nginx.conf"), "w").write(NCHAN_CONF.format(
         module=NCHAN_MODULE, dir=nchan_dir, port=nport, htdocs=os.path.join(ROOT, "htdocs"),
@@ -114,13 +128,17 @@ def main():
     open(post, "w").write('wrk.method = "POST"\nwrk.body = "hello world"\n'
                           'wrk.headers["Content-Type"] = "text/plain"\n')
     rows = []
+    w0 = {}
     try:
+        for c in (16, 64):
+            w0[c] = median_of(lambda: wrk(base + "/noop?text=hello+world", c, secs), runs)
         a = median_of(lambda: wrk(base + "/chat.css", 64, secs), runs)
         b = median_of(lambda: wrk(nbase + "/chat.css", 64, secs), runs)
         rows.append(("W1 static file, c=64, req/s", a["rps"], b["rps"]))
         for c in (16, 64):
             a = median_of(lambda: wrk(base + "/send/msg?text=hello+world&room=w2", c, secs), runs)
             b = median_of(lambda: wrk(nbase + "/pub/w2", c, secs, post), runs)
+            rows.append((f"W0 no-op FastCGI c={c} vs W2 send, req/s", w0[c]["rps"], a["rps"]))
             rows.append((f"W2 send c={c}, req/s", a["rps"], b["rps"]))
             rows.append((f"W2 send c={c}, p50 ms", a["p50"], b["p50"]))
             rows.append((f"W2 send c={c}, p99 ms", a["p99"], b["p99"]))
@@ -147,12 +165,14 @@ def main():
         rows.append((f"W4 ws {n} sockets, duplicated", a["dup"], b["dup"]))
         rows.append((f"W4 ws {n} sockets, KiB per socket", a["kib"][0], b["kib"][0]))
     finally:
+        noop.terminate()
         nchan.terminate()
         nchan.wait(10)
         subprocess.run([stack, "stop", ours_dir], env=env)
 
     print(f"this system vs Nchan, 2 workers each, median of {runs} runs for wrk "
           f"(tests/bench/nchan.py {n} {secs})")
+    print("(the W0 row compares the no-op responder, left, with this system's sends, right)")
     print(f"| {'workload':<40} | {'this system':>12} | {'Nchan':>10} | {'ratio':>6} |")
     print(f"|{'-' * 42}|{'-' * 14}|{'-' * 12}|{'-' * 8}|")
     for name, x, y in rows:
