@@ -221,7 +221,8 @@ def main():
 
     phase = "database locked"
     locker = subprocess.Popen(["sqlite3", DB], stdin=subprocess.PIPE, text=True)
-    locker.stdin.write("BEGIN IMMEDIATE;\nINSERT INTO messages(room, text) VALUES('elsewhere', 'held');\n")
+    # .timeout: the session waits its turn for the lock (a send may be committing).
+    locker.stdin.write(".timeout 5000\nBEGIN IMMEDIATE;\nINSERT INTO messages(room, text) VALUES('elsewhere', 'held');\n")
     locker.stdin.flush()
     time.sleep(2.0)                               # four times the 500 ms busy timeout
     locker.stdin.write("COMMIT;\n.quit\n")
