@@ -15,7 +15,6 @@ Usage: tests/bench/wakeup.py [N]      (default N=200; BIN_DIR as for make)
 import asyncio
 import json
 import os
-import socket
 import sqlite3
 import statistics
 import subprocess
@@ -26,14 +25,8 @@ import time
 import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from ws_fanout import free_port  # noqa: E402
 
 
 def get(url, timeout=15):

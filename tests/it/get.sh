@@ -85,18 +85,18 @@ bad "POST" 405 -d 'index=0' "$BASE/get/msg"
 check "405 Allow on get" "get, head" "$(header allow)"
 bad "unknown get path" 404 "$BASE/get/messages"
 bad "a path nobody serves" 404 "$BASE/no/such/thing"
-bad_chunk=$(printf 'POST /send/msg HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Type: application/x-www-form-urlencoded\r\n\r\nzz\r\n' | python3 -c "
+# raw_http: sends stdin as it is to the stack's port, prints the first answer
+raw_http() {
+    python3 -c "
 import socket, sys
 s = socket.create_connection(('127.0.0.1', int(sys.argv[1])))
 s.sendall(sys.stdin.buffer.read())
-print(s.recv(4096).decode())" "${BASE##*:}")
+print(s.recv(4096).decode())" "${BASE##*:}"
+}
+bad_chunk=$(printf 'POST /send/msg HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Type: application/x-www-form-urlencoded\r\n\r\nzz\r\n' | raw_http)
 check "a malformed chunked body on the API: 400" "HTTP/1.1 400" "${bad_chunk:0:12}"
 check "a malformed chunked body on the API: JSON" '{"error":"bad request"}' "$(printf '%s' "$bad_chunk" | tail -1)"
-raw=$(printf 'GET /send/msg?text=a HTTP/1.1\r\n\r\n' | python3 -c "
-import socket, sys
-s = socket.create_connection(('127.0.0.1', int(sys.argv[1])))
-s.sendall(sys.stdin.buffer.read())
-print(s.recv(4096).decode())" "${BASE##*:}")
+raw=$(printf 'GET /send/msg?text=a HTTP/1.1\r\n\r\n' | raw_http)
 check "a request without Host: 400" "HTTP/1.1 400" "${raw:0:12}"
 check "a request without Host: JSON" '{"error":"bad request"}' "$(printf '%s' "$raw" | tail -1)"
 req -I "$BASE/get/msg?index=0"
