@@ -48,7 +48,7 @@ ALL_LDFLAGS = -pthread $(SANFLAGS) $(LDFLAGS)
 # Modules shared by the programs and the unit tests.
 CORE := util log valid params store render
 CORE_OBJS := $(CORE:%=$(B)/%.o) $(B)/schema_sql.o
-FCGI_OBJS := $(B)/chat_fcgi.o $(patsubst %,$(B)/%.o,cli reply hold listen api route metrics retain) $(CORE_OBJS)
+FCGI_OBJS := $(B)/chat_fcgi.o $(patsubst %,$(B)/%.o,cli reply hold commit listen api route metrics retain) $(CORE_OBJS)
 WS_OBJS   := $(B)/chat_ws.o $(B)/cli.o $(B)/feed.o $(B)/writer.o $(CORE_OBJS)
 
 .PHONY: all run test bench fuzz fuzz-build install uninstall clean deps deps-test

@@ -27,26 +27,33 @@ static int answer(FCGX_Request *r, enum metrics_route route, char *body, size_t 
  *   GET ?text=&user=&room=&cid=, or POST the same as a form or a JSON object.
  *   200 {"ok":true,"id":N,"room":"lobby","ts":MS}, plus "duplicate":true when
  *   the cid was used before in the room (id is then the first message's).
- *   The row is committed before the answer is written.
+ *   The message is stored with those sent meanwhile in one transaction
+ *   (commit.c), and answered by api_send_answer once it is committed.
  */
 int api_send(struct api_ctx *c, FCGX_Request *r, const struct params *p, struct chat_fail *f)
 {
     struct valid_send m;
-    struct store_sent sent;
-    size_t len;
-    char *body;
     int err;
 
     if ((err = params_send(p, &m, f)) < 0)
         return err;
-    if ((err = store_append(c->store, &m, &sent, f)) < 0)
-        return err;
-    if (!sent.duplicate) {
-        metrics_stored();
-        hold_kick(c->hold);
+    return commit_submit(c->commit, r, &m, f);
+}
+
+void api_send_answer(FCGX_Request *r, const struct valid_send *m, const struct store_item *it)
+{
+    struct chat_fail f = it->fail;
+    size_t len;
+    char *body;
+
+    if (it->err == 0) {
+        body = render_sent(&it->sent, m->room, m->room_len, &len);
+        if (answer(r, MR_SEND, body, len, &f) == 0)
+            return;
     }
-    body = render_sent(&sent, m.room, m.room_len, &len);
-    return answer(r, MR_SEND, body, len, f);
+    metrics_request(MR_SEND, chat_err_status(f.code));
+    reply_fail(r, &f, NULL);
+    reply_done(r);
 }
 
 /*

@@ -3,8 +3,9 @@
  *
  * Design:
  *   - a small pool of worker threads accepts requests with libfcgi and
- *     answers sends and short polls at once, each on its own SQLite
- *     connection;
+ *     answers short polls at once, each on its own SQLite connection;
+ *   - sends are group-committed: those that arrive while one is being
+ *     stored are stored together in one transaction (commit.c);
  *   - a long-poll with nothing to return is parked in the hold (hold.c): no
  *     thread waits on it, so one process holds thousands;
  *   - one watcher thread per process notices new rows from any writer and
@@ -15,6 +16,7 @@
  */
 #include <errno.h>
 #include <getopt.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -30,6 +32,7 @@
 
 #include "api.h"
 #include "cli.h"
+#include "commit.h"
 #include "hold.h"
 #include "listen.h"
 #include "retain.h"
@@ -214,6 +217,7 @@ int main(int argc, char **argv)
     struct chat_fail f;
     struct store *probe = NULL;
     struct hold *hold = NULL;
+    struct commit *commit = NULL;
     struct worker *workers;
     sigset_t sigs;
     int sig, started = 0;
@@ -224,6 +228,13 @@ int main(int argc, char **argv)
     ensure_std_fds();
     cli_raise_fd_limit();   /* each held long-poll is a descriptor */
     signal(SIGPIPE, SIG_IGN);
+    /*
+     * libfcgi allocates and frees a request's buffers on each request, on
+     * many threads: keep freed memory instead of giving it back to the
+     * kernel and faulting it in again on the next request.
+     */
+    mallopt(M_TRIM_THRESHOLD, 64 << 20);
+    mallopt(M_MMAP_THRESHOLD, 1 << 20);
     /* Signals go to the main thread's sigwait(), never to libfcgi's handlers. */
     sigemptyset(&sigs);
     sigaddset(&sigs, SIGTERM);
@@ -252,7 +263,9 @@ int main(int argc, char **argv)
         log_error("libfcgi initialisation failed");
         return 1;
     }
-    if (hold_start(&c.hold, &hold, &f) < 0 || retain_start(&c.retain, &retain, &f) < 0) {
+    if (hold_start(&c.hold, &hold, &f) < 0 || retain_start(&c.retain, &retain, &f) < 0 ||
+        commit_open(&(struct commit_opts){ .store = so, .hold = hold, .answer = api_send_answer },
+                     &commit, &f) < 0) {
         log_error("%s", f.msg);
         return 1;
     }
@@ -262,6 +275,7 @@ int main(int argc, char **argv)
     }
     for (int i = 0; i < c.threads; i++) {
         workers[i].ctx.hold = hold;
+        workers[i].ctx.commit = commit;
         if (store_open(&so, &workers[i].ctx.store, &f) < 0) {
             log_error("%s", f.msg);
             break;
@@ -293,6 +307,7 @@ int main(int argc, char **argv)
         store_close(workers[i].ctx.store);
     }
     free(workers);
+    commit_close(commit);
     retain_stop(retain);
     hold_stop(hold);
     close(listen_fd);

@@ -117,6 +117,15 @@ static void waiter_expire(struct waiter *w)
     free(body);
 }
 
+/* Wakes the watcher from its epoll_wait(). */
+static void wake_watcher(struct hold *h)
+{
+    uint64_t one = 1;
+    if (write(h->kickfd, &one, sizeof one) < 0) {
+        /* the counter is saturated: the watcher is awake anyway */
+    }
+}
+
 int hold_park(struct hold *h, FCGX_Request *req, const struct get_args *g, int64_t seen_id,
               struct chat_fail *f)
 {
@@ -170,16 +179,18 @@ int hold_park(struct hold *h, FCGX_Request *req, const struct get_args *g, int64
     }
     pthread_mutex_unlock(&h->mu);
     if (wake)
-        hold_kick(h);
+        wake_watcher(h);
     return 0;
 }
 
 void hold_kick(struct hold *h)
 {
-    uint64_t one = 1;
-    if (write(h->kickfd, &one, sizeof one) < 0) {
-        /* the counter is saturated: the watcher is awake anyway */
-    }
+    /*
+     * With nothing parked there is nobody to answer. A request parked after
+     * this check wakes the watcher itself, which then probes.
+     */
+    if (hold_count(h) > 0)
+        wake_watcher(h);
 }
 
 int64_t hold_probes(struct hold *h)
@@ -454,7 +465,7 @@ void hold_stop(struct hold *h)
     if (!h)
         return;
     atomic_store(&h->stopping, true);
-    hold_kick(h);
+    wake_watcher(h);
     pthread_join(h->thread, NULL);
     pthread_mutex_lock(&h->mu);
     take_expired(h, 0, true, &all);

@@ -50,7 +50,7 @@ void hold_stop(struct hold *h);
 int hold_park(struct hold *h, FCGX_Request *req, const struct get_args *g, int64_t seen_id,
               struct chat_fail *f);
 
-/* Tells the watcher that this process committed a message: probe now. */
+/* Tells the watcher that this process committed messages: probe now if requests wait. */
 void hold_kick(struct hold *h);
 
 /* Requests parked now. */

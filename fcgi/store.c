@@ -15,6 +15,7 @@
 #include "chat_limits.h"
 #include "log.h"
 #include "store.h"
+#include "util.h"
 
 #define SCHEMA_VERSION 2
 
@@ -33,8 +34,7 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_BEGIN_WRITE] = "BEGIN IMMEDIATE",
     [ST_COMMIT]      = "COMMIT",
     [ST_ROLLBACK]    = "ROLLBACK",
-    [ST_INSERT]      = "INSERT INTO messages(room, user, text, cid) VALUES (?1, ?2, ?3, ?4)"
-                       " RETURNING id, ts",
+    [ST_INSERT]      = "INSERT INTO messages(room, user, text, cid, ts) VALUES (?1, ?2, ?3, ?4, ?5)",
     [ST_FIND_CID]    = "SELECT id, ts FROM messages WHERE room = ?1 AND cid = ?2",
     [ST_AFTER]       = "SELECT id, ts, user, text, room FROM messages"
                        " WHERE room = ?1 AND id > ?2 ORDER BY id LIMIT ?3",
@@ -216,20 +216,19 @@ static void bind_text(sqlite3_stmt *st, int col, const char *p, size_t len)
         sqlite3_bind_null(st, col);
 }
 
-int store_append(struct store *s, const struct valid_send *m, struct store_sent *out,
-                 struct chat_fail *f)
+/*
+ * Stores one message inside the open write transaction (or finds its cid).
+ * Returns SQLITE_OK, or the failed step's code with *what naming it.
+ */
+static int append_one(struct store *s, const struct valid_send *m, struct store_sent *out,
+                      const char **what)
 {
     sqlite3_stmt *ins = s->st[ST_INSERT], *find = s->st[ST_FIND_CID];
-    int rc, err = 0;
+    int rc;
 
-    pthread_mutex_lock(&write_lock);
-    if ((rc = exec_stmt(s, ST_BEGIN_WRITE)) != SQLITE_OK) {
-        err = db_fail(s, rc, f, "begin write");
-        goto out;
-    }
     out->duplicate = false;
     if (m->cid) {
-        /* A cid used before in this room: answer with the first row. */
+        /* A cid used before in this room (or earlier in the batch): the first row. */
         bind_text(find, 1, m->room, m->room_len);
         bind_text(find, 2, m->cid, m->cid_len);
         rc = sqlite3_step(find);
@@ -241,39 +240,95 @@ int store_append(struct store *s, const struct valid_send *m, struct store_sent 
         sqlite3_reset(find);
         sqlite3_clear_bindings(find);
         if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
-            err = db_fail(s, rc, f, "find cid");
-            goto rollback;
+            *what = "find cid";
+            return rc;
         }
+        if (out->duplicate)
+            return SQLITE_OK;
     }
-    if (!out->duplicate) {
-        bind_text(ins, 1, m->room, m->room_len);
-        bind_text(ins, 2, m->user, m->user_len);
-        bind_text(ins, 3, m->text, m->text_len);
-        bind_text(ins, 4, m->cid, m->cid_len);
-        rc = sqlite3_step(ins);
-        if (rc == SQLITE_ROW) {
-            out->id = sqlite3_column_int64(ins, 0);
-            out->ts = sqlite3_column_int64(ins, 1);
-            rc = sqlite3_step(ins);
-        }
-        sqlite3_reset(ins);
-        sqlite3_clear_bindings(ins);
-        if (rc != SQLITE_DONE) {
-            err = db_fail(s, rc, f, "insert");
-            goto rollback;
-        }
-    }
-    if ((rc = exec_stmt(s, ST_COMMIT)) != SQLITE_OK) {
-        err = db_fail(s, rc, f, "commit");
-        goto rollback;
-    }
-    goto out;
-rollback:
+    /* Every parameter is bound each time: no need to clear the bindings. */
+    out->ts = util_wall_ms();
+    bind_text(ins, 1, m->room, m->room_len);
+    bind_text(ins, 2, m->user, m->user_len);
+    bind_text(ins, 3, m->text, m->text_len);
+    bind_text(ins, 4, m->cid, m->cid_len);
+    sqlite3_bind_int64(ins, 5, out->ts);
+    rc = sqlite3_step(ins);
+    out->id = sqlite3_last_insert_rowid(s->db);
+    sqlite3_reset(ins);
+    *what = "insert";
+    return rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
+/* Ends a failed write transaction, if SQLite has not ended it already. */
+static void rollback(struct store *s)
+{
     if (!sqlite3_get_autocommit(s->db))
         exec_stmt(s, ST_ROLLBACK);
-out:
-    pthread_mutex_unlock(&write_lock);
+}
+
+/*
+ * Stores items[0..n) in one transaction, under the caller's write lock.
+ * Returns 0, or a negative code with *f set (the transaction is then rolled
+ * back and nothing of the batch is stored; *begun tells whether it started).
+ */
+static int append_batch(struct store *s, struct store_item **items, size_t n,
+                        struct chat_fail *f, bool *begun)
+{
+    const char *what = "begin write";
+    int rc, err;
+
+    *begun = false;
+    if ((rc = exec_stmt(s, ST_BEGIN_WRITE)) != SQLITE_OK)
+        return db_fail(s, rc, f, what);
+    *begun = true;
+    for (size_t i = 0; i < n; i++)
+        if ((rc = append_one(s, items[i]->msg, &items[i]->sent, &what)) != SQLITE_OK)
+            goto rollback;
+    what = "commit";
+    if ((rc = exec_stmt(s, ST_COMMIT)) == SQLITE_OK)
+        return 0;
+rollback:
+    err = db_fail(s, rc, f, what);   /* before the rollback replaces the message */
+    rollback(s);
     return err;
+}
+
+void store_append_batch(struct store *s, struct store_item **items, size_t n)
+{
+    struct chat_fail f;
+    bool begun;
+    int err;
+
+    for (size_t i = 0; i < n; i++)
+        items[i]->err = 0;
+    pthread_mutex_lock(&write_lock);
+    if ((err = append_batch(s, items, n, &f, &begun)) < 0) {
+        bool split = begun && n > 1;
+        for (size_t i = 0; i < n; i++) {
+            if (split) {
+                /* One message failed: store the others, each on its own. */
+                items[i]->err = append_batch(s, &items[i], 1, &items[i]->fail, &begun);
+            } else {
+                /* Busy, or the disk refuses writes: the same answer for all. */
+                items[i]->err = err;
+                items[i]->fail = f;
+            }
+        }
+    }
+    pthread_mutex_unlock(&write_lock);
+}
+
+int store_append(struct store *s, const struct valid_send *m, struct store_sent *out,
+                 struct chat_fail *f)
+{
+    struct store_item item = { .msg = m }, *one = &item;
+
+    store_append_batch(s, &one, 1);
+    *out = item.sent;
+    if (item.err < 0)
+        *f = item.fail;
+    return item.err;
 }
 
 void store_page_free(struct store_page *page)

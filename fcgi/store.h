@@ -62,6 +62,22 @@ int store_open(const struct store_opts *o, struct store **out, struct chat_fail 
 /* Closes the connection; store_close(NULL) is a no-op. */
 void store_close(struct store *s);
 
+/* One message of a batch, and what became of it. */
+struct store_item {
+    const struct valid_send *msg;
+    struct store_sent sent;   /* when err is 0 */
+    int err;                  /* 0, or a negative code with fail set */
+    struct chat_fail fail;
+};
+
+/*
+ * Group commit: stores the n messages in one transaction, committed before
+ * return, in their order (a cid repeated within the batch finds the first).
+ * When one message fails, the others are stored each on its own, so only it
+ * is refused; when the database is busy or refuses writes, all are.
+ */
+void store_append_batch(struct store *s, struct store_item **items, size_t n);
+
 /*
  * Stores a validated message, committed before return. A cid already used in
  * the room stores nothing and reports the first id with duplicate set.

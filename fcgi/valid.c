@@ -101,3 +101,28 @@ int valid_send(const struct valid_send *m, struct chat_fail *f)
         return chat_fail(f, CHAT_EBADREQ, "cid must match [A-Za-z0-9_.-]{1,%d}", CHAT_NAME_MAX);
     return 0;
 }
+
+size_t valid_send_size(const struct valid_send *m)
+{
+    return m->text_len + m->user_len + m->room_len + m->cid_len + 4;
+}
+
+/* Copies len bytes and a NUL to *p, advances it and returns the copy. */
+static const char *put(char **p, const char *s, size_t len)
+{
+    char *at = *p;
+    if (len)
+        memcpy(at, s, len);
+    at[len] = '\0';
+    *p += len + 1;
+    return at;
+}
+
+void valid_send_copy(const struct valid_send *m, char *buf, struct valid_send *out)
+{
+    *out = *m;
+    out->text = put(&buf, m->text, m->text_len);
+    out->user = put(&buf, m->user, m->user_len);
+    out->room = put(&buf, m->room, m->room_len);
+    out->cid = m->cid ? put(&buf, m->cid, m->cid_len) : NULL;
+}

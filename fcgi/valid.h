@@ -42,4 +42,12 @@ bool valid_name(const char *s, size_t len);
  */
 int valid_send(const struct valid_send *m, struct chat_fail *f);
 
+/* Bytes that valid_send_copy() needs for m's strings. */
+size_t valid_send_size(const struct valid_send *m);
+/*
+ * Copies m's strings, each NUL-terminated, into buf (valid_send_size(m)
+ * bytes) and sets *out to borrow them: a message that outlives its request.
+ */
+void valid_send_copy(const struct valid_send *m, char *buf, struct valid_send *out);
+
 #endif

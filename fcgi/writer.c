@@ -9,12 +9,13 @@
 #include "log.h"
 #include "writer.h"
 
+#define BATCH_MAX 256          /* messages in one transaction, at most */
+
 struct job {
     struct job *next;
     uint64_t conn;
-    size_t text_len, user_len, room_len, cid_len;
-    bool has_cid;
-    char data[];              /* text, user, room, cid, each NUL-terminated */
+    struct valid_send msg;    /* borrows data */
+    char data[];
 };
 
 struct writer {
@@ -50,22 +51,17 @@ static void add_result(struct writer *w, const struct writer_result *r)
     pthread_mutex_unlock(&w->mu);
 }
 
-static void store_job(struct writer *w, struct job *j)
+/* Tells the senders of refused messages and of repeated cids. */
+static void note_results(struct writer *w, struct job **batch, struct store_item **items, size_t n)
 {
-    struct valid_send m = {
-        .text = j->data, .text_len = j->text_len,
-        .user = j->data + j->text_len + 1, .user_len = j->user_len,
-        .room = j->data + j->text_len + j->user_len + 2, .room_len = j->room_len,
-        .cid = j->has_cid ? j->data + j->text_len + j->user_len + j->room_len + 3 : NULL,
-        .cid_len = j->cid_len,
-    };
-    struct writer_result r = { .conn = j->conn };
-    struct store_sent sent;
-
-    if (store_append(w->store, &m, &sent, &r.fail) < 0) {
-        add_result(w, &r);
-    } else if (sent.duplicate) {
-        r.id = sent.id;
+    for (size_t i = 0; i < n; i++) {
+        struct writer_result r = { .conn = batch[i]->conn };
+        if (items[i]->err < 0)
+            r.fail = items[i]->fail;
+        else if (items[i]->sent.duplicate)
+            r.id = items[i]->sent.id;
+        else
+            continue;
         add_result(w, &r);
     }
 }
@@ -73,28 +69,32 @@ static void store_job(struct writer *w, struct job *j)
 static void *writer_main(void *arg)
 {
     struct writer *w = arg;
+    struct store_item items[BATCH_MAX], *ptrs[BATCH_MAX];
+    struct job *batch[BATCH_MAX];
 
     pthread_mutex_lock(&w->mu);
     for (;;) {
-        struct job *batch;
-        size_t had;
+        size_t n = 0, had;
 
         while (!w->head && !w->stopping)
             pthread_cond_wait(&w->cv, &w->mu);
         if (!w->head)
             break;
-        batch = w->head;
-        w->head = NULL;
-        w->tail = &w->head;
-        w->pending = 0;
+        for (; w->head && n < BATCH_MAX; n++) {
+            batch[n] = w->head;
+            w->head = w->head->next;
+            items[n] = (struct store_item){ .msg = &batch[n]->msg };
+            ptrs[n] = &items[n];
+        }
+        if (!w->head)
+            w->tail = &w->head;
+        w->pending -= n;
         pthread_mutex_unlock(&w->mu);
 
-        while (batch) {
-            struct job *j = batch;
-            batch = j->next;
-            store_job(w, j);
-            free(j);
-        }
+        store_append_batch(w->store, ptrs, n);
+        note_results(w, batch, ptrs, n);
+        for (size_t i = 0; i < n; i++)
+            free(batch[i]);
         feed_kick(w->feed);
         pthread_mutex_lock(&w->mu);
         had = w->nresults;
@@ -156,9 +156,7 @@ void writer_stop(struct writer *w)
 
 int writer_submit(struct writer *w, uint64_t conn, const struct valid_send *m, struct chat_fail *f)
 {
-    size_t size = m->text_len + m->user_len + m->room_len + m->cid_len + 4;
     struct job *j;
-    char *p;
 
     pthread_mutex_lock(&w->mu);
     if (w->pending >= w->max_pending) {
@@ -166,22 +164,11 @@ int writer_submit(struct writer *w, uint64_t conn, const struct valid_send *m, s
         return chat_fail(f, CHAT_EUNAVAIL, "too many messages waiting to be stored, retry");
     }
     pthread_mutex_unlock(&w->mu);
-    if (!(j = malloc(sizeof *j + size)))
+    if (!(j = malloc(sizeof *j + valid_send_size(m))))
         return chat_fail(f, CHAT_EUNAVAIL, "out of memory");
     j->next = NULL;
     j->conn = conn;
-    j->text_len = m->text_len;
-    j->user_len = m->user_len;
-    j->room_len = m->room_len;
-    j->cid_len = m->cid_len;
-    j->has_cid = m->cid != NULL;
-    p = j->data;
-    memcpy(p, m->text, m->text_len); p += m->text_len; *p++ = '\0';
-    memcpy(p, m->user, m->user_len); p += m->user_len; *p++ = '\0';
-    memcpy(p, m->room, m->room_len); p += m->room_len; *p++ = '\0';
-    if (m->cid)
-        memcpy(p, m->cid, m->cid_len);
-    p[m->cid ? m->cid_len : 0] = '\0';
+    valid_send_copy(m, j->data, &j->msg);
 
     pthread_mutex_lock(&w->mu);
     *w->tail = j;

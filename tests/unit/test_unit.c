@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <sqlite3.h>
 
 #include "chat_limits.h"
 #include "params.h"
@@ -359,6 +360,52 @@ static void test_store_append_fetch(void **state)
     store_page_free(&page);
 }
 
+/* A batch commits together; a cid repeated inside it finds the first; one
+ * message that fails leaves the others stored. */
+static void test_store_append_batch(void **state)
+{
+    struct db *d = *state;
+    static const char *const texts[] = { "a", "b", "c", "boom", "e" };
+    static const char *const cids[] = { "k1", "k1", NULL, NULL, "k2" };
+    struct store_item items[5], *ptrs[5];
+    struct valid_send m[5];
+    struct store_page page;
+    struct chat_fail f;
+    sqlite3 *db;
+
+    assert_int_equal(sqlite3_open(d->path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, "CREATE TRIGGER refuse BEFORE INSERT ON messages"
+                                  " WHEN NEW.text = 'boom' BEGIN SELECT RAISE(ABORT, 'refused'); END",
+                                  NULL, NULL, NULL), SQLITE_OK);
+    for (int i = 0; i < 5; i++) {
+        m[i] = (struct valid_send){ .text = texts[i], .text_len = strlen(texts[i]), .user = "",
+                                    .room = "lobby", .room_len = 5,
+                                    .cid = cids[i], .cid_len = cids[i] ? 2 : 0 };
+        items[i] = (struct store_item){ .msg = &m[i] };
+        ptrs[i] = &items[i];
+    }
+    store_append_batch(d->s, ptrs, 5);
+    assert_int_equal(items[0].err, 0);
+    assert_false(items[0].sent.duplicate);
+    assert_int_equal(items[1].err, 0);
+    assert_true(items[1].sent.duplicate);
+    assert_int_equal(items[1].sent.id, items[0].sent.id);
+    assert_int_equal(items[2].err, 0);
+    assert_true(items[2].sent.id > items[0].sent.id);
+    assert_true(items[3].err < 0);
+    assert_int_equal(items[4].err, 0);
+    assert_true(items[4].sent.id > items[2].sent.id);
+
+    assert_int_equal(store_fetch(d->s, "lobby", 5, 0, 100, 0, &page, &f), 0);
+    assert_int_equal(page.n, 3);
+    assert_string_equal(page.msgs[0].text, "a");
+    assert_string_equal(page.msgs[1].text, "c");
+    assert_string_equal(page.msgs[2].text, "e");
+    assert_int_equal(page.msgs[0].ts, items[0].sent.ts);
+    store_page_free(&page);
+    sqlite3_close(db);
+}
+
 static void count_room(void *ctx, const char *room, size_t len)
 {
     (void)room; (void)len;
@@ -403,6 +450,7 @@ int main(void)
         cmocka_unit_test(test_render_page),
         cmocka_unit_test(test_render_sent_and_error),
         cmocka_unit_test_setup_teardown(test_store_append_fetch, db_setup, db_teardown),
+        cmocka_unit_test_setup_teardown(test_store_append_batch, db_setup, db_teardown),
         cmocka_unit_test_setup_teardown(test_store_changes, db_setup, db_teardown),
     };
     return cmocka_run_group_tests_name("unit", tests, NULL, NULL);
