@@ -38,12 +38,12 @@ static void commit_batch(struct commit *c, struct job **batch, size_t n)
         items[i] = &batch[i]->item;
     store_append_batch(c->store, items, n);
     for (size_t i = 0; i < n; i++)
-        if (items[i]->err == 0 && !items[i]->sent.duplicate) {
-            metrics_stored();
+        if (items[i]->err == 0 && !items[i]->sent.duplicate)
             stored++;
-        }
-    if (stored)
+    if (stored) {
+        metrics_stored(stored);
         hold_kick(c->hold);
+    }
     for (size_t i = 0; i < n; i++) {
         c->answer(batch[i]->req, &batch[i]->msg, &batch[i]->item);
         free(batch[i]);

@@ -21,7 +21,7 @@ static const int64_t bounds[] = { 1, 2, 5, 10, 20, 50, 100, 250, 500, 1000, 5000
 #define NBOUNDS (sizeof bounds / sizeof bounds[0])
 
 static atomic_ullong requests[MR_COUNT][NSTATUS];
-static atomic_ullong stored;
+static atomic_ullong stored, commits;
 static atomic_ullong wake_buckets[NBOUNDS + 1];
 static atomic_ullong wake_count, wake_sum_ms;
 
@@ -36,9 +36,10 @@ void metrics_request(enum metrics_route route, int status)
     atomic_fetch_add(&requests[route][i], 1);
 }
 
-void metrics_stored(void)
+void metrics_stored(size_t n)
 {
-    atomic_fetch_add(&stored, 1);
+    atomic_fetch_add(&stored, n);
+    atomic_fetch_add(&commits, 1);
 }
 
 void metrics_wakeup(int64_t ms)
@@ -99,6 +100,10 @@ char *metrics_render(size_t held, int64_t probes, size_t *len)
     put(&o, "# HELP chat_messages_stored_total Messages stored through this process.\n"
             "# TYPE chat_messages_stored_total counter\n"
             "chat_messages_stored_total %llu\n", atomic_load(&stored));
+    put(&o, "# HELP chat_commits_total Transactions that stored them: sends that arrive "
+            "together share one.\n"
+            "# TYPE chat_commits_total counter\n"
+            "chat_commits_total %llu\n", atomic_load(&commits));
     put(&o, "# HELP chat_held_longpolls Long-polls parked now.\n"
             "# TYPE chat_held_longpolls gauge\n"
             "chat_held_longpolls %zu\n", held);

@@ -12,8 +12,8 @@ enum metrics_route { MR_SEND, MR_GET, MR_HEALTHZ, MR_METRICS, MR_OTHER, MR_COUNT
 
 /* One answered request of a route with an HTTP status. */
 void metrics_request(enum metrics_route route, int status);
-/* One message stored by this process. */
-void metrics_stored(void);
+/* One transaction of the group commit that stored n messages. */
+void metrics_stored(size_t n);
 /* One parked long-poll answered ms milliseconds after its message was stored. */
 void metrics_wakeup(int64_t ms);
 

@@ -2,13 +2,13 @@
  * render.c - JSON answers built with json-c.
  */
 #include <stdbool.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <json-c/json.h>
 
 #include "render.h"
+#include "util.h"
 #include "valid.h"
 
 #define JSON_FLAGS (JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE)
@@ -111,17 +111,22 @@ char *render_message(const struct store_msg *m, size_t *len)
 
 char *render_sent(const struct store_sent *sent, const char *room, size_t room_len, size_t *len)
 {
-    /* Printed, not built: the answer to every send, and a room name needs no escaping. */
-    size_t cap = room_len + 96;
-    char *out = malloc(cap);
-    int n;
+    /* Put together, not built: the answer to every send; a room name needs no escaping. */
+    char *out = malloc(room_len + 100), *p = out;
 
     if (!out)
         return NULL;
-    n = snprintf(out, cap, "{\"ok\":true,\"id\":%lld,\"room\":\"%.*s\",\"ts\":%lld%s}",
-                 (long long)sent->id, (int)room_len, room, (long long)sent->ts,
-                 sent->duplicate ? ",\"duplicate\":true" : "");
-    *len = (size_t)n;
+    p = util_put_str(p, "{\"ok\":true,\"id\":");
+    p = util_put_int(p, sent->id);
+    p = util_put_str(p, ",\"room\":\"");
+    p = util_put(p, room, room_len);
+    p = util_put_str(p, "\",\"ts\":");
+    p = util_put_int(p, sent->ts);
+    if (sent->duplicate)
+        p = util_put_str(p, ",\"duplicate\":true");
+    *p++ = '}';
+    *p = '\0';
+    *len = (size_t)(p - out);
     return out;
 }
 

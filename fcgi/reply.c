@@ -4,9 +4,11 @@
  */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "render.h"
 #include "reply.h"
+#include "util.h"
 
 static const char *status_text(int status)
 {
@@ -31,20 +33,26 @@ void reply_json(FCGX_Request *r, int status, const char *extra, const char *body
 void reply_body(FCGX_Request *r, int status, const char *type, const char *extra,
                 const char *body, size_t len)
 {
-    char head[512];
-    int n;
+    static const char common[] = "\r\nCache-Control: no-store\r\n"
+                                 "X-Content-Type-Options: nosniff\r\nContent-Length: ";
+    const char *text = status_text(status);
+    char head[512], *p = head;
 
-    n = snprintf(head, sizeof head,
-                 "Status: %d %s\r\n"
-                 "Content-Type: %s\r\n"
-                 "Cache-Control: no-store\r\n"
-                 "X-Content-Type-Options: nosniff\r\n"
-                 "Content-Length: %zu\r\n"
-                 "%s\r\n",
-                 status, status_text(status), type, len, extra ? extra : "");
-    if (n < 0 || (size_t)n >= sizeof head)
+    if (strlen(type) + (extra ? strlen(extra) : 0) + 160 > sizeof head)
         return;
-    FCGX_PutStr(head, n, r->out);
+    p = util_put(p, "Status: ", 8);
+    p = util_put_int(p, status);
+    *p++ = ' ';
+    p = util_put_str(p, text);
+    p = util_put(p, "\r\nContent-Type: ", 16);
+    p = util_put_str(p, type);
+    p = util_put(p, common, sizeof common - 1);
+    p = util_put_int(p, (int64_t)len);
+    p = util_put(p, "\r\n", 2);
+    if (extra)
+        p = util_put_str(p, extra);
+    p = util_put(p, "\r\n", 2);
+    FCGX_PutStr(head, (int)(p - head), r->out);
     FCGX_PutStr(body, (int)len, r->out);
 }
 

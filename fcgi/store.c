@@ -169,6 +169,12 @@ int store_open(const struct store_opts *o, struct store **out, struct chat_fail 
         goto err;
     }
     sqlite3_busy_timeout(s->db, o->busy_ms);
+    /*
+     * Checkpoint after 4000 WAL pages (16 MiB) rather than 1000: a busy
+     * room rewrites the same few pages, so each checkpoint copies little
+     * and its two fsyncs come four times less often.
+     */
+    sqlite3_wal_autocheckpoint(s->db, 4000);
     sqlite3_extended_result_codes(s->db, 1);
     /* A sqlite3 CLI that breaks in must not make us wait forever for WAL mode. */
     rc = sqlite3_exec(s->db, "PRAGMA journal_mode = WAL", NULL, NULL, NULL);

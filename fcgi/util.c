@@ -3,6 +3,7 @@
  */
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
 #include <time.h>
 
 #include "chat.h"
@@ -48,4 +49,32 @@ int chat_fail(struct chat_fail *f, int code, const char *fmt, ...)
     vsnprintf(f->msg, sizeof f->msg, fmt, ap);
     va_end(ap);
     return code;
+}
+
+char *util_put(char *p, const char *s, size_t len)
+{
+    memcpy(p, s, len);
+    return p + len;
+}
+
+char *util_put_str(char *p, const char *s)
+{
+    return util_put(p, s, strlen(s));
+}
+
+char *util_put_int(char *p, int64_t v)
+{
+    char digits[20];
+    size_t n = 0;
+    uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
+
+    do {
+        digits[n++] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (v < 0)
+        *p++ = '-';
+    while (n)
+        *p++ = digits[--n];
+    return p;
 }

@@ -20,4 +20,14 @@ int64_t util_wall_ms(void);
  */
 bool util_parse_int(const char *s, size_t len, int64_t min, int64_t max, int64_t *out);
 
+/*
+ * Appenders for the hot answers, where snprintf's format parsing costs
+ * more than the rest of the formatting: each copies to p and returns the
+ * end of what it wrote. The caller sizes the buffer (an int64 takes at
+ * most 20 bytes).
+ */
+char *util_put(char *p, const char *s, size_t len);
+char *util_put_str(char *p, const char *s);
+char *util_put_int(char *p, int64_t v);
+
 #endif

@@ -18,6 +18,7 @@
 #include "params.h"
 #include "render.h"
 #include "store.h"
+#include "util.h"
 #include "valid.h"
 
 /* ---- valid.c ---- */
@@ -239,6 +240,22 @@ static void test_render_page(void **state)
     free(s);
 }
 
+static void test_util_put(void **state)
+{
+    char buf[64], *p = buf;
+    (void)state;
+    p = util_put_int(p, 0);
+    *p++ = ' ';
+    p = util_put_int(p, -42);
+    *p++ = ' ';
+    p = util_put_int(p, INT64_MAX);
+    *p++ = ' ';
+    p = util_put_int(p, INT64_MIN);
+    p = util_put_str(p, " ok");
+    *p = '\0';
+    assert_string_equal(buf, "0 -42 9223372036854775807 -9223372036854775808 ok");
+}
+
 static void test_render_sent_and_error(void **state)
 {
     struct store_sent sent = { .id = 7, .ts = 99, .duplicate = true };
@@ -449,6 +466,7 @@ int main(void)
         cmocka_unit_test(test_get_args),
         cmocka_unit_test(test_render_page),
         cmocka_unit_test(test_render_sent_and_error),
+        cmocka_unit_test(test_util_put),
         cmocka_unit_test_setup_teardown(test_store_append_fetch, db_setup, db_teardown),
         cmocka_unit_test_setup_teardown(test_store_append_batch, db_setup, db_teardown),
         cmocka_unit_test_setup_teardown(test_store_changes, db_setup, db_teardown),
