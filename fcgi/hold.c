@@ -78,6 +78,12 @@ static void table_insert(struct hold *h, struct waiter *w)
     h->count++;
 }
 
+/*
+ * Takes w out of the table. Its socket stays in the epoll set: every waiter
+ * taken out is ended (its close() leaves the set) or put back before the
+ * watcher's next epoll_wait(), and both happen on the watcher thread (or
+ * after it stopped), so no event can name a waiter outside the table.
+ */
 static void table_remove(struct hold *h, struct waiter *w)
 {
     if (w->prev)
@@ -87,7 +93,6 @@ static void table_remove(struct hold *h, struct waiter *w)
     if (w->next)
         w->next->prev = w->prev;
     h->count--;
-    epoll_ctl(h->epfd, EPOLL_CTL_DEL, w->req->ipcFd, NULL);
 }
 
 static void wlist_push(struct wlist *l, struct waiter *w)
@@ -331,13 +336,8 @@ static void dispatch(struct hold *h, struct wlist *l)
     pthread_mutex_lock(&h->mu);
     while (again.head) {
         struct waiter *w = again.head;
-        struct epoll_event ev = { .events = EPOLLIN | EPOLLRDHUP, .data.ptr = w };
         again.head = w->next;
-        if (epoll_ctl(h->epfd, EPOLL_CTL_ADD, w->req->ipcFd, &ev) < 0) {
-            waiter_finish(w, NULL, 0);
-            continue;
-        }
-        table_insert(h, w);
+        table_insert(h, w);   /* still in the epoll set */
         if (w->deadline < h->next_deadline)
             h->next_deadline = w->deadline;
     }

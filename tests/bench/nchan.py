@@ -2,25 +2,41 @@
 """nchan.py - this system and Nchan side by side, in one run, one table.
 
 Starts this stack (conf/stack.sh) and an nginx with Nchan (Debian's
-libnginx-mod-nchan) on loopback ports, both with 2 workers, reuseport and
-no access log, then runs each workload against both in turn and prints one
-table with both figures and their ratio (this system / Nchan).
+libnginx-mod-nchan) on loopback ports, both with 2 workers, reuseport,
+keepalive_timeout 65s and no access log, then runs each workload against
+both in turn and prints one table with both figures and their ratio (this
+system / Nchan; for latency and memory, lower is better).
 
   W0  the ceiling of this architecture: wrk c=16 and c=64 on a no-op FastCGI
-      responder (tests/bench/noop_fcgi.c: the same libfcgi, threads and
-      socket type as chat-fcgi) behind the same nginx; W2 is compared to it
-  W1  wrk -t2 -c64 on a small static file through each nginx
+      responder (tests/bench/noop_fcgi.c: the same libfcgi, thread count and
+      socket type as chat-fcgi's defaults) behind the same nginx and the same
+      fastcgi settings (conf/nginx/chat-fastcgi.conf); W2 and W6 are
+      compared to it
+  W1  wrk -c64 on a small static file through each nginx
   W2  send throughput: wrk c=16 and c=64, GET /send/msg?text=... (each
       message committed to SQLite before its 200) vs Nchan POST /pub/<ch>
-  W4  WebSocket fan-out: N sockets on one room/channel, 20 messages a second
-      for 10 s, latency from the start of the send request to receipt
+  W3  long-poll fan-out: N subscribers re-polling with their cursor (Nchan:
+      If-Modified-Since/If-None-Match), 20 messages a second for SECONDS,
+      latency from the start of the send request to delivery, N = 100, 1000
+  W4  WebSocket fan-out: the same with sockets, N = 100 and 1000 at 20/s and
+      5000 at 2/s, plus memory per connection (nginx and chat-ws together)
+  W6  short-poll reads: wrk c=64 on /get/msg?index=<latest> vs Nchan
+      interval-poll with the latest message's If-Modified-Since/If-None-Match
+  W7  wake-up: one long-poll and one socket, 200 sends one at a time:
+      send start -> delivery; for this system also rows inserted by another
+      SQLite writer (Python's sqlite3 module, the library the sqlite3 CLI uses)
 
-Usage: tests/bench/nchan.py [SOCKETS] [SECONDS]   (defaults 1000 and 10)
-Every load is bounded in count and time. Needs wrk, node with tests/bench's
+Usage: tests/bench/nchan.py [--runs R] [--secs S] [--only W2,W3,...]
+       (defaults: 3 runs, 10 s; the median run is reported; lost and
+       duplicated messages are summed over every run)
+Every load is bounded in count and time. Needs wrk, Node with tests/bench's
 ws package, and libnginx-mod-nchan (tests/bench/run.sh installs them).
 """
+import argparse
+import json
 import os
 import re
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -30,9 +46,10 @@ import urllib.request
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, HERE)
-from ws_fanout import fanout, free_port, server_pids, pss_kib  # noqa: E402
+from ws_fanout import drive, free_port, server_pids, split  # noqa: E402
 
 NCHAN_MODULE = "/usr/lib/nginx/modules/ngx_nchan_module.so"
+DEFAULT_THREADS = 8   # chat-fcgi's --threads default, which W0 mirrors
 
 NCHAN_CONF = """
 load_module {module};
@@ -61,7 +78,15 @@ http {{
             nchan_message_timeout 1h;
         }}
         location ~ ^/sub/(\\w+)$ {{
-            nchan_subscriber;
+            nchan_subscriber websocket;
+            nchan_channel_id $1;
+        }}
+        location ~ ^/lp/(\\w+)$ {{
+            nchan_subscriber longpoll;
+            nchan_channel_id $1;
+        }}
+        location ~ ^/poll/(\\w+)$ {{
+            nchan_subscriber interval-poll;
             nchan_channel_id $1;
         }}
     }}
@@ -69,8 +94,11 @@ http {{
 """
 
 
-def wrk(url, conns, secs, script=None):
-    cmd = ["wrk", "-t2", f"-c{conns}", f"-d{secs}s", "--latency"] + (["-s", script] if script else []) + [url]
+def wrk(url, conns, secs, script=None, headers=()):
+    cmd = ["wrk", "-t2", f"-c{conns}", f"-d{secs}s", "--latency"]
+    for h in headers:
+        cmd += ["-H", h]
+    cmd += (["-s", script] if script else []) + [url]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=secs + 30).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
 
@@ -80,104 +108,295 @@ def wrk(url, conns, secs, script=None):
         return v / 1000 if unit == "us" else v * 1000 if unit == "s" else v
 
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    return {"rps": rps, "p50": pct(50), "p99": pct(99), "errors": int(errors.group(1)) if errors else 0}
+    sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    n_err = (int(errors.group(1)) if errors else 0) + (sum(int(x) for x in sock.groups()) if sock else 0)
+    return {"rps": rps, "p50": pct(50), "p99": pct(99), "errors": n_err}
 
 
-def median_of(f, runs):
+def median_run(f, runs, key, reverse=False):
+    """Runs f() runs times; returns the run whose key is the median, with
+    lost and dup (when present) summed over all runs."""
     results = [f() for _ in range(runs)]
-    return sorted(results, key=lambda r: r["rps"])[len(results) // 2]
+    pick = dict(sorted(results, key=lambda r: r[key], reverse=reverse)[len(results) // 2])
+    for k in ("lost", "dup", "errors"):
+        if k in pick:
+            pick[k] = sum(r[k] for r in results)
+    return pick
+
+
+def http(url, data=None, headers=None, timeout=10):
+    req = urllib.request.Request(url, data=data, headers=headers or {},
+                                 method="POST" if data is not None else "GET")
+    with urllib.request.urlopen(req, timeout=timeout) as r:
+        return r.read(), r.headers
+
+
+class Stacks:
+    """This system (with the W0 no-op responder beside it) and Nchan."""
+
+    def __init__(self, tmp):
+        self.tmp = tmp
+        self.ours_dir, self.nchan_dir = os.path.join(tmp, "ours"), os.path.join(tmp, "nchan")
+        os.makedirs(os.path.join(self.nchan_dir, "tmp"))
+        self.port, self.nport = free_port(), free_port()
+        self.env = dict(os.environ, PORT=str(self.port), WS_PORT=str(free_port()),
+                        BIN_DIR=os.environ.get("BIN_DIR", "build/release"))
+        self.stack = os.path.join(ROOT, "conf", "stack.sh")
+        self.base, self.nbase = f"http://127.0.0.1:{self.port}", f"http://127.0.0.1:{self.nport}"
+        self.noop = self.nchan = None
+
+    def start(self):
+        subprocess.run([self.stack, "start", self.ours_dir], env=self.env, check=True)
+        noop_bin, noop_sock = os.path.join(self.tmp, "noop_fcgi"), os.path.join(self.ours_dir, "noop.sock")
+        subprocess.run(["cc", "-O2", "-std=c11", "-pthread", "-o", noop_bin,
+                        os.path.join(HERE, "noop_fcgi.c"), "-lfcgi"], check=True)
+        self.noop = subprocess.Popen([noop_bin, noop_sock, str(DEFAULT_THREADS)])
+        # Same footing: no access log on ours either; W0's location has the
+        # chat locations' fastcgi settings, pointed at the no-op responder.
+        conf = os.path.join(self.ours_dir, "nginx", "nginx.conf")
+        fastcgi = open(os.path.join(ROOT, "conf", "nginx", "chat-fastcgi.conf")).read()
+        fastcgi = fastcgi.replace("fastcgi_pass chat_fcgi;", "fastcgi_pass chat_noop;")
+        text = re.sub(r"access_log [^;]*;", "access_log off;", open(conf).read())
+        text = text.replace("    upstream chat_fcgi {", "    upstream chat_noop {\n        server unix:%s;\n"
+                            "    }\n    upstream chat_fcgi {" % noop_sock)
+        text = text.replace("        include snippets/chat-locations.conf;",
+                            "        location = /noop {\n%s\n        }\n"
+                            "        include snippets/chat-locations.conf;" % fastcgi)
+        open(conf, "w").write(text)
+        subprocess.run(["nginx", "-p", os.path.join(self.ours_dir, "nginx"), "-c", conf, "-s", "reload"],
+                       check=True)
+        open(os.path.join(self.nchan_dir, "nginx.conf"), "w").write(NCHAN_CONF.format(
+            module=NCHAN_MODULE, dir=self.nchan_dir, port=self.nport, htdocs=os.path.join(ROOT, "htdocs"),
+            user="user root;" if os.getuid() == 0 else ""))
+        self.nchan = subprocess.Popen(["nginx", "-p", self.nchan_dir, "-c",
+                                       os.path.join(self.nchan_dir, "nginx.conf"),
+                                       "-e", os.path.join(self.nchan_dir, "error.log")],
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(1.5)
+
+    def stop(self):
+        if self.noop:
+            self.noop.terminate()
+        if self.nchan:
+            self.nchan.terminate()
+            self.nchan.wait(10)
+        subprocess.run([self.stack, "stop", self.ours_dir], env=self.env)
+
+    def pids(self):
+        """{"nginx": [...], "ws": [...], "fcgi": [...], "nchan": [...]}"""
+        ws, nginx = server_pids(self.ours_dir)
+        with open(os.path.join(self.ours_dir, "chat-fcgi.pid")) as f:
+            fcgi = [int(f.read())]
+        out = subprocess.run(["pgrep", "-P", str(self.nchan.pid)], capture_output=True, text=True).stdout
+        return {"nginx": nginx, "ws": ws, "fcgi": fcgi, "nchan": [self.nchan.pid] + [int(p) for p in out.split()]}
+
+    # Senders: the text of message i is "<i> <wall time the send started>".
+    def ours_send(self, room):
+        def send(i):
+            t0 = time.time()
+            http(f"{self.base}/send/msg?room={room}&text={i}+{t0:.6f}")
+        return send
+
+    def nchan_send(self, channel):
+        def send(i):
+            t0 = time.time()
+            http(f"{self.nbase}/pub/{channel}", data=f"{i} {t0:.6f}".encode())
+        return send
+
+
+def node(script, *args):
+    return ["node", os.path.join(HERE, script)] + [str(a) for a in args]
+
+
+CLIENT_PROCS = 2   # load client processes for fan-out, one a core
+
+
+def clients(script, url, n, msgs, timeout, *extra):
+    """One command per load client process, the n subscribers split among them."""
+    return [node(script, url, k, msgs, timeout, *extra) for k in split(n, CLIENT_PROCS)]
+
+
+def w3(st, n, secs, runs, run_id):
+    rate, msgs = 20, 20 * secs
+    pids = st.pids()
+
+    def ours():
+        room = f"w3_{n}_{run_id()}"
+        return drive(clients("lp_client.js", f"{st.base}/get/msg?room={room}", n, msgs, secs + 30),
+                     n, st.ours_send(room), msgs, rate, [pids["nginx"], pids["fcgi"]])
+
+    def nchan():
+        ch = f"w3_{n}_{run_id()}"
+        return drive(clients("lp_client.js", f"{st.nbase}/lp/{ch}", n, msgs, secs + 30, "nchan"),
+                     n, st.nchan_send(ch), msgs, rate, [pids["nchan"]])
+
+    return median_run(ours, runs, "p50"), median_run(nchan, runs, "p50")
+
+
+def w4(st, n, rate, secs, runs, run_id):
+    msgs = int(rate * secs)
+    pids = st.pids()
+
+    def ours():
+        room = f"w4_{n}_{run_id()}"
+        return drive(clients("ws_client.js", f"ws://127.0.0.1:{st.port}/ws?room={room}", n, msgs, secs + 30),
+                     n, st.ours_send(room), msgs, rate, [pids["nginx"], pids["ws"]])
+
+    def nchan():
+        ch = f"w4_{n}_{run_id()}"
+        return drive(clients("ws_client.js", f"ws://127.0.0.1:{st.nport}/sub/{ch}", n, msgs, secs + 30, "raw"),
+                     n, st.nchan_send(ch), msgs, rate, [pids["nchan"]])
+
+    return median_run(ours, runs, "p50"), median_run(nchan, runs, "p50")
+
+
+def w7_once(lp_cmd, ws_cmd, write, count=200, gap=0.02):
+    """One long-poll and one socket; count writes one at a time."""
+    clients = [subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True) for cmd in (lp_cmd, ws_cmd)]
+    for c in clients:
+        if c.stdout.readline().strip() != "ready":
+            raise SystemExit("W7 load client failed")
+    time.sleep(0.5)
+    for i in range(count):
+        write(i)
+        time.sleep(gap)
+    res = [json.loads(c.stdout.readline()) for c in clients]
+    for c in clients:
+        c.wait(30)
+    return {"lp": res[0], "ws": res[1]}
+
+
+def w7(st, runs, run_id, count=200):
+    def ours(kind):
+        room = f"w7{kind}_{run_id()}"
+        if kind == "db":
+            db = sqlite3.connect(os.path.join(st.ours_dir, "chat.db"), isolation_level=None)
+            db.execute("pragma busy_timeout=5000")
+
+            def write(i):
+                db.execute("insert into messages(room, text) values(?, ?)", (room, f"{i} {time.time():.6f}"))
+        else:
+            send = st.ours_send(room)
+
+            def write(i):
+                send(i)
+        lp_cmd = node("lp_client.js", f"{st.base}/get/msg?room={room}", 1, count, 60)
+        ws_cmd = node("ws_client.js", f"ws://127.0.0.1:{st.port}/ws?room={room}", 1, count, 60)
+        return w7_once(lp_cmd, ws_cmd, write, count)
+
+    def nchan():
+        ch = f"w7_{run_id()}"
+        send = st.nchan_send(ch)
+        return w7_once(node("lp_client.js", f"{st.nbase}/lp/{ch}", 1, count, 60, "nchan"),
+                       node("ws_client.js", f"ws://127.0.0.1:{st.nport}/sub/{ch}", 1, count, 60, "raw"),
+                       send, count)
+
+    def pick(f):
+        results = [f() for _ in range(runs)]
+        out = {}
+        for kind in ("lp", "ws"):
+            rs = sorted((r[kind] for r in results), key=lambda r: r["p50"])
+            out[kind] = dict(rs[len(rs) // 2], lost=sum(r["lost"] for r in rs), dup=sum(r["dup"] for r in rs))
+        return out
+
+    return pick(lambda: ours("http")), pick(lambda: ours("db")), pick(nchan)
 
 
 def main():
-    n = int(sys.argv[1]) if len(sys.argv) > 1 else 1000
-    secs = int(sys.argv[2]) if len(sys.argv) > 2 else 10
-    runs = 3
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--secs", type=int, default=10)
+    ap.add_argument("--only", default="W0,W1,W2,W3,W4,W6,W7")
+    a = ap.parse_args()
+    only, runs, secs = set(a.only.split(",")), a.runs, a.secs
     tmp = tempfile.mkdtemp(prefix="chat-bench-nchan-")
-    ours_dir, nchan_dir = os.path.join(tmp, "ours"), os.path.join(tmp, "nchan")
-    os.makedirs(os.path.join(nchan_dir, "tmp"))
-    port, nport = free_port(), free_port()
-    env = dict(os.environ, PORT=str(port), WS_PORT=str(free_port()),
-               BIN_DIR=os.environ.get("BIN_DIR", "build/release"))
-    stack = os.path.join(ROOT, "conf", "stack.sh")
-    subprocess.run([stack, "start", ours_dir], env=env, check=True)
-    noop_bin, noop_sock = os.path.join(tmp, "noop_fcgi"), os.path.join(ours_dir, "noop.sock")
-    subprocess.run(["cc", "-O2", "-std=c11", "-pthread", "-o", noop_bin, os.path.join(HERE, "noop_fcgi.c"),
-                    "-lfcgi"], check=True)
-    noop = subprocess.Popen([noop_bin, noop_sock, "8"])
-    # Same footing: no access log on ours either; and W0's location.
-    conf = os.path.join(ours_dir, "nginx", "nginx.conf")
-    text = re.sub(r"access_log [^;]*;", "access_log off;", open(conf).read())
-    text = text.replace("    upstream chat_fcgi {", "    upstream chat_noop {\n        server unix:%s;\n    }\n"
-                        "    upstream chat_fcgi {" % noop_sock)
-    text = text.replace("        include snippets/chat-locations.conf;",
-                        "        location = /noop {\n            fastcgi_pass chat_noop;\n"
-                        "            fastcgi_param REQUEST_METHOD $request_method;\n"
-                        "            fastcgi_param QUERY_STRING $query_string;\n        }\n"
-                        "        include snippets/chat-locations.conf;")
-    open(conf, "w").write(text)
-    subprocess.run(["nginx", "-p", os.path.join(ours_dir, "nginx"), "-c", conf, "-s", "reload"], check=True)
-    open(os.path.join(nchan_dir, "nginx.conf"), "w").write(NCHAN_CONF.format(
-        module=NCHAN_MODULE, dir=nchan_dir, port=nport, htdocs=os.path.join(ROOT, "htdocs"),
-        user="user root;" if os.getuid() == 0 else ""))
-    nchan = subprocess.Popen(["nginx", "-p", nchan_dir, "-c", os.path.join(nchan_dir, "nginx.conf"),
-                              "-e", os.path.join(nchan_dir, "error.log")],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    time.sleep(1.5)
-    base, nbase = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{nport}"
-    post = os.path.join(tmp, "post.lua")
-    open(post, "w").write('wrk.method = "POST"\nwrk.body = "hello world"\n'
-                          'wrk.headers["Content-Type"] = "text/plain"\n')
-    rows = []
-    w0 = {}
+    st = Stacks(tmp)
+    counter = [0]
+
+    def run_id():
+        counter[0] += 1
+        return counter[0]
+
+    rows, ceiling = [], []
+    st.start()
     try:
-        for c in (16, 64):
-            w0[c] = median_of(lambda: wrk(base + "/noop?text=hello+world", c, secs), runs)
-        a = median_of(lambda: wrk(base + "/chat.css", 64, secs), runs)
-        b = median_of(lambda: wrk(nbase + "/chat.css", 64, secs), runs)
-        rows.append(("W1 static file, c=64, req/s", a["rps"], b["rps"]))
-        for c in (16, 64):
-            a = median_of(lambda: wrk(base + "/send/msg?text=hello+world&room=w2", c, secs), runs)
-            b = median_of(lambda: wrk(nbase + "/pub/w2", c, secs, post), runs)
-            rows.append((f"W0 no-op FastCGI c={c} vs W2 send, req/s", w0[c]["rps"], a["rps"]))
-            rows.append((f"W2 send c={c}, req/s", a["rps"], b["rps"]))
-            rows.append((f"W2 send c={c}, p50 ms", a["p50"], b["p50"]))
-            rows.append((f"W2 send c={c}, p99 ms", a["p99"], b["p99"]))
-            rows.append((f"W2 send c={c}, errors", a["errors"], b["errors"]))
-
-        ws_pids, nginx_pids = server_pids(ours_dir)
-        out = subprocess.run(["pgrep", "-P", str(nchan.pid)], capture_output=True, text=True).stdout
-        nchan_pids = [nchan.pid] + [int(p) for p in out.split()]
-
-        def ours_send(i):
-            t0 = time.time()
-            urllib.request.urlopen(f"{base}/send/msg?room=w4&text={i}+{t0:.6f}", timeout=10).read()
-
-        def nchan_send(i):
-            t0 = time.time()
-            urllib.request.urlopen(urllib.request.Request(f"{nbase}/pub/w4", data=f"{i} {t0:.6f}".encode(),
-                                                          method="POST"), timeout=10).read()
-
-        a = fanout(f"ws://127.0.0.1:{port}/ws?room=w4", ours_send, n, 20, secs, [nginx_pids + ws_pids])
-        b = fanout(f"ws://127.0.0.1:{nport}/sub/w4", nchan_send, n, 20, secs, [nchan_pids], raw=True)
-        for key, label in (("p50", "median ms"), ("p90", "p90 ms"), ("p99", "p99 ms"), ("max", "max ms")):
-            rows.append((f"W4 ws {n} sockets at 20/s, {label}", a[key], b[key]))
-        rows.append((f"W4 ws {n} sockets, lost", a["lost"], b["lost"]))
-        rows.append((f"W4 ws {n} sockets, duplicated", a["dup"], b["dup"]))
-        rows.append((f"W4 ws {n} sockets, KiB per socket", a["kib"][0], b["kib"][0]))
+        base, nbase = st.base, st.nbase
+        w0 = {}
+        if only & {"W0", "W2", "W6"}:
+            for c in (16, 64):
+                w0[c] = median_run(lambda: wrk(base + "/noop?text=hello+world", c, secs), runs, "rps")
+        if "W1" in only:
+            a_ = median_run(lambda: wrk(base + "/chat.css", 64, secs), runs, "rps")
+            b_ = median_run(lambda: wrk(nbase + "/chat.css", 64, secs), runs, "rps")
+            rows.append(("W1 static file c=64, req/s", a_["rps"], b_["rps"]))
+        if "W2" in only:
+            post = os.path.join(tmp, "post.lua")
+            open(post, "w").write('wrk.method = "POST"\nwrk.body = "hello world"\n'
+                                  'wrk.headers["Content-Type"] = "text/plain"\n')
+            for c in (16, 64):
+                a_ = median_run(lambda: wrk(base + "/send/msg?text=hello+world&room=w2", c, secs), runs, "rps")
+                b_ = median_run(lambda: wrk(nbase + "/pub/w2", c, secs, post), runs, "rps")
+                rows.append((f"W2 send c={c}, req/s", a_["rps"], b_["rps"]))
+                rows.append((f"W2 send c={c}, p50 ms", a_["p50"], b_["p50"]))
+                rows.append((f"W2 send c={c}, p99 ms", a_["p99"], b_["p99"]))
+                rows.append((f"W2 send c={c}, errors", a_["errors"], b_["errors"]))
+                ceiling.append((f"W2 send c={c} / W0 no-op c={c}", a_["rps"], w0[c]["rps"]))
+        if "W6" in only:
+            http(f"{base}/send/msg?room=w6&text=hello")
+            latest = http(f"{base}/get/msg?room=w6&tail=1")[0].decode()
+            index = latest.split('"max_index":')[1].split(",")[0]
+            http(f"{nbase}/pub/w6", data=b"hello")
+            _, h = http(f"{nbase}/poll/w6")
+            cond = [f"If-Modified-Since: {h['Last-Modified']}", f"If-None-Match: {h['Etag']}"]
+            a_ = median_run(lambda: wrk(f"{base}/get/msg?room=w6&index={index}", 64, secs), runs, "rps")
+            b_ = median_run(lambda: wrk(f"{nbase}/poll/w6", 64, secs, headers=cond), runs, "rps")
+            rows.append(("W6 short poll c=64, req/s", a_["rps"], b_["rps"]))
+            rows.append(("W6 short poll c=64, p99 ms", a_["p99"], b_["p99"]))
+            ceiling.append(("W6 short poll c=64 / W0 no-op c=64", a_["rps"], w0[64]["rps"]))
+        if "W3" in only:
+            for n in (100, 1000):
+                a_, b_ = w3(st, n, secs, runs, run_id)
+                for key, label in (("p50", "p50"), ("p90", "p90"), ("p99", "p99"), ("max", "max")):
+                    rows.append((f"W3 long-poll N={n}, {label} ms", a_[key], b_[key]))
+                rows.append((f"W3 long-poll N={n}, lost", a_["lost"], b_["lost"]))
+                rows.append((f"W3 long-poll N={n}, duplicated", a_["dup"], b_["dup"]))
+                rows.append((f"W3 long-poll N={n}, KiB per subscriber", sum(a_["kib"]), sum(b_["kib"])))
+        if "W4" in only:
+            for n, rate in ((100, 20), (1000, 20), (5000, 2)):
+                a_, b_ = w4(st, n, rate, secs, runs, run_id)
+                for key in ("p50", "p90", "p99", "max"):
+                    rows.append((f"W4 ws N={n} at {rate}/s, {key} ms", a_[key], b_[key]))
+                rows.append((f"W4 ws N={n}, lost", a_["lost"], b_["lost"]))
+                rows.append((f"W4 ws N={n}, duplicated", a_["dup"], b_["dup"]))
+                rows.append((f"W4 ws N={n}, KiB per socket", sum(a_["kib"]), sum(b_["kib"])))
+        if "W7" in only:
+            via_http, via_db, nch = w7(st, runs, run_id)
+            for kind, label in (("lp", "long-poll"), ("ws", "socket")):
+                for key in ("p50", "p99"):
+                    rows.append((f"W7 {label} wake-up, {key} ms", via_http[kind][key], nch[kind][key]))
+                rows.append((f"W7 {label}, lost", via_http[kind]["lost"], nch[kind]["lost"]))
+            for kind, label in (("lp", "long-poll"), ("ws", "socket")):
+                for key in ("p50", "p99"):
+                    rows.append((f"W7 {label}, other writer, {key} ms", via_db[kind][key], None))
+                rows.append((f"W7 {label}, other writer, lost", via_db[kind]["lost"], None))
     finally:
-        noop.terminate()
-        nchan.terminate()
-        nchan.wait(10)
-        subprocess.run([stack, "stop", ours_dir], env=env)
+        st.stop()
 
-    print(f"this system vs Nchan, 2 workers each, median of {runs} runs for wrk "
-          f"(tests/bench/nchan.py {n} {secs})")
-    print("(the W0 row compares the no-op responder, left, with this system's sends, right)")
-    print(f"| {'workload':<40} | {'this system':>12} | {'Nchan':>10} | {'ratio':>6} |")
-    print(f"|{'-' * 42}|{'-' * 14}|{'-' * 12}|{'-' * 8}|")
+    print(f"this system vs Nchan, 2 nginx workers each, median of {runs} runs of {secs} s "
+          f"(tests/bench/nchan.py --runs {runs} --secs {secs})")
+    print(f"| {'workload':<42} | {'this system':>11} | {'Nchan':>9} | {'ratio':>6} |")
+    print(f"|{'-' * 44}|{'-' * 13}|{'-' * 11}|{'-' * 8}|")
     for name, x, y in rows:
         ratio = f"{x / y:.2f}" if y else "-"
-        print(f"| {name:<40} | {x:>12.1f} | {y:>10.1f} | {ratio:>6} |")
+        ys = f"{y:>9.1f}" if y is not None else f"{'-':>9}"
+        print(f"| {name:<42} | {x:>11.1f} | {ys} | {ratio:>6} |")
+    if ceiling:
+        print()
+        print("against the ceiling of the architecture (W0: no-op libfcgi responder, same nginx)")
+        print(f"| {'workload':<42} | {'req/s':>11} | {'W0 req/s':>9} | {'ratio':>6} |")
+        print(f"|{'-' * 44}|{'-' * 13}|{'-' * 11}|{'-' * 8}|")
+        for name, x, y in ceiling:
+            print(f"| {name:<42} | {x:>11.1f} | {y:>9.1f} | {x / y:>6.2f} |")
 
 
 if __name__ == "__main__":

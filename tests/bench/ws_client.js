@@ -8,9 +8,11 @@
 // "ready" once all are open, then collects EXPECT messages on each. A message
 // text is "<index> <wall time of its send request, in s>". At the end (all
 // received, or TIMEOUT_S after ready) it prints one JSON line: deliveries,
-// lost, duplicated, sockets out of order, latency median/p90/p99/max in ms.
+// lost, duplicated, sockets out of order, latency median/p90/p99/max in ms
+// (and every latency, with LAT=1 in the environment).
 'use strict';
 const WebSocket = require('ws');
+const { performance } = require('perf_hooks');
 
 const [url, nSockets, expect, timeoutS] = [process.argv[2], +process.argv[3], +process.argv[4], +process.argv[5]];
 const raw = process.argv[6] === 'raw';
@@ -28,10 +30,12 @@ function finish() {
   }
   lat.sort((a, b) => a - b);
   const pct = (p) => lat.length ? lat[Math.min(lat.length - 1, Math.round(p / 100 * (lat.length - 1)))] : null;
-  console.log(JSON.stringify({ deliveries: lat.length, lost, dup, outOfOrder, closedEarly,
-    p50: pct(50), p90: pct(90), p99: pct(99), max: lat.length ? lat[lat.length - 1] : null }));
+  const line = JSON.stringify({ deliveries: lat.length, lost, dup, outOfOrder, closedEarly,
+    p50: pct(50), p90: pct(90), p99: pct(99), max: lat.length ? lat[lat.length - 1] : null,
+    lat: process.env.LAT ? lat : undefined });
   for (const s of socks) s.ws.terminate();
-  process.exit(0);
+  // A pipe is written asynchronously: exit once the line is out.
+  process.stdout.write(line + '\n', () => process.exit(0));
 }
 
 function openOne() {
@@ -44,7 +48,7 @@ function openOne() {
     }
   });
   s.ws.on('message', (data) => {
-    const now = Date.now() / 1000;
+    const now = (performance.timeOrigin + performance.now()) / 1000;
     const text = raw ? data.toString() : JSON.parse(data).text;
     const sp = text.indexOf(' ');
     s.seen.push(+text.slice(0, sp));

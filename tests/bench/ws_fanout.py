@@ -59,18 +59,28 @@ def server_pids(state):
     return ws, [master] + [int(p) for p in out.split()]
 
 
-def fanout(url, send, n, rate, secs, pids, raw=False):
-    """Opens n sockets on url, sends rate*secs messages with send(i), and
-    returns the client's figures plus the PSS growth (KiB) of each pid group."""
-    msgs = int(rate * secs)
+def pct(values, p):
+    v = sorted(values)
+    return v[min(len(v) - 1, int(round(p / 100 * (len(v) - 1))))] if v else None
+
+
+def drive(cmds, n, send, msgs, rate, pids, settle=1.0):
+    """Starts the load clients (cmds: one command each; each prints "ready"
+    once its subscribers are connected, then one JSON line of figures with
+    its raw latencies), sends msgs messages at rate per second with send(i),
+    each in its own thread, and returns the clients' figures merged, plus
+    the PSS growth (KiB per subscriber, n in all) of each pid group while
+    the subscribers were open."""
     before = [pss_kib(group) for group in pids]
-    client = subprocess.Popen(["node", os.path.join(ROOT, "tests", "bench", "ws_client.js"), url,
-                               str(n), str(msgs), str(secs + 30)] + (["raw"] if raw else []),
-                              stdout=subprocess.PIPE, text=True)
-    line = client.stdout.readline().strip()
-    if line != "ready":
-        raise SystemExit(f"load client failed: {line}")
-    time.sleep(1.0)
+    env = dict(os.environ, LAT="1")
+    clients = [subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env) for cmd in cmds]
+    for client in clients:
+        line = client.stdout.readline().strip()
+        if line != "ready":
+            for c in clients:
+                c.kill()
+            raise SystemExit(f"load client failed: {line}")
+    time.sleep(settle)
     after = [pss_kib(group) for group in pids]
     interval = 1.0 / rate
     start = time.monotonic()
@@ -84,12 +94,32 @@ def fanout(url, send, n, rate, secs, pids, raw=False):
         threads.append(t)
     for t in threads:
         t.join(10)
-    r = json.loads(client.stdout.readline())
-    client.wait(30)
+    parts = [json.loads(c.stdout.readline()) for c in clients]
+    for c in clients:
+        c.wait(30)
+    lat = sorted(x for p in parts for x in p["lat"])
+    r = {k: sum(p.get(k, 0) for p in parts)
+         for k in ("deliveries", "lost", "dup", "outOfOrder", "closedEarly", "requests", "errors")}
+    r.update(p50=pct(lat, 50), p90=pct(lat, 90), p99=pct(lat, 99), max=lat[-1] if lat else None)
     r["msgs"] = msgs
     r["kib"] = [(a - b) / n for a, b in zip(after, before)]
     r["idle"], r["open"] = sum(before), sum(after)
     return r
+
+
+def split(n, procs):
+    """n subscribers over procs client processes."""
+    return [n // procs + (1 if i < n % procs else 0) for i in range(procs) if n // procs or i < n % procs]
+
+
+def fanout(url, send, n, rate, secs, pids, raw=False, procs=2):
+    """Opens n sockets on url (from procs client processes), sends rate*secs
+    messages with send(i), and returns the figures plus the PSS growth (KiB)
+    of each pid group."""
+    msgs = int(rate * secs)
+    cmds = [["node", os.path.join(ROOT, "tests", "bench", "ws_client.js"), url, str(k), str(msgs),
+             str(secs + 30)] + (["raw"] if raw else []) for k in split(n, procs)]
+    return drive(cmds, n, send, msgs, rate, pids)
 
 
 def main():
