@@ -12,6 +12,7 @@
 
 #include "feed.h"
 #include "log.h"
+#include "notify.h"
 #include "render.h"
 
 #define BATCH 500               /* rows read per query */
@@ -22,6 +23,7 @@ struct feed {
     size_t n, cap;
     int kickfd;
     int probe_ms;
+    struct notify notify;       /* writes by any process; feed thread only */
     atomic_bool stopping, listening;
     void (*wake)(void *ctx);
     void *wake_ctx;
@@ -125,16 +127,24 @@ static bool read_new_rows(struct feed *fd)
 static void *feed_main(void *arg)
 {
     struct feed *fd = arg;
-    struct pollfd pfd = { .fd = fd->kickfd, .events = POLLIN };
+    struct pollfd pfd[2] = { { .fd = fd->kickfd, .events = POLLIN },
+                             { .fd = fd->notify.fd, .events = POLLIN } };
+    int recheck_ms = -1;
 
     while (!atomic_load(&fd->stopping)) {
         int64_t version, max_id;
-        int timeout = atomic_load(&fd->listening) ? fd->probe_ms : 1000;
-        bool kicked = poll(&pfd, 1, timeout) > 0;
+        bool listening = atomic_load(&fd->listening), written = false;
+        int timeout = !listening ? 1000 : recheck_ms >= 0 && recheck_ms < fd->probe_ms ? recheck_ms
+                                                                                       : fd->probe_ms;
+        /* Other writers' commits wake the feed only while anyone listens. */
+        nfds_t nfds = listening && fd->notify.fd >= 0 ? 2 : 1;
 
-        if (kicked) {
+        recheck_ms = -1;
+        if (poll(pfd, nfds, timeout) > 0) {
             uint64_t v;
-            if (read(fd->kickfd, &v, sizeof v) < 0) { /* drained already */ }
+            if ((pfd[0].revents & POLLIN) && read(fd->kickfd, &v, sizeof v) < 0) { /* drained */ }
+            if (nfds == 2 && (pfd[1].revents & POLLIN))
+                written = notify_drain(&fd->notify);
         }
         if (!atomic_load(&fd->listening)) {
             /*
@@ -152,7 +162,11 @@ static void *feed_main(void *arg)
             }
             continue;
         }
-        if (store_data_version(fd->store, &version) < 0 || (version == fd->data_version && !fd->retry))
+        if (store_data_version(fd->store, &version) < 0)
+            continue;
+        /* A write seen before its commit is visible: look again shortly. */
+        recheck_ms = notify_recheck_ms(&fd->notify, written, version != fd->data_version);
+        if (version == fd->data_version && !fd->retry)
             continue;
         /* The version counts as seen only once every new row is queued. */
         fd->retry = true;
@@ -193,7 +207,9 @@ int feed_start(const struct feed_opts *o, struct feed **out, struct chat_fail *f
         err = chat_fail(f, CHAT_EUNAVAIL, "cannot read the database");
         goto err;
     }
+    notify_open(&fd->notify, o->store.path);
     if (pthread_create(&fd->thread, NULL, feed_main, fd) != 0) {
+        notify_close(&fd->notify);
         err = chat_fail(f, CHAT_EINTERNAL, "cannot start the feed thread");
         goto err;
     }
@@ -219,6 +235,7 @@ void feed_stop(struct feed *fd)
         feed_msg_unref(fd->queue[i]);
     free(fd->queue);
     store_close(fd->store);
+    notify_close(&fd->notify);
     close(fd->kickfd);
     pthread_mutex_destroy(&fd->mu);
     free(fd);

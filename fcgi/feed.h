@@ -2,7 +2,8 @@
  * feed.h - the watcher of chat-ws: new rows, read once and rendered once.
  *
  * One thread probes SQLite for changes (PRAGMA data_version) every probe_ms
- * while anyone listens, and at once when kicked. Each new row, from any
+ * while anyone listens, at once when kicked, and at once when any process
+ * writes the database (notify.h). Each new row, from any
  * writer, is read once, rendered once as a message object, and queued for
  * the event loop, which is woken through the wake callback and collects the
  * rows with feed_take().

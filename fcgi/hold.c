@@ -22,6 +22,7 @@
 #include "chat_limits.h"
 #include "log.h"
 #include "metrics.h"
+#include "notify.h"
 #include "render.h"
 #include "reply.h"
 #include "util.h"
@@ -51,6 +52,9 @@ struct hold {
     atomic_llong probes;       /* change probes made, for /healthz */
     int epfd, kickfd;
     int probe_ms;
+    struct notify notify;      /* writes by any process; watcher thread only */
+    bool notify_armed;         /* notify.fd is in the epoll set */
+    int recheck_ms;            /* probe again this soon after a write, or -1 */
     atomic_bool stopping;
     pthread_t thread;
     struct store *store;
@@ -254,32 +258,34 @@ static void take_room(struct hold *h, const char *room, size_t len, struct wlist
  * Probes for new rows; when there are, takes the waiters of the rooms that
  * changed into *out. Called with h->mu held.
  */
-static void probe_changes(struct hold *h, struct wlist *out)
+/* Probes for new rows and takes their rooms' waiters; false when none came. */
+static bool probe_changes(struct hold *h, struct wlist *out)
 {
     struct rooms changed = { 0 };
     int64_t version, max_id;
 
     atomic_fetch_add(&h->probes, 1);
     if (store_data_version(h->store, &version) < 0)
-        return;
+        return true;
     if (version == h->data_version && !h->rescan)
-        return;
+        return false;
     /* A failed read below leaves rescan set, so the next probe reads again. */
     h->rescan = true;
     if (store_max_id(h->store, &max_id) < 0)
-        return;
+        return true;
     if (max_id > h->last_id &&
         store_rooms_after(h->store, h->last_id, rooms_add, &changed) < 0)
-        return;
+        return true;
     h->data_version = version;
     h->rescan = false;
     h->last_id = max_id;
     if (changed.overflow) {
         take_room(h, NULL, 0, out);
-        return;
+        return true;
     }
     for (size_t i = 0; i < changed.n; i++)
         take_room(h, changed.names[i], changed.lens[i], out);
+    return true;
 }
 
 /*
@@ -366,6 +372,26 @@ static void take_expired(struct hold *h, int64_t now, bool all, struct wlist *ou
     h->next_deadline = next;
 }
 
+/*
+ * Puts the write notice in the epoll set while requests are parked, and
+ * takes it out while none are, so that other writers' commits do not wake
+ * an idle watcher. Watcher thread only.
+ */
+static void arm_notify(struct hold *h, bool on)
+{
+    struct epoll_event ev = { .events = EPOLLIN, .data.ptr = &h->notify };
+
+    if (h->notify.fd < 0 || on == h->notify_armed)
+        return;
+    if (on) {
+        notify_drain(&h->notify);   /* what was written meanwhile is probed anyway */
+        h->notify_armed = epoll_ctl(h->epfd, EPOLL_CTL_ADD, h->notify.fd, &ev) == 0;
+    } else {
+        epoll_ctl(h->epfd, EPOLL_CTL_DEL, h->notify.fd, NULL);
+        h->notify_armed = false;
+    }
+}
+
 static void *watcher_main(void *arg)
 {
     struct hold *h = arg;
@@ -375,12 +401,14 @@ static void *watcher_main(void *arg)
         struct wlist ready = { 0 }, expired = { 0 }, gone = { 0 };
         int64_t now = util_now_ms();
         int timeout = 1000, n;
+        bool written = false;
 
         pthread_mutex_lock(&h->mu);
         if (h->count > 0)
-            timeout = h->probe_ms;
+            timeout = h->recheck_ms >= 0 && h->recheck_ms < h->probe_ms ? h->recheck_ms : h->probe_ms;
         if (h->next_deadline - now < timeout)
             timeout = h->next_deadline <= now ? 0 : (int)(h->next_deadline - now);
+        arm_notify(h, h->count > 0);
         pthread_mutex_unlock(&h->mu);
         n = epoll_wait(h->epfd, evs, (int)(sizeof evs / sizeof evs[0]), timeout);
         pthread_mutex_lock(&h->mu);
@@ -391,12 +419,19 @@ static void *watcher_main(void *arg)
                 if (read(h->kickfd, &v, sizeof v) < 0) { /* nothing to drain */ }
                 continue;
             }
+            if (evs[i].data.ptr == &h->notify) {
+                written = notify_drain(&h->notify);
+                continue;
+            }
             /* nginx sends nothing after the request: any event means it closed. */
             table_remove(h, w);
             wlist_push(&gone, w);
         }
-        if (h->count > 0)
-            probe_changes(h, &ready);
+        if (h->count > 0) {
+            /* A write seen before its commit is visible: look again shortly. */
+            bool changed = probe_changes(h, &ready);
+            h->recheck_ms = notify_recheck_ms(&h->notify, written, changed);
+        }
         now = util_now_ms();
         if (now >= h->next_deadline)
             take_expired(h, now, false, &expired);
@@ -443,7 +478,10 @@ int hold_start(const struct hold_opts *o, struct hold **out, struct chat_fail *f
         err = chat_fail(f, CHAT_EUNAVAIL, "cannot read the database");
         goto err;
     }
+    notify_open(&h->notify, o->store.path);
+    h->recheck_ms = -1;
     if (pthread_create(&h->thread, NULL, watcher_main, h) != 0) {
+        notify_close(&h->notify);
         err = chat_fail(f, CHAT_EINTERNAL, "cannot start the watcher thread");
         goto err;
     }
@@ -476,6 +514,7 @@ void hold_stop(struct hold *h)
         waiter_expire(w);
     }
     store_close(h->store);
+    notify_close(&h->notify);
     close(h->epfd);
     close(h->kickfd);
     pthread_mutex_destroy(&h->mu);

@@ -4,7 +4,8 @@
  * A /get/msg request that must wait is parked here: its FCGX_Request stays
  * open but no thread waits on it. One thread per process (the watcher)
  *   - probes SQLite for changes (PRAGMA data_version) every probe_ms while
- *     requests are parked, and at once when this process stored a message;
+ *     requests are parked, at once when this process stored a message, and
+ *     at once when any process writes the database (notify.h);
  *   - on a change, learns which rooms got new rows, reads each room's answer
  *     once per distinct cursor, renders it once and writes it to every parked
  *     request of that cursor;

@@ -114,4 +114,19 @@ poll_wait m
 check "it expires after its 2 s, not later" 1 "$(calc "${META#* } >= 1.9 && ${META#* } < 3.5")"
 check "with an empty answer" '[]' "$(jget .data)"
 
+# Rows written by another process wake a held long-poll without waiting for
+# the timer probe (inotify on the database's folder): it probes once a second here
+DB=""
+stack_up slowprobe --probe-ms 1000 || { finish; exit 1; }
+for i in 1 2 3; do
+    latest=$(curl -s "$BASE/get/msg?tail=1" | jq .max_index)
+    poll_bg n "index=$latest&wait=20"
+    check_true "held with a 1 s probe ($i)" held_is 1
+    sleep 0.1
+    sqlite3 "$DB" "insert into messages(room,text) values('lobby','cli $i')"
+    poll_wait n
+    check "woken by the insert ($i)" "[\"cli $i\"]" "$(jget .data)"
+    check "before the next timer probe ($i)" 1 "$(calc "${META#* } < 0.4")"
+done
+
 finish

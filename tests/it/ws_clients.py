@@ -312,6 +312,30 @@ async def many(c, n=1000, msgs=100):
         await ws.close()
 
 
+async def notify(c):
+    """Run with --probe-ms 1000: rows from another process still arrive at once."""
+    room = "wsnotify"
+    async with c.connect(f"room={room}") as ws:
+        await asyncio.sleep(0.3)
+        for i in range(3):
+            db = sqlite3.connect(c.db, timeout=5)
+            db.execute("insert into messages(room, text) values(?, ?)", (room, f"cli {i}"))
+            db.commit()
+            db.close()
+            t0 = time.monotonic()
+            got = await recv_json(ws)
+            took = time.monotonic() - t0
+            report(got.get("text") == f"cli {i}" and took < 0.3,
+                   f"a sqlite3 insert reaches a socket before the next timer probe ({i})", (got, took))
+            t0 = time.monotonic()
+            c.send_http(f"http {i}", room)
+            got = await recv_json(ws)
+            took = time.monotonic() - t0
+            report(got.get("text") == f"http {i}" and took < 0.3,
+                   f"a send through chat-fcgi reaches a socket before the next timer probe ({i})", (got, took))
+            await asyncio.sleep(0.1)
+
+
 async def origin(c):
     try:
         async with c.connect("room=o", origin="http://evil.example"):
