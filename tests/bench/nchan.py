@@ -115,12 +115,15 @@ def wrk(url, conns, secs, script=None, headers=()):
 
 def median_run(f, runs, key, reverse=False):
     """Runs f() runs times; returns the run whose key is the median, with
-    lost and dup (when present) summed over all runs."""
+    lost and dup (when present) summed over all runs, and the memory growth
+    of the first run (later runs reuse what the servers allocated)."""
     results = [f() for _ in range(runs)]
     pick = dict(sorted(results, key=lambda r: r[key], reverse=reverse)[len(results) // 2])
     for k in ("lost", "dup", "errors"):
         if k in pick:
             pick[k] = sum(r[k] for r in results)
+    if "kib" in pick:
+        pick["kib"] = results[0]["kib"]   # memory: the first run, on fresh servers
     return pick
 
 
@@ -137,7 +140,7 @@ class Stacks:
     def __init__(self, tmp):
         self.tmp = tmp
         self.ours_dir, self.nchan_dir = os.path.join(tmp, "ours"), os.path.join(tmp, "nchan")
-        os.makedirs(os.path.join(self.nchan_dir, "tmp"))
+        os.makedirs(os.path.join(self.nchan_dir, "tmp"), exist_ok=True)
         self.port, self.nport = free_port(), free_port()
         self.env = dict(os.environ, PORT=str(self.port), WS_PORT=str(free_port()),
                         BIN_DIR=os.environ.get("BIN_DIR", "build/release"))
@@ -148,8 +151,9 @@ class Stacks:
     def start(self):
         subprocess.run([self.stack, "start", self.ours_dir], env=self.env, check=True)
         noop_bin, noop_sock = os.path.join(self.tmp, "noop_fcgi"), os.path.join(self.ours_dir, "noop.sock")
-        subprocess.run(["cc", "-O2", "-std=c11", "-pthread", "-o", noop_bin,
-                        os.path.join(HERE, "noop_fcgi.c"), "-lfcgi"], check=True)
+        if not os.path.exists(noop_bin):
+            subprocess.run(["cc", "-O2", "-std=c11", "-pthread", "-o", noop_bin,
+                            os.path.join(HERE, "noop_fcgi.c"), "-lfcgi"], check=True)
         self.noop = subprocess.Popen([noop_bin, noop_sock, str(DEFAULT_THREADS)])
         # Same footing: no access log on ours either; W0's location has the
         # chat locations' fastcgi settings, pointed at the no-op responder.
@@ -177,10 +181,17 @@ class Stacks:
     def stop(self):
         if self.noop:
             self.noop.terminate()
+            self.noop.wait(10)
         if self.nchan:
             self.nchan.terminate()
             self.nchan.wait(10)
+        self.noop = self.nchan = None
         subprocess.run([self.stack, "stop", self.ours_dir], env=self.env)
+
+    def restart(self):
+        """Fresh server processes, so that memory growth starts from nothing."""
+        self.stop()
+        self.start()
 
     def pids(self):
         """{"nginx": [...], "ws": [...], "fcgi": [...], "nchan": [...]}"""
@@ -218,6 +229,7 @@ def clients(script, url, n, msgs, timeout, *extra):
 
 def w3(st, n, secs, runs, run_id):
     rate, msgs = 20, 20 * secs
+    st.restart()
     pids = st.pids()
 
     def ours():
@@ -235,6 +247,7 @@ def w3(st, n, secs, runs, run_id):
 
 def w4(st, n, rate, secs, runs, run_id):
     msgs = int(rate * secs)
+    st.restart()
     pids = st.pids()
 
     def ours():
