@@ -264,8 +264,8 @@ int main(int argc, char **argv)
         return 1;
     }
     if (hold_start(&c.hold, &hold, &f) < 0 || retain_start(&c.retain, &retain, &f) < 0 ||
-        commit_open(&(struct commit_opts){ .store = so, .hold = hold, .answer = api_send_answer },
-                     &commit, &f) < 0) {
+        commit_open(&(struct commit_opts){ .store = so, .hold = hold, .answer = api_send_answer,
+                                           .gather = (size_t)c.threads }, &commit, &f) < 0) {
         log_error("%s", f.msg);
         return 1;
     }

@@ -5,11 +5,13 @@
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdlib.h>
+#include <time.h>
 
 #include "commit.h"
 #include "metrics.h"
 
 #define BATCH_MAX 256          /* messages in one transaction, at most */
+#define GATHER_US 200          /* under load, how long a committer waits for more */
 
 struct job {
     struct job *next;
@@ -21,8 +23,13 @@ struct job {
 
 struct commit {
     pthread_mutex_t mu;
-    struct job *head, **tail;  /* guarded by mu */
-    bool committing;           /* a thread owns the store; guarded by mu */
+    pthread_cond_t gathered;   /* a gathering committer: the queue is full */
+    struct job *head, **tail;  /* guarded by mu, as the fields up to store */
+    size_t queued;             /* jobs in the queue */
+    size_t last_batch;         /* messages in the last transaction */
+    size_t gather;             /* a gathering committer waits for this many */
+    bool committing;           /* a thread owns the store */
+    bool gathering;            /* ... and waits for more sends */
     struct store *store;
     struct hold *hold;
     void (*answer)(FCGX_Request *, const struct valid_send *, const struct store_item *);
@@ -50,6 +57,29 @@ static void commit_batch(struct commit *c, struct job **batch, size_t n)
     }
 }
 
+/*
+ * Under load (the last transaction stored more than one message), waits up
+ * to GATHER_US for the sends other workers are reading to join the queue:
+ * a transaction's cost is then shared by more messages, for at most that
+ * much added latency. Alone, a send never waits. Called with mu held.
+ */
+static void gather(struct commit *c)
+{
+    struct timespec until;
+
+    clock_gettime(CLOCK_MONOTONIC, &until);
+    until.tv_nsec += GATHER_US * 1000L;
+    if (until.tv_nsec >= 1000000000L) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000L;
+    }
+    c->gathering = true;
+    while (c->queued < c->gather &&
+           pthread_cond_timedwait(&c->gathered, &c->mu, &until) == 0)
+        ;
+    c->gathering = false;
+}
+
 int commit_submit(struct commit *c, FCGX_Request *r, const struct valid_send *m,
                   struct chat_fail *f)
 {
@@ -65,12 +95,17 @@ int commit_submit(struct commit *c, FCGX_Request *r, const struct valid_send *m,
     pthread_mutex_lock(&c->mu);
     *c->tail = j;
     c->tail = &j->next;
+    c->queued++;
     if (c->committing) {
-        /* The committer takes it after the batch it is storing now. */
+        /* The committer takes it with the batch it gathers or the next one. */
+        if (c->gathering && c->queued >= c->gather)
+            pthread_cond_signal(&c->gathered);
         pthread_mutex_unlock(&c->mu);
         return 0;
     }
     c->committing = true;
+    if (c->last_batch > 1 && c->queued < c->gather)
+        gather(c);
     while (c->head) {
         size_t n = 0;
         for (; c->head && n < BATCH_MAX; n++) {
@@ -79,6 +114,8 @@ int commit_submit(struct commit *c, FCGX_Request *r, const struct valid_send *m,
         }
         if (!c->head)
             c->tail = &c->head;
+        c->queued -= n;
+        c->last_batch = n;
         pthread_mutex_unlock(&c->mu);
         commit_batch(c, batch, n);
         pthread_mutex_lock(&c->mu);
@@ -95,11 +132,19 @@ int commit_open(const struct commit_opts *o, struct commit **out, struct chat_fa
 
     if (!c)
         return chat_fail(f, CHAT_EUNAVAIL, "out of memory");
+    pthread_condattr_t ca;
+
     pthread_mutex_init(&c->mu, NULL);
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&c->gathered, &ca);
+    pthread_condattr_destroy(&ca);
     c->tail = &c->head;
+    c->gather = o->gather > 0 ? o->gather : 1;
     c->hold = o->hold;
     c->answer = o->answer;
     if ((err = store_open(&o->store, &c->store, f)) < 0) {
+        pthread_cond_destroy(&c->gathered);
         pthread_mutex_destroy(&c->mu);
         free(c);
         return err;
@@ -113,6 +158,7 @@ void commit_close(struct commit *c)
     if (!c)
         return;
     store_close(c->store);
+    pthread_cond_destroy(&c->gathered);
     pthread_mutex_destroy(&c->mu);
     free(c);
 }

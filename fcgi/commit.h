@@ -7,9 +7,10 @@
  * locks, a page cache that stays warm), answers each of those requests,
  * and goes on while more queued up meanwhile. Otherwise it returns to
  * accepting at once and the committer takes its send in the next batch.
- * So, alone, a send costs what it did; under load the cost of a commit is
- * shared by every send that arrived during the last one; and no sender
- * hears 200 before its message is committed.
+ * Under load, a committer first waits a moment (at most 0.2 ms) for the
+ * sends the other workers are reading. So, alone, a send costs what it
+ * did; under load the cost of a commit is shared by the sends that arrive
+ * together; and no sender hears 200 before its message is committed.
  */
 #ifndef CHAT_COMMIT_H
 #define CHAT_COMMIT_H
@@ -25,6 +26,7 @@ struct commit;
 struct commit_opts {
     struct store_opts store;  /* the committers' connection */
     struct hold *hold;        /* kicked after each batch that stored a message */
+    size_t gather;            /* sends that can be read at once: the worker threads */
     /* Answers and ends a request once its message is committed or refused. */
     void (*answer)(FCGX_Request *r, const struct valid_send *m, const struct store_item *it);
 };
