@@ -46,7 +46,7 @@ import urllib.request
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, HERE)
-from ws_fanout import drive, free_port, server_pids, split  # noqa: E402
+from ws_fanout import cpu_s, drive, free_port, server_pids, split  # noqa: E402
 
 NCHAN_MODULE = "/usr/lib/nginx/modules/ngx_nchan_module.so"
 DEFAULT_THREADS = 8   # chat-fcgi's --threads default, which W0 mirrors
@@ -94,13 +94,17 @@ http {{
 """
 
 
-def wrk(url, conns, secs, script=None, headers=()):
+def wrk(url, conns, secs, script=None, headers=(), pids=()):
+    """wrk's figures, and the CPU the pids used per request (cpu_us)."""
     cmd = ["wrk", "-t2", f"-c{conns}", f"-d{secs}s", "--latency"]
     for h in headers:
         cmd += ["-H", h]
     cmd += (["-s", script] if script else []) + [url]
+    cpu0 = cpu_s(pids)
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=secs + 30).stdout
+    cpu = cpu_s(pids) - cpu0
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    requests = int(re.search(r"(\d+) requests in", out).group(1))
 
     def pct(p):
         m = re.search(rf"\s{p}%\s+([\d.]+)(us|ms|s)", out)
@@ -110,7 +114,8 @@ def wrk(url, conns, secs, script=None, headers=()):
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
     n_err = (int(errors.group(1)) if errors else 0) + (sum(int(x) for x in sock.groups()) if sock else 0)
-    return {"rps": rps, "p50": pct(50), "p99": pct(99), "errors": n_err}
+    return {"rps": rps, "p50": pct(50), "p99": pct(99), "errors": n_err,
+            "cpu_us": cpu * 1e6 / max(1, requests)}
 
 
 def median_run(f, runs, key, reverse=False):
@@ -346,13 +351,16 @@ def main():
             post = os.path.join(tmp, "post.lua")
             open(post, "w").write('wrk.method = "POST"\nwrk.body = "hello world"\n'
                                   'wrk.headers["Content-Type"] = "text/plain"\n')
+            pids = st.pids()
             for c in (16, 64):
-                a_ = median_run(lambda: wrk(base + "/send/msg?text=hello+world&room=w2", c, secs), runs, "rps")
-                b_ = median_run(lambda: wrk(nbase + "/pub/w2", c, secs, post), runs, "rps")
+                a_ = median_run(lambda: wrk(base + "/send/msg?text=hello+world&room=w2", c, secs,
+                                            pids=pids["nginx"] + pids["fcgi"]), runs, "rps")
+                b_ = median_run(lambda: wrk(nbase + "/pub/w2", c, secs, post, pids=pids["nchan"]), runs, "rps")
                 rows.append((f"W2 send c={c}, req/s", a_["rps"], b_["rps"]))
                 rows.append((f"W2 send c={c}, p50 ms", a_["p50"], b_["p50"]))
                 rows.append((f"W2 send c={c}, p99 ms", a_["p99"], b_["p99"]))
                 rows.append((f"W2 send c={c}, errors", a_["errors"], b_["errors"]))
+                rows.append((f"W2 send c={c}, server CPU us/request", a_["cpu_us"], b_["cpu_us"]))
                 ceiling.append((f"W2 send c={c} / W0 no-op c={c}", a_["rps"], w0[c]["rps"]))
         if "W6" in only:
             http(f"{base}/send/msg?room=w6&text=hello")
@@ -361,10 +369,14 @@ def main():
             http(f"{nbase}/pub/w6", data=b"hello")
             _, h = http(f"{nbase}/poll/w6")
             cond = [f"If-Modified-Since: {h['Last-Modified']}", f"If-None-Match: {h['Etag']}"]
-            a_ = median_run(lambda: wrk(f"{base}/get/msg?room=w6&index={index}", 64, secs), runs, "rps")
-            b_ = median_run(lambda: wrk(f"{nbase}/poll/w6", 64, secs, headers=cond), runs, "rps")
+            pids = st.pids()
+            a_ = median_run(lambda: wrk(f"{base}/get/msg?room=w6&index={index}", 64, secs,
+                                        pids=pids["nginx"] + pids["fcgi"]), runs, "rps")
+            b_ = median_run(lambda: wrk(f"{nbase}/poll/w6", 64, secs, headers=cond, pids=pids["nchan"]),
+                            runs, "rps")
             rows.append(("W6 short poll c=64, req/s", a_["rps"], b_["rps"]))
             rows.append(("W6 short poll c=64, p99 ms", a_["p99"], b_["p99"]))
+            rows.append(("W6 short poll c=64, server CPU us/request", a_["cpu_us"], b_["cpu_us"]))
             ceiling.append(("W6 short poll c=64 / W0 no-op c=64", a_["rps"], w0[64]["rps"]))
         if "W3" in only:
             for n in (100, 1000):
@@ -374,6 +386,7 @@ def main():
                 rows.append((f"W3 long-poll N={n}, lost", a_["lost"], b_["lost"]))
                 rows.append((f"W3 long-poll N={n}, duplicated", a_["dup"], b_["dup"]))
                 rows.append((f"W3 long-poll N={n}, KiB per subscriber", sum(a_["kib"]), sum(b_["kib"])))
+                rows.append((f"W3 long-poll N={n}, server CPU us/delivery", sum(a_["cpu_us"]), sum(b_["cpu_us"])))
         if "W4" in only:
             for n, rate in ((100, 20), (1000, 20), (5000, 2)):
                 a_, b_ = w4(st, n, rate, secs, runs, run_id)
@@ -382,6 +395,7 @@ def main():
                 rows.append((f"W4 ws N={n}, lost", a_["lost"], b_["lost"]))
                 rows.append((f"W4 ws N={n}, duplicated", a_["dup"], b_["dup"]))
                 rows.append((f"W4 ws N={n}, KiB per socket", sum(a_["kib"]), sum(b_["kib"])))
+                rows.append((f"W4 ws N={n}, server CPU us/delivery", sum(a_["cpu_us"]), sum(b_["cpu_us"])))
         if "W7" in only:
             via_http, via_db, nch = w7(st, runs, run_id)
             for kind, label in (("lp", "long-poll"), ("ws", "socket")):

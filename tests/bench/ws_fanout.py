@@ -49,6 +49,19 @@ def pss_kib(pids):
     return total
 
 
+def cpu_s(pids):
+    """CPU seconds (user + system) the processes used so far."""
+    tck, total = os.sysconf("SC_CLK_TCK"), 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+        except (OSError, IndexError, ValueError):
+            pass
+    return total / tck
+
+
 def server_pids(state):
     """([chat-ws pid], [nginx master and worker pids])"""
     with open(os.path.join(state, "chat-ws.pid")) as f:
@@ -84,6 +97,7 @@ def drive(cmds, n, send, msgs, rate, pids, settle=1.0):
     after = [pss_kib(group) for group in pids]
     interval = 1.0 / rate
     start = time.monotonic()
+    cpu0 = [cpu_s(group) for group in pids]
     threads = []
     for i in range(msgs):
         delay = start + i * interval - time.monotonic()
@@ -95,6 +109,7 @@ def drive(cmds, n, send, msgs, rate, pids, settle=1.0):
     for t in threads:
         t.join(10)
     parts = [json.loads(c.stdout.readline()) for c in clients]
+    cpu = [cpu_s(group) - c0 for group, c0 in zip(pids, cpu0)]
     for c in clients:
         c.wait(30)
     lat = sorted(x for p in parts for x in p["lat"])
@@ -102,6 +117,8 @@ def drive(cmds, n, send, msgs, rate, pids, settle=1.0):
          for k in ("deliveries", "lost", "dup", "outOfOrder", "closedEarly", "requests", "errors")}
     r.update(p50=pct(lat, 50), p90=pct(lat, 90), p99=pct(lat, 99), max=lat[-1] if lat else None)
     r["msgs"] = msgs
+    # server CPU per delivery, while messages flowed (includes the sends)
+    r["cpu_us"] = [c * 1e6 / max(1, r["deliveries"]) for c in cpu]
     r["kib"] = [(a - b) / n for a, b in zip(after, before)]
     r["idle"], r["open"] = sum(before), sum(after)
     return r
