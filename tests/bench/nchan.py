@@ -232,40 +232,31 @@ def clients(script, url, n, msgs, timeout, *extra):
     return [node(script, url, k, msgs, timeout, *extra) for k in split(n, CLIENT_PROCS)]
 
 
-def w3(st, n, secs, runs, run_id):
-    rate, msgs = 20, 20 * secs
-    st.restart()
-    pids = st.pids()
-
-    def ours():
-        room = f"w3_{n}_{run_id()}"
-        return drive(clients("lp_client.js", f"{st.base}/get/msg?room={room}", n, msgs, secs + 30),
-                     n, st.ours_send(room), msgs, rate, [pids["nginx"], pids["fcgi"]])
-
-    def nchan():
-        ch = f"w3_{n}_{run_id()}"
-        return drive(clients("lp_client.js", f"{st.nbase}/lp/{ch}", n, msgs, secs + 30, "nchan"),
-                     n, st.nchan_send(ch), msgs, rate, [pids["nchan"]])
-
-    return median_run(ours, runs, "p50"), median_run(nchan, runs, "p50")
+def subscribers(st, kind):
+    """For W3 (kind "lp") or W4 ("ws"), this system's side then Nchan's:
+    (load client, URL with {room}, its extra arguments, our server process)."""
+    if kind == "lp":
+        return [("lp_client.js", st.base + "/get/msg?room={room}", (), "fcgi"),
+                ("lp_client.js", st.nbase + "/lp/{room}", ("nchan",), None)]
+    return [("ws_client.js", f"ws://127.0.0.1:{st.port}/ws?room={{room}}", (), "ws"),
+            ("ws_client.js", f"ws://127.0.0.1:{st.nport}/sub/{{room}}", ("raw",), None)]
 
 
-def w4(st, n, rate, secs, runs, run_id):
+def fan_out(st, kind, n, rate, secs, runs, run_id):
+    """W3 or W4 at n subscribers, this system then Nchan, on fresh servers."""
     msgs = int(rate * secs)
     st.restart()
     pids = st.pids()
-
-    def ours():
-        room = f"w4_{n}_{run_id()}"
-        return drive(clients("ws_client.js", f"ws://127.0.0.1:{st.port}/ws?room={room}", n, msgs, secs + 30),
-                     n, st.ours_send(room), msgs, rate, [pids["nginx"], pids["ws"]])
-
-    def nchan():
-        ch = f"w4_{n}_{run_id()}"
-        return drive(clients("ws_client.js", f"ws://127.0.0.1:{st.nport}/sub/{ch}", n, msgs, secs + 30, "raw"),
-                     n, st.nchan_send(ch), msgs, rate, [pids["nchan"]])
-
-    return median_run(ours, runs, "p50"), median_run(nchan, runs, "p50")
+    out = []
+    for script, url, extra, proc in subscribers(st, kind):
+        def once():
+            room = f"{kind}_{n}_{run_id()}"
+            send = st.ours_send(room) if proc else st.nchan_send(room)
+            groups = [pids["nginx"], pids[proc]] if proc else [pids["nchan"]]
+            return drive(clients(script, url.format(room=room), n, msgs, secs + 30, *extra),
+                         n, send, msgs, rate, groups)
+        out.append(median_run(once, runs, "p50"))
+    return out
 
 
 def w7_once(lp_cmd, ws_cmd, write, count=200, gap=0.02):
@@ -378,24 +369,19 @@ def main():
             rows.append(("W6 short poll c=64, p99 ms", a_["p99"], b_["p99"]))
             rows.append(("W6 short poll c=64, server CPU us/request", a_["cpu_us"], b_["cpu_us"]))
             ceiling.append(("W6 short poll c=64 / W0 no-op c=64", a_["rps"], w0[64]["rps"]))
-        if "W3" in only:
-            for n in (100, 1000):
-                a_, b_ = w3(st, n, secs, runs, run_id)
-                for key, label in (("p50", "p50"), ("p90", "p90"), ("p99", "p99"), ("max", "max")):
-                    rows.append((f"W3 long-poll N={n}, {label} ms", a_[key], b_[key]))
-                rows.append((f"W3 long-poll N={n}, lost", a_["lost"], b_["lost"]))
-                rows.append((f"W3 long-poll N={n}, duplicated", a_["dup"], b_["dup"]))
-                rows.append((f"W3 long-poll N={n}, KiB per subscriber", sum(a_["kib"]), sum(b_["kib"])))
-                rows.append((f"W3 long-poll N={n}, server CPU us/delivery", sum(a_["cpu_us"]), sum(b_["cpu_us"])))
-        if "W4" in only:
-            for n, rate in ((100, 20), (1000, 20), (5000, 2)):
-                a_, b_ = w4(st, n, rate, secs, runs, run_id)
+        for w, kind, label, cases in (("W3", "lp", "long-poll", ((100, 20), (1000, 20))),
+                                      ("W4", "ws", "ws", ((100, 20), (1000, 20), (5000, 2)))):
+            if w not in only:
+                continue
+            for n, rate in cases:
+                a_, b_ = fan_out(st, kind, n, rate, secs, runs, run_id)
+                name = f"{w} {label} N={n}"
                 for key in ("p50", "p90", "p99", "max"):
-                    rows.append((f"W4 ws N={n} at {rate}/s, {key} ms", a_[key], b_[key]))
-                rows.append((f"W4 ws N={n}, lost", a_["lost"], b_["lost"]))
-                rows.append((f"W4 ws N={n}, duplicated", a_["dup"], b_["dup"]))
-                rows.append((f"W4 ws N={n}, KiB per socket", sum(a_["kib"]), sum(b_["kib"])))
-                rows.append((f"W4 ws N={n}, server CPU us/delivery", sum(a_["cpu_us"]), sum(b_["cpu_us"])))
+                    rows.append((f"{name} at {rate}/s, {key} ms", a_[key], b_[key]))
+                rows.append((f"{name}, lost", a_["lost"], b_["lost"]))
+                rows.append((f"{name}, duplicated", a_["dup"], b_["dup"]))
+                rows.append((f"{name}, KiB per subscriber", sum(a_["kib"]), sum(b_["kib"])))
+                rows.append((f"{name}, server CPU us/delivery", sum(a_["cpu_us"]), sum(b_["cpu_us"])))
         if "W7" in only:
             via_http, via_db, nch = w7(st, runs, run_id)
             for kind, label in (("lp", "long-poll"), ("ws", "socket")):

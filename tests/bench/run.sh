@@ -17,13 +17,13 @@ if [ -n "$need" ]; then
 fi
 [ -d "$here/node_modules/ws" ] || (cd "$here" && npm install --no-audit --no-fund --silent)
 
-python3 "$here/wakeup.py" 200
-python3 "$here/ws_fanout.py" 100 20 10
-python3 "$here/ws_fanout.py" 1000 20 10
-python3 "$here/ws_fanout.py" 5000 2 10
+# Side by side with Nchan: W0-W7, the README's main table (about 15 minutes)
+python3 "$here/nchan.py"
 
-# Side by side with Nchan
-python3 "$here/nchan.py" 1000 10
+# Details: wake-up and probe rate with 1,000 long-polls held; WebSocket
+# memory split between nginx and chat-ws
+python3 "$here/wakeup.py" 200
+python3 "$here/ws_fanout.py" 1000 20 10
 
 # Send throughput, each durability setting
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')

@@ -14,7 +14,6 @@ Usage: tests/bench/ws_fanout.py N RATE SECONDS
        e.g. tests/bench/ws_fanout.py 1000 20 10
 BIN_DIR as for make (default build/release).
 """
-import asyncio
 import json
 import os
 import socket
