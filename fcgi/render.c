@@ -1,5 +1,6 @@
 /*
- * render.c - JSON answers built with json-c.
+ * render.c - JSON answers, built with json-c (the answer to a send, the
+ * hottest, is put together by hand).
  */
 #include <stdbool.h>
 #include <stdlib.h>
