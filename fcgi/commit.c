@@ -12,6 +12,7 @@
 
 #define BATCH_MAX 256          /* messages in one transaction, at most */
 #define GATHER_US 200          /* under load, how long a committer waits for more */
+#define QUEUE_MAX (4 * BATCH_MAX)  /* sends waiting beyond this are refused at once */
 
 struct job {
     struct job *next;
@@ -35,15 +36,30 @@ struct commit {
     void (*answer)(FCGX_Request *, const struct valid_send *, const struct store_item *);
 };
 
-/* Stores one batch in one transaction, then answers its requests. */
-static void commit_batch(struct commit *c, struct job **batch, size_t n)
+/* Answers the requests of a batch and frees it. */
+static void answer_all(struct commit *c, struct job **batch, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        c->answer(batch[i]->req, &batch[i]->msg, &batch[i]->item);
+        free(batch[i]);
+    }
+}
+
+/*
+ * Stores one batch in one transaction, then answers its requests. Returns
+ * 0, or the code with which the database refused the whole batch (busy, a
+ * full or read-only disk), *why set.
+ */
+static int commit_batch(struct commit *c, struct job **batch, size_t n, struct chat_fail *why)
 {
     struct store_item *items[BATCH_MAX];
     size_t stored = 0;
+    int err;
 
     for (size_t i = 0; i < n; i++)
         items[i] = &batch[i]->item;
-    store_append_batch(c->store, items, n);
+    if ((err = store_append_batch(c->store, items, n)) < 0)
+        *why = items[0]->fail;
     for (size_t i = 0; i < n; i++)
         if (items[i]->err == 0 && !items[i]->sent.duplicate)
             stored++;
@@ -51,9 +67,32 @@ static void commit_batch(struct commit *c, struct job **batch, size_t n)
         metrics_stored(stored);
         hold_kick(c->hold);
     }
-    for (size_t i = 0; i < n; i++) {
-        c->answer(batch[i]->req, &batch[i]->msg, &batch[i]->item);
-        free(batch[i]);
+    answer_all(c, batch, n);
+    return err;
+}
+
+/*
+ * After the database refused a whole batch, refuses what queued meanwhile
+ * the same way rather than make each batch wait out the busy timeout again.
+ * Called with mu held; returns with it held.
+ */
+static void refuse_queue(struct commit *c, int err, const struct chat_fail *why)
+{
+    while (c->head) {
+        struct job *batch[BATCH_MAX];
+        size_t n = 0;
+        for (; c->head && n < BATCH_MAX; n++) {
+            batch[n] = c->head;
+            c->head = c->head->next;
+            batch[n]->item.err = err;
+            batch[n]->item.fail = *why;
+        }
+        if (!c->head)
+            c->tail = &c->head;
+        c->queued -= n;
+        pthread_mutex_unlock(&c->mu);
+        answer_all(c, batch, n);
+        pthread_mutex_lock(&c->mu);
     }
 }
 
@@ -83,9 +122,18 @@ static void gather(struct commit *c)
 int commit_submit(struct commit *c, FCGX_Request *r, const struct valid_send *m,
                   struct chat_fail *f)
 {
-    struct job *j = malloc(sizeof *j + valid_send_size(m)), *batch[BATCH_MAX];
+    struct job *j, *batch[BATCH_MAX];
+    struct chat_fail why;
+    int err;
 
-    if (!j)
+    pthread_mutex_lock(&c->mu);
+    if (c->queued >= QUEUE_MAX) {
+        /* The database is slower than the sends: answer now, not after the queue. */
+        pthread_mutex_unlock(&c->mu);
+        return chat_fail(f, CHAT_EUNAVAIL, "too many messages waiting to be stored, retry");
+    }
+    pthread_mutex_unlock(&c->mu);
+    if (!(j = malloc(sizeof *j + valid_send_size(m))))
         return chat_fail(f, CHAT_EUNAVAIL, "out of memory");
     j->next = NULL;
     j->req = r;
@@ -117,8 +165,10 @@ int commit_submit(struct commit *c, FCGX_Request *r, const struct valid_send *m,
         c->queued -= n;
         c->last_batch = n;
         pthread_mutex_unlock(&c->mu);
-        commit_batch(c, batch, n);
+        err = commit_batch(c, batch, n, &why);
         pthread_mutex_lock(&c->mu);
+        if (err < 0)
+            refuse_queue(c, err, &why);
     }
     c->committing = false;
     pthread_mutex_unlock(&c->mu);
@@ -128,12 +178,11 @@ int commit_submit(struct commit *c, FCGX_Request *r, const struct valid_send *m,
 int commit_open(const struct commit_opts *o, struct commit **out, struct chat_fail *f)
 {
     struct commit *c = calloc(1, sizeof *c);
+    pthread_condattr_t ca;
     int err;
 
     if (!c)
         return chat_fail(f, CHAT_EUNAVAIL, "out of memory");
-    pthread_condattr_t ca;
-
     pthread_mutex_init(&c->mu, NULL);
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);

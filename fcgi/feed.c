@@ -130,6 +130,7 @@ static void *feed_main(void *arg)
     struct pollfd pfd[2] = { { .fd = fd->kickfd, .events = POLLIN },
                              { .fd = fd->notify.fd, .events = POLLIN } };
     int recheck_ms = -1;
+    bool armed = false;
 
     while (!atomic_load(&fd->stopping)) {
         int64_t version, max_id;
@@ -139,6 +140,9 @@ static void *feed_main(void *arg)
         /* Other writers' commits wake the feed only while anyone listens. */
         nfds_t nfds = listening && fd->notify.fd >= 0 ? 2 : 1;
 
+        if (nfds == 2 && !armed)
+            notify_drain(&fd->notify);   /* writes from before are probed anyway */
+        armed = nfds == 2;
         recheck_ms = -1;
         if (poll(pfd, nfds, timeout) > 0) {
             uint64_t v;

@@ -45,6 +45,7 @@ struct hold {
     pthread_mutex_t mu;
     struct waiter *buckets[BUCKETS];
     size_t count, max_held;
+    atomic_size_t parked;      /* count, readable without the lock */
     int64_t last_id;           /* rows up to this id were dispatched */
     bool rescan;               /* last_id moved back: re-read the changes */
     int64_t next_deadline;     /* no waiter expires before this */
@@ -80,6 +81,7 @@ static void table_insert(struct hold *h, struct waiter *w)
         (*head)->prev = w;
     *head = w;
     h->count++;
+    atomic_store(&h->parked, h->count);
 }
 
 /*
@@ -97,6 +99,7 @@ static void table_remove(struct hold *h, struct waiter *w)
     if (w->next)
         w->next->prev = w->prev;
     h->count--;
+    atomic_store(&h->parked, h->count);
 }
 
 static void wlist_push(struct wlist *l, struct waiter *w)
@@ -209,11 +212,7 @@ int64_t hold_probes(struct hold *h)
 
 size_t hold_count(struct hold *h)
 {
-    size_t n;
-    pthread_mutex_lock(&h->mu);
-    n = h->count;
-    pthread_mutex_unlock(&h->mu);
-    return n;
+    return atomic_load(&h->parked);
 }
 
 /* Collects the rooms named by store_rooms_after() (at most a bounded set). */

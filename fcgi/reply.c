@@ -84,6 +84,12 @@ void reply_done(FCGX_Request *r)
      * waiting for nginx to close first: the body was read to its end, so
      * nothing unread is left to provoke a reset.
      */
+    /*
+     * Always closed, even when the peer asked for FCGI_KEEP_CONN: nothing
+     * reads a kept connection again, and the hold relies on the close to
+     * take a parked request's socket out of its epoll set.
+     */
+    r->keepConnection = 0;
     FCGX_Detach(r);
     FCGX_Finish_r(r);
     free(r);

@@ -301,29 +301,35 @@ rollback:
     return err;
 }
 
-void store_append_batch(struct store *s, struct store_item **items, size_t n)
+int store_append_batch(struct store *s, struct store_item **items, size_t n)
 {
     struct chat_fail f;
-    bool begun;
+    bool begun, split;
     int err;
 
     for (size_t i = 0; i < n; i++)
         items[i]->err = 0;
     pthread_mutex_lock(&write_lock);
     if ((err = append_batch(s, items, n, &f, &begun)) < 0) {
-        bool split = begun && n > 1;
+        /*
+         * Busy, a full or read-only disk: the same answer for all. Anything
+         * else may be one message's (a trigger, a constraint): store the
+         * others, each on its own.
+         */
+        split = begun && n > 1 && err != CHAT_EUNAVAIL;
         for (size_t i = 0; i < n; i++) {
             if (split) {
-                /* One message failed: store the others, each on its own. */
                 items[i]->err = append_batch(s, &items[i], 1, &items[i]->fail, &begun);
             } else {
-                /* Busy, or the disk refuses writes: the same answer for all. */
                 items[i]->err = err;
                 items[i]->fail = f;
             }
         }
+        if (split)
+            err = 0;
     }
     pthread_mutex_unlock(&write_lock);
+    return err;
 }
 
 int store_append(struct store *s, const struct valid_send *m, struct store_sent *out,

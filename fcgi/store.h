@@ -74,9 +74,10 @@ struct store_item {
  * Group commit: stores the n messages in one transaction, committed before
  * return, in their order (a cid repeated within the batch finds the first).
  * When one message fails, the others are stored each on its own, so only it
- * is refused; when the database is busy or refuses writes, all are.
+ * is refused, and 0 is returned; when the database is busy or refuses
+ * writes, all are refused alike and that code (CHAT_EUNAVAIL) is returned.
  */
-void store_append_batch(struct store *s, struct store_item **items, size_t n);
+int store_append_batch(struct store *s, struct store_item **items, size_t n);
 
 /*
  * Stores a validated message, committed before return. A cid already used in

@@ -420,6 +420,19 @@ static void test_store_append_batch(void **state)
     assert_string_equal(page.msgs[2].text, "e");
     assert_int_equal(page.msgs[0].ts, items[0].sent.ts);
     store_page_free(&page);
+
+    /* Another process holds the write lock: the whole batch is refused alike. */
+    struct store_opts quick = { .path = d->path, .busy_ms = 50 };
+    struct store *s2;
+    assert_int_equal(store_open(&quick, &s2, &f), 0);
+    assert_int_equal(sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
+    assert_int_equal(store_append_batch(s2, ptrs, 3), CHAT_EUNAVAIL);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(items[i].err, CHAT_EUNAVAIL);
+        assert_non_null(strstr(items[i].fail.msg, "busy"));
+    }
+    assert_int_equal(sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL), SQLITE_OK);
+    store_close(s2);
     sqlite3_close(db);
 }
 
