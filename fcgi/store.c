@@ -332,18 +332,6 @@ int store_append_batch(struct store *s, struct store_item **items, size_t n)
     return err;
 }
 
-int store_append(struct store *s, const struct valid_send *m, struct store_sent *out,
-                 struct chat_fail *f)
-{
-    struct store_item item = { .msg = m }, *one = &item;
-
-    store_append_batch(s, &one, 1);
-    *out = item.sent;
-    if (item.err < 0)
-        *f = item.fail;
-    return item.err;
-}
-
 void store_page_free(struct store_page *page)
 {
     free(page->msgs);

@@ -71,21 +71,15 @@ struct store_item {
 };
 
 /*
- * Group commit: stores the n messages in one transaction, committed before
- * return, in their order (a cid repeated within the batch finds the first).
+ * Group commit: stores the n validated messages in one transaction,
+ * committed before return, in their order. A cid already used in the room
+ * (or earlier in the batch) stores nothing and reports the first id with
+ * duplicate set.
  * When one message fails, the others are stored each on its own, so only it
  * is refused, and 0 is returned; when the database is busy or refuses
  * writes, all are refused alike and that code (CHAT_EUNAVAIL) is returned.
  */
 int store_append_batch(struct store *s, struct store_item **items, size_t n);
-
-/*
- * Stores a validated message, committed before return. A cid already used in
- * the room stores nothing and reports the first id with duplicate set.
- * Returns 0, or CHAT_EUNAVAIL (busy, full, read-only disk) with *f set.
- */
-int store_append(struct store *s, const struct valid_send *m, struct store_sent *out,
-                 struct chat_fail *f);
 
 /*
  * Reads, in one snapshot, the room's messages with id > index (at most

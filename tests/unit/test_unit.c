@@ -309,8 +309,10 @@ static void send_one(struct store *s, const char *room, const char *text, const 
     struct valid_send m = { .text = text, .text_len = strlen(text), .user = "u", .user_len = 1,
                             .room = room, .room_len = strlen(room),
                             .cid = cid, .cid_len = cid ? strlen(cid) : 0 };
-    struct chat_fail f;
-    assert_int_equal(store_append(s, &m, out, &f), 0);
+    struct store_item item = { .msg = &m }, *one = &item;
+    assert_int_equal(store_append_batch(s, &one, 1), 0);
+    assert_int_equal(item.err, 0);
+    *out = item.sent;
 }
 
 static void test_store_append_fetch(void **state)
