@@ -126,13 +126,6 @@ int commit_submit(struct commit *c, FCGX_Request *r, const struct valid_send *m,
     struct chat_fail why;
     int err;
 
-    pthread_mutex_lock(&c->mu);
-    if (c->queued >= QUEUE_MAX) {
-        /* The database is slower than the sends: answer now, not after the queue. */
-        pthread_mutex_unlock(&c->mu);
-        return chat_fail(f, CHAT_EUNAVAIL, "too many messages waiting to be stored, retry");
-    }
-    pthread_mutex_unlock(&c->mu);
     if (!(j = malloc(sizeof *j + valid_send_size(m))))
         return chat_fail(f, CHAT_EUNAVAIL, "out of memory");
     j->next = NULL;
@@ -141,6 +134,12 @@ int commit_submit(struct commit *c, FCGX_Request *r, const struct valid_send *m,
     j->item = (struct store_item){ .msg = &j->msg };
 
     pthread_mutex_lock(&c->mu);
+    if (c->queued >= QUEUE_MAX) {
+        /* The database is slower than the sends: answer now, not after the queue. */
+        pthread_mutex_unlock(&c->mu);
+        free(j);
+        return chat_fail(f, CHAT_EUNAVAIL, "too many messages waiting to be stored, retry");
+    }
     *c->tail = j;
     c->tail = &j->next;
     c->queued++;

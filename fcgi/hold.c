@@ -44,8 +44,8 @@ struct waiter {
 struct hold {
     pthread_mutex_t mu;
     struct waiter *buckets[BUCKETS];
-    size_t count, max_held;
-    atomic_size_t parked;      /* count, readable without the lock */
+    atomic_size_t count;       /* changed under mu; read anywhere */
+    size_t max_held;
     int64_t last_id;           /* rows up to this id were dispatched */
     bool rescan;               /* last_id moved back: re-read the changes */
     int64_t next_deadline;     /* no waiter expires before this */
@@ -81,7 +81,6 @@ static void table_insert(struct hold *h, struct waiter *w)
         (*head)->prev = w;
     *head = w;
     h->count++;
-    atomic_store(&h->parked, h->count);
 }
 
 /*
@@ -99,7 +98,6 @@ static void table_remove(struct hold *h, struct waiter *w)
     if (w->next)
         w->next->prev = w->prev;
     h->count--;
-    atomic_store(&h->parked, h->count);
 }
 
 static void wlist_push(struct wlist *l, struct waiter *w)
@@ -212,7 +210,7 @@ int64_t hold_probes(struct hold *h)
 
 size_t hold_count(struct hold *h)
 {
-    return atomic_load(&h->parked);
+    return atomic_load(&h->count);
 }
 
 /* Collects the rooms named by store_rooms_after() (at most a bounded set). */
