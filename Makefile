@@ -48,8 +48,8 @@ ALL_LDFLAGS = -pthread $(SANFLAGS) $(LDFLAGS)
 # Modules shared by the programs and the unit tests.
 CORE := util log valid params store render
 CORE_OBJS := $(CORE:%=$(B)/%.o) $(B)/schema_sql.o
-FCGI_OBJS := $(B)/chat_fcgi.o $(patsubst %,$(B)/%.o,cli reply hold commit notify listen api route metrics retain) $(CORE_OBJS)
-WS_OBJS   := $(B)/chat_ws.o $(B)/cli.o $(B)/feed.o $(B)/notify.o $(B)/writer.o $(CORE_OBJS)
+FCGI_OBJS := $(B)/chat_fcgi.o $(patsubst %,$(B)/%.o,cli reply hold commit notify watch sendq listen api route metrics retain) $(CORE_OBJS)
+WS_OBJS   := $(B)/chat_ws.o $(patsubst %,$(B)/%.o,cli feed notify watch sendq writer) $(CORE_OBJS)
 
 .PHONY: all run test bench fuzz fuzz-build install uninstall clean deps deps-test
 all: $(B)/chat-fcgi $(B)/chat-ws

@@ -21,4 +21,14 @@
 
 #define CHAT_DEFAULT_ROOM  "lobby"
 
+/* Tuning of the two programs: not part of the contract. */
+#define CHAT_BATCH_MAX        256    /* messages stored in one transaction, at most */
+#define CHAT_GATHER_US        200    /* under load, how long a committer waits for more sends */
+#define CHAT_COMMIT_QUEUE_MAX (4 * CHAT_BATCH_MAX)  /* chat-fcgi: sends waiting beyond this get 503 */
+#define CHAT_WRITER_QUEUE_MAX 10000  /* chat-ws: sends waiting beyond this get an error frame */
+#define CHAT_WATCH_BATCH      500    /* rows the watcher reads per query */
+#define CHAT_HOLD_BUCKETS     256    /* rooms hash into this many lists of parked long-polls */
+#define CHAT_HOLD_WRITE_MS    1000   /* a parked answer's write gives up after this */
+#define CHAT_RETAIN_BATCH     500    /* messages retention deletes per write transaction */
+
 #endif

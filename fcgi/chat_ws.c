@@ -775,7 +775,7 @@ int main(int argc, char **argv)
             log_error("%s", f.msg);
             goto out;
         }
-        wo = (struct writer_opts){ .store = so, .max_pending = 10000, .feed = ws.feed,
+        wo = (struct writer_opts){ .store = so, .feed = ws.feed,
                                    .wake = wake_loop, .wake_ctx = ws.ctx };
         if (writer_start(&wo, &ws.writer, &f) < 0) {
             log_error("%s", f.msg);

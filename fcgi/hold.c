@@ -1,10 +1,24 @@
 /*
- * hold.c - parked long-polls and the watcher thread that answers them.
+ * hold.c - the parking lot of long-polls, a consumer of the watcher
+ * (watch.h), which calls it on its thread.
  *
- * Locking: h->mu guards the waiter table, the count and the watcher's
- * cursor (last_id). The watcher reads the changed rooms and takes their
- * waiters out of the table under the lock, then reads, renders and writes
- * the answers outside it, so parking never waits for a fan-out.
+ * A parked request (a waiter) is in exactly one place, all counted in
+ * count: the table (hashed by room), the check list, or in the hands of
+ * the watcher thread while it answers a group.
+ *
+ * The one-cursor promise: every row after a waiter's snapshot (seen_id)
+ * in its room reaches it. The watcher hands rows over in id order;
+ * `dispatched` is the last id handed over. A waiter that parks with
+ * seen_id >= dispatched is in the table before any later row is handed
+ * over, and each batch takes the waiters of the rooms it names. One that
+ * parks with seen_id < dispatched may have missed rows in between: it goes
+ * to the check list, which the watcher thread reads by cursor on its next
+ * turn. A waiter whose read finds nothing goes back into the table on the
+ * watcher thread, before the next batch. So no park ever moves a cursor.
+ *
+ * Locking: h->mu guards the table, the check list, dispatched and
+ * next_deadline. Reads, rendering and writes happen outside it, so parking
+ * never waits for a fan-out.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -13,7 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
-#include <sys/eventfd.h>
+#include <sys/queue.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <unistd.h>
@@ -22,16 +36,13 @@
 #include "chat_limits.h"
 #include "log.h"
 #include "metrics.h"
-#include "notify.h"
 #include "render.h"
 #include "reply.h"
 #include "util.h"
-
-#define BUCKETS 256            /* rooms hash into this many waiter lists */
-#define WRITE_TIMEOUT_MS 1000  /* a parked answer's write gives up after this */
+#include "watch.h"
 
 struct waiter {
-    struct waiter *prev, *next;
+    LIST_ENTRY(waiter) link;   /* in a bucket, the check list or a local list */
     FCGX_Request *req;
     int64_t index;
     int64_t deadline;          /* util_now_ms() at which the wait expires */
@@ -41,69 +52,61 @@ struct waiter {
     char room[CHAT_NAME_MAX + 1];
 };
 
+LIST_HEAD(wlist, waiter);
+
 struct hold {
     pthread_mutex_t mu;
-    struct waiter *buckets[BUCKETS];
-    atomic_size_t count;       /* changed under mu; read anywhere */
+    struct wlist buckets[CHAT_HOLD_BUCKETS];
+    struct wlist check;        /* parked behind dispatched: read by cursor */
+    atomic_size_t count;       /* parked anywhere; changed under mu */
     size_t max_held;
-    int64_t last_id;           /* rows up to this id were dispatched */
-    bool rescan;               /* last_id moved back: re-read the changes */
+    int64_t dispatched;        /* rows up to this id were handed to waiters */
     int64_t next_deadline;     /* no waiter expires before this */
-    int64_t data_version;
-    atomic_llong probes;       /* change probes made, for /healthz */
-    int epfd, kickfd;
-    int probe_ms;
-    struct notify notify;      /* writes by any process; watcher thread only */
-    bool notify_armed;         /* notify.fd is in the epoll set */
-    int recheck_ms;            /* probe again this soon after a write, or -1 */
+    int epfd;                  /* the parked requests' sockets */
     atomic_bool stopping;
-    pthread_t thread;
-    struct store *store;
+    struct store *store;       /* the watcher thread's reads */
+    struct watch *watch;
 };
 
-/* A list of waiters taken out of the table, to be answered. */
-struct wlist { struct waiter *head; };
+static void (*test_hook)(void);
+
+void hold_test_hook(void (*fn)(void))
+{
+    test_hook = fn;
+}
 
 static unsigned room_bucket(const char *room, size_t len)
 {
     unsigned h = 2166136261u;
     for (size_t i = 0; i < len; i++)
         h = (h ^ (unsigned char)room[i]) * 16777619u;
-    return h % BUCKETS;
+    return h % CHAT_HOLD_BUCKETS;
 }
 
-static void table_insert(struct hold *h, struct waiter *w)
+static bool same_room(const struct waiter *w, const char *room, size_t len)
 {
-    struct waiter **head = &h->buckets[w->bucket];
-    w->prev = NULL;
-    w->next = *head;
-    if (*head)
-        (*head)->prev = w;
-    *head = w;
-    h->count++;
+    return w->room_len == len && memcmp(w->room, room, len) == 0;
 }
 
-/*
- * Takes w out of the table. Its socket stays in the epoll set: every waiter
- * taken out is ended (its close() leaves the set) or put back before the
- * watcher's next epoll_wait(), and both happen on the watcher thread (or
- * after it stopped), so no event can name a waiter outside the table.
- */
-static void table_remove(struct hold *h, struct waiter *w)
+/* Moves every waiter of from (of one room, unless room is NULL) to the head of to. */
+static void move_waiters(struct wlist *from, const char *room, size_t len, struct wlist *to)
 {
-    if (w->prev)
-        w->prev->next = w->next;
-    else
-        h->buckets[w->bucket] = w->next;
-    if (w->next)
-        w->next->prev = w->prev;
-    h->count--;
+    struct waiter *w, *next;
+
+    for (w = LIST_FIRST(from); w; w = next) {
+        next = LIST_NEXT(w, link);
+        if (room && !same_room(w, room, len))
+            continue;
+        LIST_REMOVE(w, link);
+        LIST_INSERT_HEAD(to, w, link);
+    }
 }
 
-static void wlist_push(struct wlist *l, struct waiter *w)
+/* Called with mu held: count went down by n; stop listening when none is left. */
+static void uncount(struct hold *h, size_t n)
 {
-    w->next = l->head;
-    l->head = w;
+    if (n && atomic_fetch_sub(&h->count, n) == n)
+        watch_listen(h->watch, false);
 }
 
 /* Ends a waiter's request, answering body when given; frees the waiter. */
@@ -127,22 +130,14 @@ static void waiter_expire(struct waiter *w)
     free(body);
 }
 
-/* Wakes the watcher from its epoll_wait(). */
-static void wake_watcher(struct hold *h)
-{
-    uint64_t one = 1;
-    if (write(h->kickfd, &one, sizeof one) < 0) {
-        /* the counter is saturated: the watcher is awake anyway */
-    }
-}
-
 int hold_park(struct hold *h, FCGX_Request *req, const struct get_args *g, int64_t seen_id,
               struct chat_fail *f)
 {
     struct waiter *w;
     bool wake = false;
     struct epoll_event ev = { .events = EPOLLIN | EPOLLRDHUP };
-    struct timeval tv = { .tv_sec = WRITE_TIMEOUT_MS / 1000, .tv_usec = WRITE_TIMEOUT_MS % 1000 * 1000 };
+    struct timeval tv = { .tv_sec = CHAT_HOLD_WRITE_MS / 1000,
+                          .tv_usec = CHAT_HOLD_WRITE_MS % 1000 * 1000 };
 
     if (atomic_load(&h->stopping))
         return chat_fail(f, CHAT_EUNAVAIL, "server is shutting down");
@@ -161,7 +156,7 @@ int hold_park(struct hold *h, FCGX_Request *req, const struct get_args *g, int64
     setsockopt(req->ipcFd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
 
     pthread_mutex_lock(&h->mu);
-    if (h->count >= h->max_held) {
+    if (atomic_load(&h->count) >= h->max_held) {
         pthread_mutex_unlock(&h->mu);
         free(w);
         return chat_fail(f, CHAT_EUNAVAIL, "too many waiting requests (%zu held), retry", h->max_held);
@@ -171,25 +166,22 @@ int hold_park(struct hold *h, FCGX_Request *req, const struct get_args *g, int64
         free(w);
         return chat_fail(f, CHAT_EUNAVAIL, "cannot watch the request: %s", strerror(errno));
     }
-    table_insert(h, w);
-    /*
-     * Rows after seen_id may have been dispatched before this waiter was in
-     * the table: move the watcher's cursor back so it reads them again. When
-     * nothing else waits, the watcher has not probed for a while: start it
-     * from this snapshot rather than scan all it missed.
-     */
-    if (seen_id < h->last_id || h->count == 1) {
-        h->last_id = seen_id;
-        h->rescan = wake = true;
+    if (seen_id < h->dispatched) {
+        LIST_INSERT_HEAD(&h->check, w, link);
+        wake = true;
+    } else {
+        LIST_INSERT_HEAD(&h->buckets[w->bucket], w, link);
     }
     /* The watcher times its sleep by the earliest deadline. */
     if (w->deadline < h->next_deadline) {
         h->next_deadline = w->deadline;
         wake = true;
     }
+    if (atomic_fetch_add(&h->count, 1) == 0)
+        watch_listen(h->watch, true);     /* probes at once */
+    else if (wake)
+        watch_kick(h->watch);
     pthread_mutex_unlock(&h->mu);
-    if (wake)
-        wake_watcher(h);
     return 0;
 }
 
@@ -197,15 +189,15 @@ void hold_kick(struct hold *h)
 {
     /*
      * With nothing parked there is nobody to answer. A request parked after
-     * this check wakes the watcher itself, which then probes.
+     * this check turns listening on, which probes.
      */
     if (hold_count(h) > 0)
-        wake_watcher(h);
+        watch_kick(h->watch);
 }
 
 int64_t hold_probes(struct hold *h)
 {
-    return atomic_load(&h->probes);
+    return watch_probes(h->watch);
 }
 
 size_t hold_count(struct hold *h)
@@ -213,90 +205,20 @@ size_t hold_count(struct hold *h)
     return atomic_load(&h->count);
 }
 
-/* Collects the rooms named by store_rooms_after() (at most a bounded set). */
-struct rooms {
-    size_t n;
-    char names[64][CHAT_NAME_MAX + 1];
-    size_t lens[64];
-    bool overflow;           /* more rooms changed than fit: take every waiter */
-};
-
-static void rooms_add(void *ctx, const char *room, size_t len)
-{
-    struct rooms *r = ctx;
-    if (len > CHAT_NAME_MAX)
-        return;
-    if (r->n == sizeof r->lens / sizeof r->lens[0]) {
-        r->overflow = true;
-        return;
-    }
-    memcpy(r->names[r->n], room, len);
-    r->names[r->n][len] = '\0';
-    r->lens[r->n++] = len;
-}
-
-/* Takes the waiters of a room (or all, when room is NULL) out of the table. */
-static void take_room(struct hold *h, const char *room, size_t len, struct wlist *out)
-{
-    for (unsigned b = 0; b < BUCKETS; b++) {
-        if (room && b != room_bucket(room, len))
-            continue;
-        for (struct waiter *w = h->buckets[b], *next; w; w = next) {
-            next = w->next;
-            if (room && (w->room_len != len || memcmp(w->room, room, len) != 0))
-                continue;
-            table_remove(h, w);
-            wlist_push(out, w);
-        }
-    }
-}
-
 /*
- * Probes for new rows; when there are, takes the waiters of the rooms that
- * changed into *out. Called with h->mu held.
- */
-/* Probes for new rows and takes their rooms' waiters; false when none came. */
-static bool probe_changes(struct hold *h, struct wlist *out)
-{
-    struct rooms changed = { 0 };
-    int64_t version, max_id;
-
-    atomic_fetch_add(&h->probes, 1);
-    if (store_data_version(h->store, &version) < 0)
-        return true;
-    if (version == h->data_version && !h->rescan)
-        return false;
-    /* A failed read below leaves rescan set, so the next probe reads again. */
-    h->rescan = true;
-    if (store_max_id(h->store, &max_id) < 0)
-        return true;
-    if (max_id > h->last_id &&
-        store_rooms_after(h->store, h->last_id, rooms_add, &changed) < 0)
-        return true;
-    h->data_version = version;
-    h->rescan = false;
-    h->last_id = max_id;
-    if (changed.overflow) {
-        take_room(h, NULL, 0, out);
-        return true;
-    }
-    for (size_t i = 0; i < changed.n; i++)
-        take_room(h, changed.names[i], changed.lens[i], out);
-    return true;
-}
-
-/*
- * Answers the waiters of *l: one read and one rendering per distinct
- * (room, cursor, limit, tail); waiters whose cursor has nothing new yet go
- * back into the table.
+ * Answers the waiters of *l, which the caller took out of the table: one
+ * read and one rendering per distinct (room, cursor, limit, tail); waiters
+ * whose cursor has nothing new yet go back into the table. Watcher thread.
  */
 static void dispatch(struct hold *h, struct wlist *l)
 {
-    struct wlist again = { 0 };
+    struct wlist again = LIST_HEAD_INITIALIZER(again);
+    size_t answered = 0;
+    struct waiter *w, *next;
 
-    while (l->head) {
+    while (!LIST_EMPTY(l)) {
         /* The group's key, copied: the first waiter is freed with its group. */
-        struct waiter key = *l->head, **pp;
+        struct waiter key = *LIST_FIRST(l);
         struct store_page page;
         struct chat_fail f;
         char *body = NULL;
@@ -309,42 +231,64 @@ static void dispatch(struct hold *h, struct wlist *l)
             log_warn("watcher read of room %s failed: %s", key.room, f.msg);
             answer = false;
         } else {
-            answer = page.n > 0;
-            if (answer && !(body = render_page(&page, &len)))
-                answer = false;
+            answer = page.n > 0 && (body = render_page(&page, &len)) != NULL;
             if (answer)
                 stored_ts = page.msgs[page.n - 1].ts;
             store_page_free(&page);
         }
-        for (pp = &l->head; *pp; ) {
-            struct waiter *w = *pp;
-            if (w->room_len == key.room_len && memcmp(w->room, key.room, w->room_len) == 0 &&
-                w->index == key.index && w->limit == key.limit && w->tail == key.tail) {
-                *pp = w->next;
-                if (answer) {
-                    metrics_request(MR_GET, 200);
-                    metrics_wakeup(util_wall_ms() - stored_ts);
-                    waiter_finish(w, body, len);
-                }
-                else
-                    wlist_push(&again, w);
+        for (w = LIST_FIRST(l); w; w = next) {
+            next = LIST_NEXT(w, link);
+            if (!same_room(w, key.room, key.room_len) || w->index != key.index ||
+                w->limit != key.limit || w->tail != key.tail)
+                continue;
+            LIST_REMOVE(w, link);
+            if (answer) {
+                metrics_request(MR_GET, 200);
+                metrics_wakeup(util_wall_ms() - stored_ts);
+                waiter_finish(w, body, len);
+                answered++;
             } else {
-                pp = &w->next;
+                LIST_INSERT_HEAD(&again, w, link);
             }
         }
         free(body);
     }
-    if (!again.head)
-        return;
+    if (test_hook)
+        test_hook();
     pthread_mutex_lock(&h->mu);
-    while (again.head) {
-        struct waiter *w = again.head;
-        again.head = w->next;
-        table_insert(h, w);   /* still in the epoll set */
-        if (w->deadline < h->next_deadline)
-            h->next_deadline = w->deadline;
+    for (w = LIST_FIRST(&again); w; w = next) {
+        next = LIST_NEXT(w, link);
+        LIST_INSERT_HEAD(&h->buckets[w->bucket], w, link);   /* still in the epoll set */
+    }
+    uncount(h, answered);
+    pthread_mutex_unlock(&h->mu);
+}
+
+/* A batch of new rows: answers the waiters of the rooms they name. */
+static int64_t on_rows(void *ctx, const struct store_page *rows)
+{
+    struct hold *h = ctx;
+    struct wlist taken = LIST_HEAD_INITIALIZER(taken);
+
+    pthread_mutex_lock(&h->mu);
+    h->dispatched = rows->max_index;
+    if (rows->n == 0) {
+        /* Skipped unread while nobody was counted: every waiter reads by cursor. */
+        for (unsigned b = 0; b < CHAT_HOLD_BUCKETS; b++)
+            move_waiters(&h->buckets[b], NULL, 0, &taken);
+    }
+    for (size_t i = 0; i < rows->n; i++) {
+        const struct store_msg *m = &rows->msgs[i];
+        /* Rows of one room usually come together: take its waiters once. */
+        if (i > 0 && m->room_len == rows->msgs[i - 1].room_len &&
+            memcmp(m->room, rows->msgs[i - 1].room, m->room_len) == 0)
+            continue;
+        if (m->room_len <= CHAT_NAME_MAX)
+            move_waiters(&h->buckets[room_bucket(m->room, m->room_len)], m->room, m->room_len, &taken);
     }
     pthread_mutex_unlock(&h->mu);
+    dispatch(h, &taken);
+    return rows->max_index;
 }
 
 /*
@@ -354,13 +298,15 @@ static void dispatch(struct hold *h, struct wlist *l)
 static void take_expired(struct hold *h, int64_t now, bool all, struct wlist *out)
 {
     int64_t next = INT64_MAX;
+    struct waiter *w, *nx;
 
-    for (unsigned b = 0; b < BUCKETS; b++) {
-        for (struct waiter *w = h->buckets[b], *nx; w; w = nx) {
-            nx = w->next;
+    for (unsigned b = 0; b <= CHAT_HOLD_BUCKETS; b++) {
+        struct wlist *l = b < CHAT_HOLD_BUCKETS ? &h->buckets[b] : &h->check;
+        for (w = LIST_FIRST(l); w; w = nx) {
+            nx = LIST_NEXT(w, link);
             if (all || w->deadline <= now) {
-                table_remove(h, w);
-                wlist_push(out, w);
+                LIST_REMOVE(w, link);
+                LIST_INSERT_HEAD(out, w, link);
             } else if (w->deadline < next) {
                 next = w->deadline;
             }
@@ -369,125 +315,96 @@ static void take_expired(struct hold *h, int64_t now, bool all, struct wlist *ou
     h->next_deadline = next;
 }
 
-/*
- * Puts the write notice in the epoll set while requests are parked, and
- * takes it out while none are, so that other writers' commits do not wake
- * an idle watcher. Watcher thread only.
- */
-static void arm_notify(struct hold *h, bool on)
+/* Answers every waiter of *l as expired; returns how many. */
+static size_t expire_all(struct wlist *l)
 {
-    struct epoll_event ev = { .events = EPOLLIN, .data.ptr = &h->notify };
+    size_t n = 0;
+    struct waiter *w;
 
-    if (h->notify.fd < 0 || on == h->notify_armed)
-        return;
-    if (on) {
-        notify_drain(&h->notify);   /* what was written meanwhile is probed anyway */
-        h->notify_armed = epoll_ctl(h->epfd, EPOLL_CTL_ADD, h->notify.fd, &ev) == 0;
-    } else {
-        epoll_ctl(h->epfd, EPOLL_CTL_DEL, h->notify.fd, NULL);
-        h->notify_armed = false;
+    while ((w = LIST_FIRST(l))) {
+        LIST_REMOVE(w, link);
+        waiter_expire(w);
+        n++;
     }
+    return n;
 }
 
-static void *watcher_main(void *arg)
+/*
+ * After each wake-up of the watcher: releases the waiters whose client went
+ * away, reads the check list by cursor, answers the expired.
+ */
+static int64_t on_turn(void *ctx, int64_t now)
 {
-    struct hold *h = arg;
+    struct hold *h = ctx;
+    struct wlist gone = LIST_HEAD_INITIALIZER(gone), check = LIST_HEAD_INITIALIZER(check),
+                 expired = LIST_HEAD_INITIALIZER(expired);
     struct epoll_event evs[64];
+    size_t ngone = 0, nexpired;
+    int64_t next;
+    int n;
 
-    while (!atomic_load(&h->stopping)) {
-        struct wlist ready = { 0 }, expired = { 0 }, gone = { 0 };
-        int64_t now = util_now_ms();
-        int timeout = 1000, n;
-        bool written = false;
-
-        pthread_mutex_lock(&h->mu);
-        if (h->count > 0)
-            timeout = h->recheck_ms >= 0 && h->recheck_ms < h->probe_ms ? h->recheck_ms : h->probe_ms;
-        if (h->next_deadline - now < timeout)
-            timeout = h->next_deadline <= now ? 0 : (int)(h->next_deadline - now);
-        arm_notify(h, h->count > 0);
-        pthread_mutex_unlock(&h->mu);
-        n = epoll_wait(h->epfd, evs, (int)(sizeof evs / sizeof evs[0]), timeout);
-        pthread_mutex_lock(&h->mu);
+    pthread_mutex_lock(&h->mu);
+    do {
+        n = epoll_wait(h->epfd, evs, (int)(sizeof evs / sizeof evs[0]), 0);
         for (int i = 0; i < n; i++) {
-            struct waiter *w = evs[i].data.ptr;
-            if (!w) {
-                uint64_t v;
-                if (read(h->kickfd, &v, sizeof v) < 0) { /* nothing to drain */ }
-                continue;
-            }
-            if (evs[i].data.ptr == &h->notify) {
-                written = notify_drain(&h->notify);
-                continue;
-            }
             /* nginx sends nothing after the request: any event means it closed. */
-            table_remove(h, w);
-            wlist_push(&gone, w);
+            struct waiter *w = evs[i].data.ptr;
+            LIST_REMOVE(w, link);
+            LIST_INSERT_HEAD(&gone, w, link);
         }
-        if (h->count > 0) {
-            /* A write seen before its commit is visible: look again shortly. */
-            bool changed = probe_changes(h, &ready);
-            h->recheck_ms = notify_recheck_ms(&h->notify, written, changed);
-        }
-        now = util_now_ms();
-        if (now >= h->next_deadline)
-            take_expired(h, now, false, &expired);
-        pthread_mutex_unlock(&h->mu);
+    } while (n == (int)(sizeof evs / sizeof evs[0]));
+    move_waiters(&h->check, NULL, 0, &check);
+    if (now >= h->next_deadline)
+        take_expired(h, now, false, &expired);
+    pthread_mutex_unlock(&h->mu);
 
-        while (gone.head) {
-            struct waiter *w = gone.head;
-            gone.head = w->next;
-            log_debug("client of a held request in room %s went away", w->room);
-            waiter_finish(w, NULL, 0);
-        }
-        dispatch(h, &ready);
-        while (expired.head) {
-            struct waiter *w = expired.head;
-            expired.head = w->next;
-            waiter_expire(w);
-        }
+    while (!LIST_EMPTY(&gone)) {
+        struct waiter *w = LIST_FIRST(&gone);
+        LIST_REMOVE(w, link);
+        log_debug("client of a held request in room %s went away", w->room);
+        waiter_finish(w, NULL, 0);
+        ngone++;
     }
-    return NULL;
+    dispatch(h, &check);
+    nexpired = expire_all(&expired);
+    pthread_mutex_lock(&h->mu);
+    uncount(h, ngone + nexpired);
+    next = h->next_deadline;
+    pthread_mutex_unlock(&h->mu);
+    return next;
 }
 
 int hold_start(const struct hold_opts *o, struct hold **out, struct chat_fail *f)
 {
     struct hold *h = calloc(1, sizeof *h);
-    struct epoll_event ev = { .events = EPOLLIN, .data.ptr = NULL };
     int err;
 
     if (!h)
         return chat_fail(f, CHAT_EUNAVAIL, "out of memory");
     pthread_mutex_init(&h->mu, NULL);
+    for (unsigned b = 0; b < CHAT_HOLD_BUCKETS; b++)
+        LIST_INIT(&h->buckets[b]);
+    LIST_INIT(&h->check);
     h->max_held = o->max_held;
     h->next_deadline = INT64_MAX;
-    h->probe_ms = o->probe_ms;
-    h->epfd = epoll_create1(EPOLL_CLOEXEC);
-    h->kickfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    if (h->epfd < 0 || h->kickfd < 0 || epoll_ctl(h->epfd, EPOLL_CTL_ADD, h->kickfd, &ev) < 0) {
-        err = chat_fail(f, CHAT_EINTERNAL, "watcher set-up: %s", strerror(errno));
+    if ((h->epfd = epoll_create1(EPOLL_CLOEXEC)) < 0) {
+        err = chat_fail(f, CHAT_EINTERNAL, "epoll: %s", strerror(errno));
         goto err;
     }
     if ((err = store_open(&o->store, &h->store, f)) < 0)
         goto err;
-    if (store_data_version(h->store, &h->data_version) < 0 ||
-        store_max_id(h->store, &h->last_id) < 0) {
-        err = chat_fail(f, CHAT_EUNAVAIL, "cannot read the database");
+    /* Sets dispatched to where the watcher starts, before any park. */
+    err = watch_start(&(struct watch_opts){ .store = o->store, .probe_ms = o->probe_ms,
+                                            .on_rows = on_rows, .on_turn = on_turn,
+                                            .consumer_fd = h->epfd, .ctx = h }, &h->watch, f);
+    if (err < 0)
         goto err;
-    }
-    notify_open(&h->notify, o->store.path);
-    h->recheck_ms = -1;
-    if (pthread_create(&h->thread, NULL, watcher_main, h) != 0) {
-        notify_close(&h->notify);
-        err = chat_fail(f, CHAT_EINTERNAL, "cannot start the watcher thread");
-        goto err;
-    }
     *out = h;
     return 0;
 err:
     store_close(h->store);
-    if (h->epfd >= 0) close(h->epfd);
-    if (h->kickfd >= 0) close(h->kickfd);
+    if (h->epfd >= 0)
+        close(h->epfd);
     pthread_mutex_destroy(&h->mu);
     free(h);
     return err;
@@ -495,25 +412,18 @@ err:
 
 void hold_stop(struct hold *h)
 {
-    struct wlist all = { 0 };
+    struct wlist all = LIST_HEAD_INITIALIZER(all);
 
     if (!h)
         return;
     atomic_store(&h->stopping, true);
-    wake_watcher(h);
-    pthread_join(h->thread, NULL);
+    watch_stop(h->watch);
     pthread_mutex_lock(&h->mu);
     take_expired(h, 0, true, &all);
     pthread_mutex_unlock(&h->mu);
-    while (all.head) {
-        struct waiter *w = all.head;
-        all.head = w->next;
-        waiter_expire(w);
-    }
+    expire_all(&all);
     store_close(h->store);
-    notify_close(&h->notify);
     close(h->epfd);
-    close(h->kickfd);
     pthread_mutex_destroy(&h->mu);
     free(h);
 }

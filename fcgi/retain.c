@@ -8,11 +8,12 @@
 #include <string.h>
 #include <time.h>
 
+#include "chat_limits.h"
 #include "log.h"
 #include "retain.h"
 #include "util.h"
 
-#define BATCH 500               /* messages deleted per write transaction */
+
 
 struct retain {
     struct retain_opts o;
@@ -74,14 +75,14 @@ static void *retain_main(void *arg)
         if (r->o.max_age_ms > 0) {
             /* Batch after batch, with a pause between for the writers. */
             do {
-                n = store_prune_age(r->store, util_wall_ms() - r->o.max_age_ms, BATCH, &f);
+                n = store_prune_age(r->store, util_wall_ms() - r->o.max_age_ms, CHAT_RETAIN_BATCH, &f);
                 total += n > 0 ? n : 0;
-            } while (n == BATCH && !pause_ms(r, 10));
+            } while (n == CHAT_RETAIN_BATCH && !pause_ms(r, 10));
             if (n < 0)
                 log_warn("retention by age: %s", f.msg);
         }
         if (r->o.per_room > 0) {
-            n = store_prune_rooms(r->store, r->o.per_room, BATCH, &f);
+            n = store_prune_rooms(r->store, r->o.per_room, CHAT_RETAIN_BATCH, &f);
             if (n < 0)
                 log_warn("retention by count: %s", f.msg);
             total += n > 0 ? n : 0;

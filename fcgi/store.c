@@ -24,7 +24,7 @@ extern const char schema_sql[];   /* sql/schema.sql, compiled in by the Makefile
 enum stmt_id {
     ST_BEGIN_READ, ST_BEGIN_WRITE, ST_COMMIT, ST_ROLLBACK,
     ST_INSERT, ST_FIND_CID, ST_AFTER, ST_TAIL, ST_LATEST, ST_SINCE,
-    ST_DATA_VERSION, ST_MAX_ID, ST_ROOMS_AFTER,
+    ST_DATA_VERSION, ST_MAX_ID,
     ST_PRUNED, ST_ROOMS, ST_AGE_EDGE, ST_AGE_BATCH, ST_COUNT_EDGE, ST_ROOM_BATCH, ST_NOTE_PRUNED,
     ST_COUNT
 };
@@ -46,8 +46,6 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_LATEST]      = "SELECT coalesce(max(id), 0) FROM messages WHERE room = ?1",
     [ST_DATA_VERSION]= "PRAGMA data_version",
     [ST_MAX_ID]      = "SELECT coalesce(max(id), 0) FROM messages",
-    /* NOT INDEXED: a range of rowids, not a scan of the whole (room, id) index for DISTINCT. */
-    [ST_ROOMS_AFTER] = "SELECT DISTINCT room FROM messages NOT INDEXED WHERE id > ?1",
     [ST_PRUNED]      = "SELECT upto FROM pruned WHERE room = ?1",
     [ST_ROOMS]       = "SELECT DISTINCT room FROM messages",
     /* Retention deletes in batches and returns what it deleted, to note it. */
@@ -352,12 +350,18 @@ static size_t arena_put(char *arena, size_t *used, const unsigned char *p, size_
     return at;
 }
 
+/* Where a row's strings start in the arena, until the arena stops moving. */
+struct row_offsets {
+    size_t user, text, room;
+};
+
 /* Copies the rows of a stepped statement into the page (up to max rows). */
 static int read_rows(struct store *s, sqlite3_stmt *st, size_t max, struct store_page *page,
                      struct chat_fail *f)
 {
     size_t cap = 0, used = 0, arena_cap = 0;
-    int rc;
+    struct row_offsets *offs = NULL;
+    int rc, err = 0;
 
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         size_t ulen, tlen, rlen, need;
@@ -370,9 +374,14 @@ static int read_rows(struct store *s, sqlite3_stmt *st, size_t max, struct store
         if (page->n == cap) {
             size_t ncap = cap ? cap * 2 : 16;
             struct store_msg *nm = realloc(page->msgs, ncap * sizeof *nm);
-            if (!nm)
-                return chat_fail(f, CHAT_EUNAVAIL, "out of memory");
-            page->msgs = nm;
+            struct row_offsets *no = nm ? realloc(offs, ncap * sizeof *no) : NULL;
+            if (nm)
+                page->msgs = nm;
+            if (!no) {
+                err = chat_fail(f, CHAT_EUNAVAIL, "out of memory");
+                goto out;
+            }
+            offs = no;
             cap = ncap;
         }
         /* Column bytes are read after the text conversion they measure. */
@@ -388,30 +397,37 @@ static int read_rows(struct store *s, sqlite3_stmt *st, size_t max, struct store
             while (ncap - used < need)
                 ncap *= 2;
             char *na = realloc(page->arena, ncap);
-            if (!na)
-                return chat_fail(f, CHAT_EUNAVAIL, "out of memory");
+            if (!na) {
+                err = chat_fail(f, CHAT_EUNAVAIL, "out of memory");
+                goto out;
+            }
             page->arena = na;
             arena_cap = ncap;
         }
+        offs[page->n] = (struct row_offsets){
+            .user = arena_put(page->arena, &used, user, ulen),
+            .text = arena_put(page->arena, &used, text, tlen),
+            .room = arena_put(page->arena, &used, room, rlen),
+        };
         m = &page->msgs[page->n++];
         m->id = sqlite3_column_int64(st, 0);
         m->ts = sqlite3_column_int64(st, 1);
-        /* Offsets for now: the arena may still move. */
-        m->user = (const char *)(uintptr_t)arena_put(page->arena, &used, user, ulen);
         m->user_len = ulen;
-        m->text = (const char *)(uintptr_t)arena_put(page->arena, &used, text, tlen);
         m->text_len = tlen;
-        m->room = (const char *)(uintptr_t)arena_put(page->arena, &used, room, rlen);
         m->room_len = rlen;
     }
-    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-        return db_fail(s, rc, f, "read messages");
-    for (size_t i = 0; i < page->n; i++) {
-        page->msgs[i].user = page->arena + (uintptr_t)page->msgs[i].user;
-        page->msgs[i].text = page->arena + (uintptr_t)page->msgs[i].text;
-        page->msgs[i].room = page->arena + (uintptr_t)page->msgs[i].room;
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+        err = db_fail(s, rc, f, "read messages");
+        goto out;
     }
-    return 0;
+    for (size_t i = 0; i < page->n; i++) {
+        page->msgs[i].user = page->arena + offs[i].user;
+        page->msgs[i].text = page->arena + offs[i].text;
+        page->msgs[i].room = page->arena + offs[i].room;
+    }
+out:
+    free(offs);
+    return err;
 }
 
 int store_fetch(struct store *s, const char *room, size_t room_len, int64_t index,
@@ -481,28 +497,16 @@ int store_since(struct store *s, int64_t after, int limit, struct store_page *pa
     return 0;
 }
 
-int store_data_version(struct store *s, int64_t *v)
+int store_data_version(struct store *s, int64_t *v, struct chat_fail *f)
 {
-    return single_int(s, ST_DATA_VERSION, v) == SQLITE_OK ? 0 : CHAT_EUNAVAIL;
+    int rc = single_int(s, ST_DATA_VERSION, v);
+    return rc == SQLITE_OK ? 0 : db_fail(s, rc, f, "data version");
 }
 
-int store_max_id(struct store *s, int64_t *id)
+int store_max_id(struct store *s, int64_t *id, struct chat_fail *f)
 {
-    return single_int(s, ST_MAX_ID, id) == SQLITE_OK ? 0 : CHAT_EUNAVAIL;
-}
-
-int store_rooms_after(struct store *s, int64_t after,
-                      void (*fn)(void *ctx, const char *room, size_t len), void *ctx)
-{
-    sqlite3_stmt *st = s->st[ST_ROOMS_AFTER];
-    int rc;
-
-    sqlite3_bind_int64(st, 1, after);
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW)
-        fn(ctx, (const char *)sqlite3_column_text(st, 0), (size_t)sqlite3_column_bytes(st, 0));
-    sqlite3_reset(st);
-    sqlite3_clear_bindings(st);
-    return rc == SQLITE_DONE ? 0 : CHAT_EUNAVAIL;
+    int rc = single_int(s, ST_MAX_ID, id);
+    return rc == SQLITE_OK ? 0 : db_fail(s, rc, f, "max id");
 }
 
 int store_check(struct store *s, struct chat_fail *f)
@@ -510,7 +514,7 @@ int store_check(struct store *s, struct chat_fail *f)
     int64_t id;
     int rc;
 
-    if (store_max_id(s, &id) < 0)
+    if (store_max_id(s, &id, f) < 0)
         return chat_fail(f, CHAT_EUNAVAIL, "database is not readable");
     pthread_mutex_lock(&write_lock);
     rc = exec_stmt(s, ST_BEGIN_WRITE);
@@ -590,8 +594,11 @@ int store_prune_rooms(struct store *s, int keep, int batch, struct chat_fail *f)
         if (n == cap) {
             size_t ncap = cap ? cap * 2 : 64;
             void *nn = realloc(names, ncap * sizeof *names);
-            if (!nn)
-                break;
+            if (!nn) {
+                sqlite3_reset(rooms);
+                free(names);
+                return chat_fail(f, CHAT_EUNAVAIL, "out of memory");
+            }
             names = nn;
             cap = ncap;
         }

@@ -102,18 +102,11 @@ void store_page_free(struct store_page *page);
 
 /*
  * PRAGMA data_version: changes when another connection commits. The cheap
- * probe of the watcher. Returns 0 and sets *v, or a negative code.
+ * probe of the watcher. Returns 0 and sets *v, or a negative code with *f set.
  */
-int store_data_version(struct store *s, int64_t *v);
-/* The largest message id (0 when empty). Returns 0 or a negative code. */
-int store_max_id(struct store *s, int64_t *id);
-
-/*
- * Calls fn once for each room that has a message with id > after. Returns 0
- * or a negative code.
- */
-int store_rooms_after(struct store *s, int64_t after,
-                      void (*fn)(void *ctx, const char *room, size_t len), void *ctx);
+int store_data_version(struct store *s, int64_t *v, struct chat_fail *f);
+/* The largest message id (0 when empty). Returns 0 or a negative code with *f set. */
+int store_max_id(struct store *s, int64_t *id, struct chat_fail *f);
 
 /*
  * Retention, one batch of at most `batch` messages per write transaction, so

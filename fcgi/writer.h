@@ -28,7 +28,6 @@ struct writer_result {
 
 struct writer_opts {
     struct store_opts store;
-    size_t max_pending;       /* submissions beyond this are refused at once */
     struct feed *feed;        /* kicked after each commit */
     void (*wake)(void *ctx);  /* called from the writer thread when results wait */
     void *wake_ctx;
@@ -40,7 +39,7 @@ void writer_stop(struct writer *w);
 
 /*
  * Queues a copy of a validated message from connection conn. Returns 0, or
- * CHAT_EUNAVAIL with *f set when max_pending messages wait already.
+ * CHAT_EUNAVAIL with *f set when CHAT_WRITER_QUEUE_MAX messages wait already.
  */
 int writer_submit(struct writer *w, uint64_t conn, const struct valid_send *m, struct chat_fail *f);
 

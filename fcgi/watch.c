@@ -1,0 +1,228 @@
+/*
+ * watch.c - the change watcher thread (see watch.h).
+ */
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "chat_limits.h"
+#include "log.h"
+#include "notify.h"
+#include "util.h"
+#include "watch.h"
+
+struct watch {
+    struct watch_opts o;
+    struct store *store;
+    struct notify notify;       /* writes by any process */
+    int kickfd;
+    atomic_bool stopping, listening;
+    atomic_llong probes;
+    /* watcher thread only: */
+    int64_t last_id;            /* rows up to this id were handed over or skipped */
+    int64_t data_version;       /* of the last probe that handed everything over */
+    bool retry;                 /* the last probe failed part-way: read again */
+    int recheck_ms;             /* probe again this soon after a write, or -1 */
+    int64_t next_turn;          /* on_turn's next deadline */
+    pthread_t thread;
+};
+
+/*
+ * Hands over the rows after last_id in batches. Returns false when a read
+ * failed or the consumer could not take a whole batch: last_id stays at
+ * the last row taken, and the next probe reads again from there.
+ */
+static bool hand_over_rows(struct watch *w)
+{
+    struct store_page page;
+    struct chat_fail f;
+    int64_t taken = 0;
+    bool ok;
+
+    do {
+        if (store_since(w->store, w->last_id, CHAT_WATCH_BATCH, &page, &f) < 0) {
+            log_warn("watcher read failed: %s", f.msg);
+            return false;
+        }
+        if (page.n > 0)
+            taken = w->o.on_rows(w->o.ctx, &page);
+        ok = page.n == 0 || taken == page.max_index;
+        if (page.n > 0 && taken > w->last_id)
+            w->last_id = taken;
+        store_page_free(&page);
+    } while (ok && page.more && !atomic_load(&w->stopping));
+    return ok;
+}
+
+/* Nobody listens: moves the cursor to the latest id without reading rows. */
+static void skip_rows(struct watch *w)
+{
+    struct store_page skipped = { 0 };
+    int64_t version, max_id;
+    struct chat_fail f;
+
+    /*
+     * The version is read first, so a commit between the two reads only
+     * makes the next probe look again. The flag is checked after max_id is
+     * read: a consumer that starts listening later reads by cursor from a
+     * snapshot taken later still.
+     */
+    if (store_data_version(w->store, &version, &f) < 0 || store_max_id(w->store, &max_id, &f) < 0 ||
+        atomic_load(&w->listening))
+        return;
+    w->data_version = version;
+    w->retry = false;
+    if (max_id == w->last_id)
+        return;
+    w->last_id = skipped.max_index = skipped.seen_id = max_id;
+    w->o.on_rows(w->o.ctx, &skipped);
+}
+
+/* One probe while listening; written: a write woke it. */
+static void probe(struct watch *w, bool written)
+{
+    int64_t version, max_id;
+    struct chat_fail f;
+
+    atomic_fetch_add(&w->probes, 1);
+    if (store_data_version(w->store, &version, &f) < 0)
+        return;
+    /* A write seen before its commit is visible: look again shortly. */
+    w->recheck_ms = notify_recheck_ms(&w->notify, written, version != w->data_version);
+    if (version == w->data_version && !w->retry)
+        return;
+    /* The version counts as seen only once every new row is handed over. */
+    w->retry = true;
+    if (store_max_id(w->store, &max_id, &f) < 0)
+        return;
+    if (max_id < w->last_id) {
+        log_warn("message ids went back from %lld to %lld: the database was replaced",
+                 (long long)w->last_id, (long long)max_id);
+        w->last_id = max_id;
+    }
+    if (max_id > w->last_id && !hand_over_rows(w))
+        return;
+    w->data_version = version;
+    w->retry = false;
+}
+
+/* How long the next poll may sleep. */
+static int poll_timeout(struct watch *w, bool listening)
+{
+    int timeout = 1000;
+    int64_t now = util_now_ms();
+
+    if (listening)
+        timeout = w->recheck_ms >= 0 && w->recheck_ms < w->o.probe_ms ? w->recheck_ms : w->o.probe_ms;
+    if (w->next_turn - now < timeout)
+        timeout = w->next_turn <= now ? 0 : (int)(w->next_turn - now);
+    return timeout;
+}
+
+static void *watch_main(void *arg)
+{
+    struct watch *w = arg;
+    bool armed = false;
+
+    while (!atomic_load(&w->stopping)) {
+        struct pollfd pfd[3] = { { .fd = w->kickfd, .events = POLLIN },
+                                 { .fd = w->o.consumer_fd, .events = POLLIN },
+                                 { .fd = -1, .events = POLLIN } };
+        bool listening = atomic_load(&w->listening), written = false;
+
+        /* Other processes' commits wake the watcher only while anyone listens. */
+        if (listening && w->notify.fd >= 0) {
+            if (!armed)
+                notify_drain(&w->notify);   /* what was written before is probed anyway */
+            pfd[2].fd = w->notify.fd;
+        }
+        armed = pfd[2].fd >= 0;
+        if (poll(pfd, 3, poll_timeout(w, listening)) > 0) {
+            uint64_t v;
+            if ((pfd[0].revents & POLLIN) && read(w->kickfd, &v, sizeof v) < 0) { /* drained */ }
+            if (pfd[2].revents & POLLIN)
+                written = notify_drain(&w->notify);
+        }
+        w->recheck_ms = -1;
+        if (atomic_load(&w->listening))
+            probe(w, written);
+        else
+            skip_rows(w);
+        if (w->o.on_turn)
+            w->next_turn = w->o.on_turn(w->o.ctx, util_now_ms());
+    }
+    return NULL;
+}
+
+int watch_start(const struct watch_opts *o, struct watch **out, struct chat_fail *f)
+{
+    struct watch *w = calloc(1, sizeof *w);
+    int err;
+
+    if (!w)
+        return chat_fail(f, CHAT_EUNAVAIL, "out of memory");
+    w->o = *o;
+    w->recheck_ms = -1;
+    w->next_turn = INT64_MAX;
+    w->notify.fd = -1;
+    if ((w->kickfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0) {
+        err = chat_fail(f, CHAT_EINTERNAL, "eventfd: %s", strerror(errno));
+        goto err;
+    }
+    if ((err = store_open(&o->store, &w->store, f)) < 0 ||
+        (err = store_data_version(w->store, &w->data_version, f)) < 0 ||
+        (err = store_max_id(w->store, &w->last_id, f)) < 0)
+        goto err;
+    notify_open(&w->notify, o->store.path);
+    /* The consumer learns where the watcher starts: rows up to here are never handed over. */
+    w->o.on_rows(w->o.ctx, &(struct store_page){ .max_index = w->last_id, .seen_id = w->last_id });
+    if (pthread_create(&w->thread, NULL, watch_main, w) != 0) {
+        err = chat_fail(f, CHAT_EINTERNAL, "cannot start the watcher thread");
+        goto err;
+    }
+    *out = w;
+    return 0;
+err:
+    notify_close(&w->notify);
+    store_close(w->store);
+    if (w->kickfd >= 0)
+        close(w->kickfd);
+    free(w);
+    return err;
+}
+
+void watch_stop(struct watch *w)
+{
+    if (!w)
+        return;
+    atomic_store(&w->stopping, true);
+    watch_kick(w);
+    pthread_join(w->thread, NULL);
+    store_close(w->store);
+    notify_close(&w->notify);
+    close(w->kickfd);
+    free(w);
+}
+
+void watch_kick(struct watch *w)
+{
+    uint64_t one = 1;
+    if (write(w->kickfd, &one, sizeof one) < 0) { /* saturated: awake anyway */ }
+}
+
+void watch_listen(struct watch *w, bool on)
+{
+    bool was = atomic_exchange(&w->listening, on);
+    if (on && !was)
+        watch_kick(w);
+}
+
+int64_t watch_probes(struct watch *w)
+{
+    return atomic_load(&w->probes);
+}
