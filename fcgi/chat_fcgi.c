@@ -72,7 +72,7 @@ static void usage(FILE *out)
         "      --socket-mode MODE permissions of a unix socket, octal (default: 0660)\n"
         "  -t, --threads N        worker threads for short requests (default: 8)\n"
         "      --max-held N       long-polls held at once; beyond, 503 (default: 4096)\n"
-        "      --probe-ms N       change probe interval while long-polls wait, 1..1000\n"
+        "      --probe-ms N       change probe interval while long-polls wait, 1..10000\n"
         "                         ms (default: 5, at most 200 probes a second)\n"
         "      --busy-ms N        wait for another writer's lock, then 503 (default: 2000)\n"
         "      --sync MODE        normal: a stored message survives any process crash;\n"
@@ -132,7 +132,7 @@ static void parse_flags(int argc, char **argv, struct config *c)
         }
         case 't': c->threads = cli_int("--threads", optarg, 1, 256); break;
         case OPT_MAXHELD: c->hold.max_held = (size_t)cli_int("--max-held", optarg, 0, 1000000); break;
-        case OPT_PROBE: c->hold.probe_ms = cli_int("--probe-ms", optarg, 1, 1000); break;
+        case OPT_PROBE: c->hold.probe_ms = cli_int("--probe-ms", optarg, 1, 10000); break;
         case OPT_BUSY: c->busy_ms = cli_int("--busy-ms", optarg, 0, 600000); break;
         case OPT_SYNC: c->sync_full = cli_sync_full(optarg); break;
         case OPT_BACKLOG: c->backlog = cli_int("--backlog", optarg, 1, 65535); break;

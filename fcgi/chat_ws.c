@@ -619,7 +619,8 @@ static void usage(FILE *out)
         "      --handshake-secs N drop a connection whose handshake takes longer (default: 10)\n"
         "      --max-sends N      messages one connection may send a second, in bursts\n"
         "                         of twice as many; beyond, an error frame 429 (default: 20)\n"
-        "      --probe-ms N       change probe interval while clients listen (default: 5)\n"
+        "      --probe-ms N       change probe interval while clients listen, 1..10000 ms\n"
+        "                         (default: 5)\n"
         "      --busy-ms N        wait for another writer's lock, then refuse (default: 2000)\n"
         "      --sync MODE        normal or full, as chat-fcgi (default: normal)\n"
         "  -v, --verbose          log debug lines\n"
@@ -660,7 +661,7 @@ static void parse_flags(int argc, char **argv, struct config *c)
         case OPT_QUEUE: c->max_queue = (unsigned)cli_int("--max-queue", optarg, REPLAY_CHUNK, 1000000); break;
         case OPT_PING: c->ping_secs = cli_int("--ping-secs", optarg, 1, 3600); break;
         case OPT_HANDSHAKE: c->handshake_secs = cli_int("--handshake-secs", optarg, 1, 600); break;
-        case OPT_PROBE: c->probe_ms = cli_int("--probe-ms", optarg, 1, 1000); break;
+        case OPT_PROBE: c->probe_ms = cli_int("--probe-ms", optarg, 1, 10000); break;
         case OPT_SENDS: c->sends_per_sec = cli_int("--max-sends", optarg, 1, 100000); break;
         case OPT_BUSY: c->busy_ms = cli_int("--busy-ms", optarg, 0, 600000); break;
         case OPT_SYNC: c->sync_full = cli_sync_full(optarg); break;

@@ -77,7 +77,7 @@ async def held(base, n):
     t0 = time.monotonic()
     status, _, _ = await http_get(host, port, "/get/msg?index=0&limit=1", 10)
     took = time.monotonic() - t0
-    report(status == 200 and took < 0.5, "a short poll is prompt while held", f"{status} {took:.3f}s")
+    report(status == 200 and took < 2.0, "a short poll is prompt while held", f"{status} {took:.3f}s")
 
     text = f"wake-{n}-{time.time()}"
     t0 = time.monotonic()

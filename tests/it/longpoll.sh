@@ -36,7 +36,7 @@ check_true "second long-poll is held" held_is 1
 sqlite3 "$DB" "insert into messages(room,user,text) values('lobby','ops','from sqlite3')"
 poll_wait b
 check "woken by a sqlite3 insert" '[{"user":"ops","text":"from sqlite3"}]' "$(jget '[.messages[] | {user, text}]')"
-check "sqlite3 wake-up within half a second" 1 "$(calc "${META#* } < 0.5")"
+check "sqlite3 wake-up long before the wait ends" 1 "$(calc "${META#* } < 2")"
 
 # Only the room's own messages wake it
 poll_bg c "index=0&wait=20&room=quiet"
@@ -52,9 +52,9 @@ poll_wait d
 check "both waiters of the room woken" '["hush"]' "$(jget .data)"
 
 # Timeout: empty data, 200, after the wait
-poll_bg e "index=100&wait=1&room=empty"
+poll_bg e "index=100&wait=10&room=empty"
 poll_wait e
-check "cursor ahead of the room: answered at once" 1 "$(calc "${META#* } < 0.5")"
+check "cursor ahead of the room: answered at once, not after its wait" 1 "$(calc "${META#* } < 2")"
 check "cursor ahead: latest id as max_index" 0 "$(jget .max_index)"
 latest=$(curl -s "$BASE/get/msg?tail=1" | jq .max_index)
 poll_bg f "index=$latest&wait=1"
@@ -115,18 +115,18 @@ check "it expires after its 2 s, not later" 1 "$(calc "${META#* } >= 1.9 && ${ME
 check "with an empty answer" '[]' "$(jget .data)"
 
 # Rows written by another process wake a held long-poll without waiting for
-# the timer probe (inotify on the database's folder): it probes once a second here
+# the timer probe (inotify on the database's folder): it probes every 10 s here
 DB=""
-stack_up slowprobe --probe-ms 1000 || { finish; exit 1; }
+stack_up slowprobe --probe-ms 10000 || { finish; exit 1; }
 for i in 1 2 3; do
     latest=$(curl -s "$BASE/get/msg?tail=1" | jq .max_index)
-    poll_bg n "index=$latest&wait=20"
-    check_true "held with a 1 s probe ($i)" held_is 1
+    poll_bg n "index=$latest&wait=30"
+    check_true "held with a 10 s probe ($i)" held_is 1
     sleep 0.1
     sqlite3 "$DB" "insert into messages(room,text) values('lobby','cli $i')"
     poll_wait n
     check "woken by the insert ($i)" "[\"cli $i\"]" "$(jget .data)"
-    check "before the next timer probe ($i)" 1 "$(calc "${META#* } < 0.4")"
+    check "well before the next timer probe ($i)" 1 "$(calc "${META#* } < 2.5")"
 done
 
 finish

@@ -129,7 +129,7 @@ async def basic(c):
         t0 = time.monotonic()
         cli = await recv_json(live)
         report(cli["text"] == "from sqlite3" and cli["user"] == "ops", "a sqlite3 insert reaches sockets", cli)
-        report(time.monotonic() - t0 < 0.5, "within half a second", time.monotonic() - t0)
+        report(time.monotonic() - t0 < 2.0, "within 2 s (the timer probes every 5 ms, the sender waits on nothing)", time.monotonic() - t0)
         await recv_json(full)
 
         # keys other than text, user and cid are ignored, whatever their type
@@ -313,7 +313,7 @@ async def many(c, n=1000, msgs=100):
 
 
 async def notify(c):
-    """Run with --probe-ms 1000: rows from another process still arrive at once."""
+    """Run with --probe-ms 10000: rows from another process still arrive at once."""
     room = "wsnotify"
     async with c.connect(f"room={room}") as ws:
         await asyncio.sleep(0.3)
@@ -325,13 +325,13 @@ async def notify(c):
             t0 = time.monotonic()
             got = await recv_json(ws)
             took = time.monotonic() - t0
-            report(got.get("text") == f"cli {i}" and took < 0.3,
+            report(got.get("text") == f"cli {i}" and took < 2.5,
                    f"a sqlite3 insert reaches a socket before the next timer probe ({i})", (got, took))
             t0 = time.monotonic()
             c.send_http(f"http {i}", room)
             got = await recv_json(ws)
             took = time.monotonic() - t0
-            report(got.get("text") == f"http {i}" and took < 0.3,
+            report(got.get("text") == f"http {i}" and took < 2.5,
                    f"a send through chat-fcgi reaches a socket before the next timer probe ({i})", (got, took))
             await asyncio.sleep(0.1)
 
