@@ -15,8 +15,11 @@
 #include <sqlite3.h>
 
 #include "chat_limits.h"
+#include "metrics.h"
+#include "notify.h"
 #include "params.h"
 #include "render.h"
+#include "retain.h"
 #include "store.h"
 #include "util.h"
 #include "valid.h"
@@ -403,7 +406,8 @@ static void test_store_append_batch(void **state)
         items[i] = (struct store_item){ .msg = &m[i] };
         ptrs[i] = &items[i];
     }
-    store_append_batch(d->s, ptrs, 5);
+    /* One message failing on its own is refused alone: the batch succeeds. */
+    assert_int_equal(store_append_batch(d->s, ptrs, 5), 0);
     assert_int_equal(items[0].err, 0);
     assert_false(items[0].sent.duplicate);
     assert_int_equal(items[1].err, 0);
@@ -465,6 +469,93 @@ static void test_store_changes(void **state)
     store_close(other);
 }
 
+/* ---- notify.c, retain.c, metrics.c: the pure parts ---- */
+
+static void test_notify_recheck(void **state)
+{
+    struct notify n = { .fd = -1 };
+
+    (void)state;
+    /* A timer probe with no write pending: the usual timer. */
+    assert_int_equal(notify_recheck_ms(&n, false, false), -1);
+    /* A write whose commit is visible at once: nothing more to do. */
+    assert_int_equal(notify_recheck_ms(&n, true, true), -1);
+    /* A write not visible yet: look again after 1, 2, 4 ... 32 ms, then give up. */
+    assert_int_equal(notify_recheck_ms(&n, true, false), 1);
+    assert_int_equal(notify_recheck_ms(&n, false, false), 2);
+    assert_int_equal(notify_recheck_ms(&n, false, false), 4);
+    assert_int_equal(notify_recheck_ms(&n, false, false), 8);
+    assert_int_equal(notify_recheck_ms(&n, false, false), 16);
+    assert_int_equal(notify_recheck_ms(&n, false, false), 32);
+    assert_int_equal(notify_recheck_ms(&n, false, false), -1);
+    assert_int_equal(notify_recheck_ms(&n, false, false), -1);
+    /* Found on a recheck: the sequence ends; a new write starts it again. */
+    assert_int_equal(notify_recheck_ms(&n, true, false), 1);
+    assert_int_equal(notify_recheck_ms(&n, false, true), -1);
+    assert_int_equal(notify_recheck_ms(&n, false, false), -1);
+    assert_int_equal(notify_recheck_ms(&n, true, false), 1);
+    assert_int_equal(notify_recheck_ms(&n, true, false), 1);
+}
+
+static void test_retain_parse_age(void **state)
+{
+    (void)state;
+    assert_int_equal(retain_parse_age("45s"), 45000);
+    assert_int_equal(retain_parse_age("90m"), 90 * 60000);
+    assert_int_equal(retain_parse_age("12h"), 12 * 3600000LL);
+    assert_int_equal(retain_parse_age("30d"), 30 * 86400000LL);
+    /* At most 8640000000 of any unit (100000 days in seconds), so no unit overflows. */
+    assert_int_equal(retain_parse_age("8640000000d"), 8640000000LL * 86400000LL);
+    assert_int_equal(retain_parse_age("8640000001s"), -1);
+    assert_int_equal(retain_parse_age("0s"), -1);
+    assert_int_equal(retain_parse_age("10"), -1);
+    assert_int_equal(retain_parse_age("d"), -1);
+    assert_int_equal(retain_parse_age(""), -1);
+    assert_int_equal(retain_parse_age("5w"), -1);
+    assert_int_equal(retain_parse_age("-5s"), -1);
+    assert_int_equal(retain_parse_age("5 s"), -1);
+}
+
+/* The value of one sample line of a rendered /metrics page, or -1. */
+static long long metric_value(const char *page, const char *sample)
+{
+    size_t n = strlen(sample);
+    for (const char *p = page; (p = strstr(p, sample)); p += n)
+        if ((p == page || p[-1] == '\n') && p[n] == ' ')
+            return atoll(p + n + 1);
+    return -1;
+}
+
+static void test_metrics_request(void **state)
+{
+    const char *ok = "chat_requests_total{route=\"/get/msg\",status=\"200\"}";
+    const char *odd = "chat_requests_total{route=\"other\",status=\"500\"}";
+    size_t len;
+    char *before, *after;
+
+    (void)state;
+    before = metrics_render(0, 0, &len);
+    assert_non_null(before);
+    metrics_request(MR_GET, 200);
+    metrics_request(MR_GET, 200);
+    /* A status the page does not list counts as a 500. */
+    metrics_request(MR_OTHER, 418);
+    metrics_stored(3);
+    after = metrics_render(7, 42, &len);
+    assert_non_null(after);
+    assert_int_equal(strlen(after), len);
+    assert_int_equal(metric_value(after, ok), metric_value(before, ok) + 2);
+    assert_int_equal(metric_value(after, odd), metric_value(before, odd) + 1);
+    assert_int_equal(metric_value(after, "chat_messages_stored_total"),
+                     metric_value(before, "chat_messages_stored_total") + 3);
+    assert_int_equal(metric_value(after, "chat_commits_total"),
+                     metric_value(before, "chat_commits_total") + 1);
+    assert_int_equal(metric_value(after, "chat_held_longpolls"), 7);
+    assert_int_equal(metric_value(after, "chat_change_probes_total"), 42);
+    free(before);
+    free(after);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -483,6 +574,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_store_append_fetch, db_setup, db_teardown),
         cmocka_unit_test_setup_teardown(test_store_append_batch, db_setup, db_teardown),
         cmocka_unit_test_setup_teardown(test_store_changes, db_setup, db_teardown),
+        cmocka_unit_test(test_notify_recheck),
+        cmocka_unit_test(test_retain_parse_age),
+        cmocka_unit_test(test_metrics_request),
     };
     return cmocka_run_group_tests_name("unit", tests, NULL, NULL);
 }
