@@ -9,6 +9,8 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BIN_DIR=${BIN_DIR:-build/release}
 case $BIN_DIR in /*) ;; *) BIN_DIR=$ROOT/$BIN_DIR ;; esac
 export BIN_DIR
+# The Python clients share tests/it/checks.py.
+export PYTHONPATH=$ROOT/tests/it${PYTHONPATH:+:$PYTHONPATH}
 SUITE=$(basename "$0" .sh)
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/chat-$SUITE.XXXXXX")
 PASSED=0

@@ -17,8 +17,7 @@ import urllib.parse
 import urllib.request
 
 
-def report(ok, name, detail=""):
-    print(("PASS " if ok else "FAIL ") + name + ("" if ok else ": " + str(detail)), flush=True)
+from checks import report
 
 
 async def http_get(host, port, path, timeout):

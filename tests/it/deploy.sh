@@ -138,8 +138,7 @@ PY
 run_checks python3 - "$port" "$BASE" <<'PY'
 import socket, sys, time, urllib.request
 port, base = int(sys.argv[1]), sys.argv[2]
-def report(ok, name, detail=""):
-    print(("PASS " if ok else "FAIL ") + name + ("" if ok else ": " + str(detail)), flush=True)
+from checks import report
 a = socket.create_connection(("127.0.0.1", port)); a.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n")
 b = socket.create_connection(("127.0.0.1", port))
 b.sendall(b"POST /send/msg HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\n"

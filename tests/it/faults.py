@@ -39,8 +39,7 @@ refusals = []        # (phase, status, is_json, retry_after) of every non-200 an
 phase = "start"
 
 
-def report(ok, name, detail=""):
-    print(("PASS " if ok else "FAIL ") + name + ("" if ok else ": " + str(detail)[:300]), flush=True)
+from checks import report
 
 
 def http(url, timeout=10):

@@ -30,8 +30,7 @@ WS_FLAGS="--ping-secs 1 --handshake-secs 1" stack_up ping || { finish; exit 1; }
 ws_port=$(sed -n 's/.*server 127.0.0.1:\([0-9]*\);/\1/p' "$STACK_DIR/nginx/nginx.conf")
 run_checks "$PY" - "${BASE##*:}" "$ws_port" <<'PY'
 import socket, sys, time
-def report(ok, name, detail=""):
-    print(("PASS " if ok else "FAIL ") + name + ("" if ok else ": " + repr(detail)[:200]), flush=True)
+from checks import report
 s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
 s.sendall(b"GET /ws?room=idle HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
           b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")

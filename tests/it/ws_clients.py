@@ -24,8 +24,7 @@ T = 5  # seconds any single expected frame may take
 CLOSE_T = 15  # seconds for a close: the client waits for the TCP close after the close frames
 
 
-def report(ok, name, detail=""):
-    print(("PASS " if ok else "FAIL ") + name + ("" if ok else ": " + str(detail)[:300]), flush=True)
+from checks import report
 
 
 def http_json(url):
