@@ -5,6 +5,14 @@
  * cursor (last_id). The watcher reads the changed rooms and takes their
  * waiters out of the table under the lock, then reads, renders and writes
  * the answers outside it, so parking never waits for a fan-out.
+ *
+ * The cursor's promise: for every waiter the hold owns, any row of its room
+ * after its index has an id above last_id, or the waiter is in flight (taken
+ * out by the watcher, whose read comes after every row up to last_id). So
+ * the cursor may move back at any time, but forward only past rows every
+ * waiter has been read for: a probe moves it to what it took the waiters
+ * for, and a park moves it forward only when that waiter is the only one
+ * anywhere, in the table or in flight (count counts both).
  */
 #include <errno.h>
 #include <pthread.h>
@@ -44,7 +52,7 @@ struct waiter {
 struct hold {
     pthread_mutex_t mu;
     struct waiter *buckets[BUCKETS];
-    atomic_size_t count;       /* changed under mu; read anywhere */
+    atomic_size_t count;       /* waiters in the table or in flight; changed under mu, read anywhere */
     size_t max_held;
     int64_t last_id;           /* rows up to this id were dispatched */
     bool rescan;               /* last_id moved back: re-read the changes */
@@ -64,6 +72,8 @@ struct hold {
 /* A list of waiters taken out of the table, to be answered. */
 struct wlist { struct waiter *head; };
 
+void (*hold_test_hook)(struct hold *h);
+
 static unsigned room_bucket(const char *room, size_t len)
 {
     unsigned h = 2166136261u;
@@ -80,14 +90,15 @@ static void table_insert(struct hold *h, struct waiter *w)
     if (*head)
         (*head)->prev = w;
     *head = w;
-    h->count++;
 }
 
 /*
- * Takes w out of the table. Its socket stays in the epoll set: every waiter
- * taken out is ended (its close() leaves the set) or put back before the
- * watcher's next epoll_wait(), and both happen on the watcher thread (or
- * after it stopped), so no event can name a waiter outside the table.
+ * Takes w out of the table. h->count is the caller's: a waiter that may be
+ * put back stays counted until it is ended. Its socket stays in the epoll
+ * set: every waiter taken out is ended (its close() leaves the set) or put
+ * back before the watcher's next epoll_wait(), and both happen on the
+ * watcher thread (or after it stopped), so no event can name a waiter
+ * outside the table.
  */
 static void table_remove(struct hold *h, struct waiter *w)
 {
@@ -97,7 +108,6 @@ static void table_remove(struct hold *h, struct waiter *w)
         h->buckets[w->bucket] = w->next;
     if (w->next)
         w->next->prev = w->prev;
-    h->count--;
 }
 
 static void wlist_push(struct wlist *l, struct waiter *w)
@@ -172,11 +182,14 @@ int hold_park(struct hold *h, FCGX_Request *req, const struct get_args *g, int64
         return chat_fail(f, CHAT_EUNAVAIL, "cannot watch the request: %s", strerror(errno));
     }
     table_insert(h, w);
+    h->count++;
     /*
      * Rows after seen_id may have been dispatched before this waiter was in
      * the table: move the watcher's cursor back so it reads them again. When
-     * nothing else waits, the watcher has not probed for a while: start it
-     * from this snapshot rather than scan all it missed.
+     * nothing else waits, in the table or in flight, the watcher has not
+     * probed for a while: start it from this snapshot rather than scan all
+     * it missed. With any other waiter held, moving forward could skip a row
+     * committed after the watcher's read for it.
      */
     if (seen_id < h->last_id || h->count == 1) {
         h->last_id = seen_id;
@@ -235,7 +248,7 @@ static void rooms_add(void *ctx, const char *room, size_t len)
     r->lens[r->n++] = len;
 }
 
-/* Takes the waiters of a room (or all, when room is NULL) out of the table. */
+/* Takes the waiters of a room (or all, when room is NULL) out of the table, in flight. */
 static void take_room(struct hold *h, const char *room, size_t len, struct wlist *out)
 {
     for (unsigned b = 0; b < BUCKETS; b++) {
@@ -253,9 +266,9 @@ static void take_room(struct hold *h, const char *room, size_t len, struct wlist
 
 /*
  * Probes for new rows; when there are, takes the waiters of the rooms that
- * changed into *out. Called with h->mu held.
+ * changed into *out and moves the cursor past those rows. Returns false
+ * when none came. Called with h->mu held.
  */
-/* Probes for new rows and takes their rooms' waiters; false when none came. */
 static bool probe_changes(struct hold *h, struct wlist *out)
 {
     struct rooms changed = { 0 };
@@ -293,6 +306,10 @@ static bool probe_changes(struct hold *h, struct wlist *out)
 static void dispatch(struct hold *h, struct wlist *l)
 {
     struct wlist again = { 0 };
+    size_t answered = 0;
+
+    if (!l->head)
+        return;
 
     while (l->head) {
         /* The group's key, copied: the first waiter is freed with its group. */
@@ -325,6 +342,7 @@ static void dispatch(struct hold *h, struct wlist *l)
                     metrics_request(MR_GET, 200);
                     metrics_wakeup(util_wall_ms() - stored_ts);
                     waiter_finish(w, body, len);
+                    answered++;
                 }
                 else
                     wlist_push(&again, w);
@@ -334,16 +352,17 @@ static void dispatch(struct hold *h, struct wlist *l)
         }
         free(body);
     }
-    if (!again.head)
-        return;
+    if (again.head && hold_test_hook)
+        hold_test_hook(h);
     pthread_mutex_lock(&h->mu);
     while (again.head) {
         struct waiter *w = again.head;
         again.head = w->next;
-        table_insert(h, w);   /* still in the epoll set */
+        table_insert(h, w);   /* still in the epoll set, still counted */
         if (w->deadline < h->next_deadline)
             h->next_deadline = w->deadline;
     }
+    h->count -= answered;
     pthread_mutex_unlock(&h->mu);
 }
 
@@ -360,6 +379,7 @@ static void take_expired(struct hold *h, int64_t now, bool all, struct wlist *ou
             nx = w->next;
             if (all || w->deadline <= now) {
                 table_remove(h, w);
+                h->count--;
                 wlist_push(out, w);
             } else if (w->deadline < next) {
                 next = w->deadline;
@@ -422,6 +442,7 @@ static void *watcher_main(void *arg)
             }
             /* nginx sends nothing after the request: any event means it closed. */
             table_remove(h, w);
+            h->count--;
             wlist_push(&gone, w);
         }
         if (h->count > 0) {
