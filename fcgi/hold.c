@@ -11,8 +11,9 @@
  * out by the watcher, whose read comes after every row up to last_id). So
  * the cursor may move back at any time, but forward only past rows every
  * waiter has been read for: a probe moves it to what it took the waiters
- * for, and a park moves it forward only when that waiter is the only one
- * anywhere, in the table or in flight (count counts both).
+ * for, a read that fails moves it back to where that probe started, and a
+ * park moves it forward only when that waiter is the only one anywhere,
+ * in the table or in flight (count counts both).
  */
 #include <errno.h>
 #include <pthread.h>
@@ -64,13 +65,17 @@ struct hold {
     struct notify notify;      /* writes by any process; watcher thread only */
     bool notify_armed;         /* notify.fd is in the epoll set */
     int recheck_ms;            /* probe again this soon after a write, or -1 */
+    bool reads_failing;        /* the last fan-out had a failed read (logged once); watcher only */
     atomic_bool stopping;
     pthread_t thread;
     struct store *store;
 };
 
 /* A list of waiters taken out of the table, to be answered. */
-struct wlist { struct waiter *head; };
+struct wlist {
+    struct waiter *head;
+    int64_t from;              /* dispatch: last_id before the probe that took them */
+};
 
 void (*hold_test_hook)(struct hold *h);
 
@@ -266,8 +271,9 @@ static void take_room(struct hold *h, const char *room, size_t len, struct wlist
 
 /*
  * Probes for new rows; when there are, takes the waiters of the rooms that
- * changed into *out and moves the cursor past those rows. Returns false
- * when none came. Called with h->mu held.
+ * changed into *out (out->from is the cursor they were taken from) and moves
+ * the cursor past those rows. Returns false when none came. Called with
+ * h->mu held.
  */
 static bool probe_changes(struct hold *h, struct wlist *out)
 {
@@ -288,6 +294,7 @@ static bool probe_changes(struct hold *h, struct wlist *out)
         return true;
     h->data_version = version;
     h->rescan = false;
+    out->from = h->last_id;
     h->last_id = max_id;
     if (changed.overflow) {
         take_room(h, NULL, 0, out);
@@ -301,12 +308,15 @@ static bool probe_changes(struct hold *h, struct wlist *out)
 /*
  * Answers the waiters of *l: one read and one rendering per distinct
  * (room, cursor, limit, tail); waiters whose cursor has nothing new yet go
- * back into the table.
+ * back into the table. A read or rendering that fails puts its waiters back
+ * too, and moves the cursor back to l->from, so the next probe takes them
+ * again for the rows they were taken for.
  */
 static void dispatch(struct hold *h, struct wlist *l)
 {
     struct wlist again = { 0 };
     size_t answered = 0;
+    bool failed = false;
 
     if (!l->head)
         return;
@@ -323,12 +333,18 @@ static void dispatch(struct hold *h, struct wlist *l)
 
         if (store_fetch(h->store, key.room, key.room_len, key.index, key.limit, key.tail,
                         &page, &f) < 0) {
-            log_warn("watcher read of room %s failed: %s", key.room, f.msg);
+            if (!h->reads_failing)
+                log_warn("watcher read of room %s failed, retrying: %s", key.room, f.msg);
             answer = false;
+            failed = true;
         } else {
             answer = page.n > 0;
-            if (answer && !(body = render_page(&page, &len)))
+            if (answer && !(body = render_page(&page, &len))) {
+                if (!h->reads_failing)
+                    log_warn("watcher answer for room %s: out of memory, retrying", key.room);
                 answer = false;
+                failed = true;
+            }
             if (answer)
                 stored_ts = page.msgs[page.n - 1].ts;
             store_page_free(&page);
@@ -352,6 +368,9 @@ static void dispatch(struct hold *h, struct wlist *l)
         }
         free(body);
     }
+    if (h->reads_failing && !failed)
+        log_info("watcher reads work again");
+    h->reads_failing = failed;
     if (again.head && hold_test_hook)
         hold_test_hook(h);
     pthread_mutex_lock(&h->mu);
@@ -363,6 +382,11 @@ static void dispatch(struct hold *h, struct wlist *l)
             h->next_deadline = w->deadline;
     }
     h->count -= answered;
+    if (failed) {
+        if (l->from < h->last_id)
+            h->last_id = l->from;
+        h->rescan = true;
+    }
     pthread_mutex_unlock(&h->mu);
 }
 

@@ -685,6 +685,44 @@ static void test_hold_in_flight_wakeup(void **state)
     assert_non_null(strstr(body_c, "\"data\":[]"));
 }
 
+/*
+ * A read of the watcher that fails puts its waiters back; the cursor must
+ * not stay past the rows they were taken for: once reads work again, A is
+ * answered with row 2. The read is made to fail by dropping the table the
+ * room's read (and only it) needs, and restored while A is in flight.
+ */
+static void test_hold_failed_read_retried(void **state)
+{
+    struct db *d = *state;
+    struct hold_env e;
+    struct store_sent one, two;
+    struct get_args ga;
+    struct chat_fail f;
+    FCGX_Request *a;
+    sqlite3 *db;
+    int ca;
+    static char body[65536];
+
+    send_one(d->s, "r", "one", NULL, &one);
+    hold_env_start(&e, d->path);
+    assert_int_equal(sqlite3_open(d->path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, "DROP TABLE pruned", NULL, NULL, NULL), SQLITE_OK);
+    pause_arm();
+    a = fcgi_request(&e, &ca);
+    ga = get_room("r", one.id);
+    assert_int_equal(hold_park(e.h, a, &ga, one.id, &f), 0);
+    send_one(d->s, "r", "two", NULL, &two);
+    assert_true(pause_reached());
+    assert_int_equal(sqlite3_exec(db, "CREATE TABLE pruned (room TEXT PRIMARY KEY,"
+                                  " upto INTEGER NOT NULL)", NULL, NULL, NULL), SQLITE_OK);
+    pause_release();
+
+    fcgi_answer(ca, body, sizeof body);
+    hold_env_stop(&e);
+    sqlite3_close(db);
+    assert_non_null(strstr(body, "\"data\":[\"two\"]"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -704,6 +742,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_store_append_batch, db_setup, db_teardown),
         cmocka_unit_test_setup_teardown(test_store_changes, db_setup, db_teardown),
         cmocka_unit_test_setup_teardown(test_hold_in_flight_wakeup, db_setup, db_teardown),
+        cmocka_unit_test_setup_teardown(test_hold_failed_read_retried, db_setup, db_teardown),
     };
     return cmocka_run_group_tests_name("unit", tests, NULL, NULL);
 }
