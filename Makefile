@@ -74,7 +74,7 @@ $(B)/chat-ws: $(WS_OBJS)
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(WS_LIBS) $(PKG_LIBS)
 
-$(B)/test_unit: $(B)/test_unit.o $(patsubst %,$(B)/%.o,notify retain metrics) $(CORE_OBJS)
+$(B)/test_unit: $(B)/test_unit.o $(patsubst %,$(B)/%.o,hold reply metrics notify watch retain) $(CORE_OBJS)
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(PKG_LIBS) -lcmocka
 

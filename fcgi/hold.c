@@ -68,12 +68,7 @@ struct hold {
     struct watch *watch;
 };
 
-static void (*test_hook)(void);
-
-void hold_test_hook(void (*fn)(void))
-{
-    test_hook = fn;
-}
+void (*hold_test_hook)(struct hold *h);
 
 static unsigned room_bucket(const char *room, size_t len)
 {
@@ -208,11 +203,12 @@ size_t hold_count(struct hold *h)
 /*
  * Answers the waiters of *l, which the caller took out of the table: one
  * read and one rendering per distinct (room, cursor, limit, tail); waiters
- * whose cursor has nothing new yet go back into the table. Watcher thread.
+ * whose cursor has nothing new yet go back into the table, those whose read
+ * failed into the check list. Watcher thread.
  */
 static void dispatch(struct hold *h, struct wlist *l)
 {
-    struct wlist again = LIST_HEAD_INITIALIZER(again);
+    struct wlist again = LIST_HEAD_INITIALIZER(again), failed = LIST_HEAD_INITIALIZER(failed);
     size_t answered = 0;
     struct waiter *w, *next;
 
@@ -224,14 +220,16 @@ static void dispatch(struct hold *h, struct wlist *l)
         char *body = NULL;
         size_t len = 0;
         int64_t stored_ts = 0;
-        bool answer;
+        bool answer = false, read_failed = false;
 
         if (store_fetch(h->store, key.room, key.room_len, key.index, key.limit, key.tail,
                         &page, &f) < 0) {
             log_warn("watcher read of room %s failed: %s", key.room, f.msg);
-            answer = false;
+            read_failed = true;
         } else {
-            answer = page.n > 0 && (body = render_page(&page, &len)) != NULL;
+            if (page.n > 0 && !(body = render_page(&page, &len)))
+                read_failed = true;        /* out of memory: try again */
+            answer = body != NULL;
             if (answer)
                 stored_ts = page.msgs[page.n - 1].ts;
             store_page_free(&page);
@@ -248,18 +246,20 @@ static void dispatch(struct hold *h, struct wlist *l)
                 waiter_finish(w, body, len);
                 answered++;
             } else {
-                LIST_INSERT_HEAD(&again, w, link);
+                LIST_INSERT_HEAD(read_failed ? &failed : &again, w, link);
             }
         }
         free(body);
     }
-    if (test_hook)
-        test_hook();
+    if (hold_test_hook && (!LIST_EMPTY(&again) || !LIST_EMPTY(&failed)))
+        hold_test_hook(h);
     pthread_mutex_lock(&h->mu);
     for (w = LIST_FIRST(&again); w; w = next) {
         next = LIST_NEXT(w, link);
         LIST_INSERT_HEAD(&h->buckets[w->bucket], w, link);   /* still in the epoll set */
     }
+    /* A failed read is retried by cursor on the watcher's next turn. */
+    move_waiters(&failed, NULL, 0, &h->check);
     uncount(h, answered);
     pthread_mutex_unlock(&h->mu);
 }

@@ -54,9 +54,16 @@ int hold_park(struct hold *h, FCGX_Request *req, const struct get_args *g, int64
 /* Tells the watcher that this process committed messages: probe now if requests wait. */
 void hold_kick(struct hold *h);
 
-/* Requests parked now. */
+/* Requests parked now (waiting, or taken by the watcher to be answered). */
 size_t hold_count(struct hold *h);
 /* Change probes made since start. */
 int64_t hold_probes(struct hold *h);
+
+/*
+ * Tests only; NULL otherwise. When set, the watcher calls it after a
+ * fan-out that left waiters with nothing new, before they are back in the
+ * table (they are in flight), without holding any lock of the hold.
+ */
+extern void (*hold_test_hook)(struct hold *h);
 
 #endif
