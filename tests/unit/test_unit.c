@@ -204,8 +204,25 @@ static void test_get_args(void **state)
     assert_memory_equal(g.room, "lobby", 5);
     params_free(&p);
 
+    /* The whole cursor range (SPEC section 3), leading zeros allowed. */
+    static const struct { const char *q; int64_t index; int wait; } good[] = {
+        { "index=4611686018427387903", INT64_MAX / 2, 0 },
+        { "index=0000000000000000000001", 1, 0 },
+        { "index=000&wait=0000000000000000000000005", 0, 5 },
+        { "index=0&wait=00000000000000000000000061", 0, CHAT_WAIT_MAX },
+    };
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+        params_init(&p);
+        assert_int_equal(params_add_urlencoded(&p, good[i].q, strlen(good[i].q), &f), 0);
+        assert_int_equal(params_get(&p, &g, &f), 0);
+        assert_true(g.index == good[i].index);
+        assert_int_equal(g.wait, good[i].wait);
+        params_free(&p);
+    }
+
     static const char *const bad[] = {
-        "index=-1", "index=1.5", "index=abc", "index=", "limit=0", "limit=1001",
+        "index=4611686018427387904", "index=9223372036854775808", "index=99999999999999999999",
+        "index=+1", "index=-1", "index=1.5", "index=abc", "index=", "limit=0", "limit=1001",
         "tail=0", "tail=1001", "wait=-1", "wait=1.5", "wait=", "room=a%20b", "room=",
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
@@ -254,6 +271,55 @@ static void test_util_put(void **state)
     p = util_put_str(p, " ok");
     *p = '\0';
     assert_string_equal(buf, "0 -42 9223372036854775807 -9223372036854775808 ok");
+}
+
+static void test_util_parse_int(void **state)
+{
+    int64_t v = -7;
+    char zeros[1001];
+    (void)state;
+
+    /* The documented maximum cursor (2^62 - 1, 19 digits) and one past it. */
+    assert_true(util_parse_int("4611686018427387903", 19, 0, INT64_MAX / 2, &v));
+    assert_true(v == INT64_MAX / 2);
+    v = -7;
+    assert_false(util_parse_int("4611686018427387904", 19, 0, INT64_MAX / 2, &v));
+    assert_int_equal(v, -7);
+    /* int64 itself, and past it by value, whatever the digit count. */
+    assert_true(util_parse_int("9223372036854775807", 19, 0, INT64_MAX, &v));
+    assert_true(v == INT64_MAX);
+    v = -7;
+    assert_false(util_parse_int("9223372036854775808", 19, 0, INT64_MAX, &v));
+    assert_false(util_parse_int("18446744073709551616", 20, 0, INT64_MAX, &v));
+    assert_false(util_parse_int("99999999999999999999", 20, 0, INT64_MAX, &v));
+    assert_false(util_parse_int("92233720368547758070", 20, 0, INT64_MAX, &v));
+    assert_int_equal(v, -7);
+    /* Leading zeros, any number of them. */
+    assert_true(util_parse_int("00000000000000000001", 20, 0, INT64_MAX / 2, &v));
+    assert_int_equal(v, 1);
+    assert_true(util_parse_int("0000000000000000000001", 22, 0, INT64_MAX / 2, &v));
+    assert_int_equal(v, 1);
+    assert_true(util_parse_int("00004611686018427387903", 23, 0, INT64_MAX / 2, &v));
+    assert_true(v == INT64_MAX / 2);
+    memset(zeros, '0', sizeof zeros - 1);
+    zeros[sizeof zeros - 2] = '7';
+    assert_true(util_parse_int(zeros, sizeof zeros - 1, 0, 10, &v));
+    assert_int_equal(v, 7);
+    assert_true(util_parse_int("0", 1, 0, 0, &v));
+    assert_int_equal(v, 0);
+    /* Bounds both ways; only s[0..len) is read. */
+    assert_false(util_parse_int("0", 1, 1, 10, &v));
+    assert_false(util_parse_int("11", 2, 1, 10, &v));
+    assert_true(util_parse_int("10x", 2, 1, 10, &v));
+    assert_int_equal(v, 10);
+    /* Digits only: no empty, no sign, no space, nothing after. */
+    v = -7;
+    static const char *const bad[] = { "", "-", "+", "-1", "+1", " 1", "1 ", "1a", "0x1", "1.0", "1e3",
+                                       "99999999999999999999x", "00000000000000000000-" };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        assert_false(util_parse_int(bad[i], strlen(bad[i]), INT64_MIN, INT64_MAX, &v));
+    assert_int_equal(v, -7);
+    assert_false(util_parse_int(NULL, 0, 0, 10, &v));
 }
 
 static void test_render_sent_and_error(void **state)
@@ -482,6 +548,7 @@ int main(void)
         cmocka_unit_test(test_render_page),
         cmocka_unit_test(test_render_sent_and_error),
         cmocka_unit_test(test_util_put),
+        cmocka_unit_test(test_util_parse_int),
         cmocka_unit_test_setup_teardown(test_store_append_fetch, db_setup, db_teardown),
         cmocka_unit_test_setup_teardown(test_store_append_batch, db_setup, db_teardown),
         cmocka_unit_test_setup_teardown(test_store_changes, db_setup, db_teardown),
