@@ -26,15 +26,22 @@ int64_t util_wall_ms(void)
 bool util_parse_int(const char *s, size_t len, int64_t min, int64_t max, int64_t *out)
 {
     int64_t v = 0;
+    bool over = false;
 
-    if (len == 0 || len > 18)
+    if (len == 0)
         return false;
+    /* By value, not by digit count: leading zeros are fine, and a value
+     * past INT64_MAX is noted (and the rest still checked as digits). */
     for (size_t i = 0; i < len; i++) {
+        int d = s[i] - '0';
         if (s[i] < '0' || s[i] > '9')
             return false;
-        v = v * 10 + (s[i] - '0');
+        if (over || v > (INT64_MAX - d) / 10)
+            over = true;
+        else
+            v = v * 10 + d;
     }
-    if (v < min || v > max)
+    if (over || v < min || v > max)
         return false;
     *out = v;
     return true;

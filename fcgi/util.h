@@ -14,9 +14,11 @@ int64_t util_now_ms(void);
 int64_t util_wall_ms(void);
 
 /*
- * Parses s[0..len) as a decimal integer in [min, max]: digits only, no sign,
- * no spaces, at most 18 digits. Returns true and sets *out on success; false
- * and leaves *out alone otherwise.
+ * Parses s[0..len) as a decimal integer in [min, max]: one or more digits,
+ * no sign, no spaces; leading zeros allowed, any number of digits (a value
+ * is bounded by what it is, never by its length; one past INT64_MAX is
+ * refused, not wrapped). Returns true and sets *out on success; false and
+ * leaves *out alone otherwise.
  */
 bool util_parse_int(const char *s, size_t len, int64_t min, int64_t max, int64_t *out);
 

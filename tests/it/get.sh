@@ -40,6 +40,43 @@ check "nothing new: empty data" '[]' "$(jget .data)"
 check "nothing new: max_index is the latest" 5 "$(jget .max_index)"
 req "$BASE/get/msg?index=500"
 check "cursor ahead: latest id" 5 "$(jget .max_index)"
+# The whole cursor range of SPEC section 3: 0 to 2^62 - 1, leading zeros allowed
+req "$BASE/get/msg?index=4611686018427387903"
+check "index at the maximum (2^62 - 1): 200" 200 "$STATUS"
+check "index at the maximum: nothing after it, latest id" '{"data":[],"max_index":5,"messages":[],"more":false}' "$BODY"
+req "$BASE/get/msg?index=4611686018427387904"
+check_error "index one past the maximum" 400
+check "index one past the maximum: says the range" '"index must be a whole number from 0 to 4611686018427387903"' "$(jget .error)"
+req "$BASE/get/msg?index=99999999999999999999"
+check_error "index past int64" 400
+req "$BASE/get/msg?index=1"
+one=$BODY
+req "$BASE/get/msg?index=0000000000000000000001"
+check "index with leading zeros: 200" 200 "$STATUS"
+check "index with leading zeros: the same as index=1" "$one" "$BODY"
+req "$BASE/get/msg?tail=0002&wait=0000000000000000000000000"
+check "tail and wait with leading zeros" '[4,5]' "$(jget '[.messages[].id]')"
+# The same cursor rule on /ws: the maximum and leading zeros open, one past is refused
+ws_open=$(/usr/bin/python3 - "$BASE" <<'PY'
+import asyncio, json, sys
+import websockets
+async def opens(query):
+    try:
+        async with websockets.connect("ws" + sys.argv[1][4:] + "/ws?" + query) as ws:
+            if query.startswith("index=0"):
+                return [json.loads(await asyncio.wait_for(ws.recv(), 10))["id"] for _ in range(4)]
+            return "open"
+    except (websockets.InvalidStatusCode, websockets.InvalidHandshake):
+        return "refused"
+async def main():
+    out = [await opens(q) for q in ("index=4611686018427387903", "index=0000000000000000000001",
+                                    "index=4611686018427387904")]
+    print(json.dumps(out, separators=(",", ":")))
+asyncio.run(asyncio.wait_for(main(), 60))
+PY
+)
+check "/ws: index at the maximum opens, leading zeros replay from 1, one past is refused" \
+    '["open",[2,3,4,5],"refused"]' "$ws_open"
 
 req "$BASE/get/msg?room=side"
 check "rooms are separate" '["elsewhere"]' "$(jget .data)"

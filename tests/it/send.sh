@@ -29,6 +29,12 @@ req -H 'Content-Type: application/json; charset=utf-8' \
 check "POST JSON: 200" 200 "$STATUS"
 check "POST JSON stored with escapes decoded" "$(printf 'json \xc3\xa9\n2nd line')" \
     "$(sqlite3 "$DB" "select text from messages where id=$(jget .id)")"
+# Keys repeated inside an ignored value, or inside strings, are not repeats
+req -H 'Content-Type: application/json' \
+    -d '{"x":{"text":"no","text":"no"},"l":[{"user":1,"user":2}],"text":"a {\"text\":\"b\"}","user":"}\"text"}' "$BASE/send/msg"
+check "POST JSON with repeats nested or in strings: 200" 200 "$STATUS"
+check "POST JSON with repeats nested or in strings: stored as sent" 'a {"text":"b"}|}"text' \
+    "$(sqlite3 "$DB" "select text, user from messages where id=$(jget .id)")"
 
 req -X POST "$BASE/send/msg?text=query+on+a+post"
 check "POST without body, parameters in the query: 200" 200 "$STATUS"
@@ -98,6 +104,19 @@ bad "JSON trailing garbage" 400 -H 'Content-Type: application/json' -d '{"text":
 bad "JSON NUL in text" 400 -H 'Content-Type: application/json' -d '{"text":"a\u0000b"}' "$BASE/send/msg"
 bad "JSON control char escaped" 400 -H 'Content-Type: application/json' -d '{"text":"a\u0007b"}' "$BASE/send/msg"
 bad "JSON empty body" 400 -H 'Content-Type: application/json' -X POST "$BASE/send/msg"
+# A key given twice at the top level is a parameter given twice (SPEC section 5),
+# compared after unescaping; any key, even one that would be ignored
+bad "JSON text twice" 400 -H 'Content-Type: application/json' -d '{"text":"dup-a","text":"dup-b"}' "$BASE/send/msg"
+check "JSON text twice: the key is named" '"parameter text is given more than once"' "$(jget .error)"
+bad "JSON text twice, once escaped" 400 -H 'Content-Type: application/json' \
+    -d '{"text":"dup-a","te\u0078t":"dup-b"}' "$BASE/send/msg"
+check "JSON text twice, once escaped: the key is named" '"parameter text is given more than once"' "$(jget .error)"
+bad "JSON key twice, as a surrogate pair and as UTF-8" 400 -H 'Content-Type: application/json' \
+    -d "$(printf '{"text":"dup-a","\\ud83d\\ude00":1,"\xf0\x9f\x98\x80":2}')" "$BASE/send/msg"
+check "JSON key twice, as a surrogate pair and as UTF-8: named" '"JSON key \"😀\" is given more than once (no key may repeat, even one that is ignored)"' "$(jget .error)"
+bad "JSON ignored key twice" 400 -H 'Content-Type: application/json' -d '{"text":"dup-a","zz":1,"zz":[2]}' "$BASE/send/msg"
+bad "JSON key with \u0000" 400 -H 'Content-Type: application/json' -d '{"text":"dup-a","text\u0000x":"dup-b"}' "$BASE/send/msg"
+check "no repeated-key body stored" 0 "$(rows "where text like 'dup-%'")"
 bad "unsupported content type" 415 -H 'Content-Type: text/plain' -d 'text=a' "$BASE/send/msg"
 bad "multipart form" 415 -F 'text=a' "$BASE/send/msg"
 bad "PUT" 405 -X PUT -d 'text=a' "$BASE/send/msg"
@@ -108,6 +127,24 @@ bad "unknown API path below msg" 404 "$BASE/send/msg/more?text=a"
 long=$(head -c 17000 /dev/zero | tr '\0' a)
 bad "request line over 16 KiB" 414 "$BASE/send/msg?text=$long"
 check "nothing stored by any bad input" "$before" "$(rows)"
+
+# A WebSocket frame repeating a key gets the same refusal, as an error frame
+ws_frame=$(/usr/bin/python3 - "$BASE" <<'PY'
+import asyncio, json, sys
+import websockets
+async def main():
+    async with websockets.connect("ws" + sys.argv[1][4:] + "/ws?room=wsdup") as ws:
+        out = []
+        for frame in ('{"text":"dup-ws","text":"dup-ws2"}', '{"text":"dup-ws","te\\u0078t":"dup-ws2"}'):
+            await ws.send(frame)
+            out.append(json.loads(await asyncio.wait_for(ws.recv(), 10)))
+        print(json.dumps(out, separators=(",", ":")))
+asyncio.run(asyncio.wait_for(main(), 30))
+PY
+)
+check "WS frame repeating a key: error frames" \
+    '[{"error":"parameter text is given more than once","code":400},{"error":"parameter text is given more than once","code":400}]' "$ws_frame"
+check "WS frame repeating a key: nothing stored" 0 "$(rows "where room='wsdup'")"
 
 # The body over 64 KiB: a real file, since process substitution may not stream
 head -c 70000 /dev/zero | tr '\0' a > "$TMP/big"

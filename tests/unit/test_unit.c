@@ -184,6 +184,119 @@ static void test_json(void **state)
     params_free(&p);
 }
 
+/* One JSON body through params_add_json(): its status, and f.msg in *msg. */
+static int json_status(const char *body, size_t len, char *msg, size_t msg_size)
+{
+    struct params p;
+    struct chat_fail f = { 0 };
+    int err;
+
+    params_init(&p);
+    err = params_add_json(&p, body, len, PARAMS_SEND_KEYS, &f);
+    snprintf(msg, msg_size, "%s", err ? f.msg : "");
+    params_free(&p);
+    return err;
+}
+#define JSON_STATUS(body, msg) json_status(body, sizeof(body) - 1, msg, sizeof msg)
+
+static void test_json_duplicates(void **state)
+{
+    struct params p;
+    struct chat_fail f;
+    struct valid_send m;
+    char msg[sizeof f.msg];
+    size_t members;
+    (void)state;
+
+    /* The same key twice at the top level: 400 naming it, as the query string's error. */
+    assert_int_equal(JSON_STATUS("{\"text\":\"a\",\"text\":\"b\"}", msg), CHAT_EBADREQ);
+    assert_string_equal(msg, "parameter text is given more than once");
+    /* Compared after unescaping: \u0078 is x, \/ is /, \" is a quote. */
+    assert_int_equal(JSON_STATUS("{\"text\":\"a\",\"te\\u0078t\":\"b\"}", msg), CHAT_EBADREQ);
+    assert_string_equal(msg, "parameter text is given more than once");
+    assert_int_equal(JSON_STATUS("{\"\\u0074\\u0065\\u0078\\u0074\":\"a\",\"user\":\"u\",\"text\":\"b\"}", msg),
+                     CHAT_EBADREQ);
+    assert_non_null(strstr(msg, "text"));
+    assert_int_equal(JSON_STATUS("{\"text\":\"a\",\"a\\/b\":1,\"a/b\":2}", msg), CHAT_EBADREQ);
+    assert_string_equal(msg, "JSON key \"a/b\" is given more than once "
+                        "(no key may repeat, even one that is ignored)");
+    assert_int_equal(JSON_STATUS("{\"text\":\"a\",\"\\\"q\\n\":1,\"\\u0022q\\u000a\":2}", msg), CHAT_EBADREQ);
+    assert_non_null(strstr(msg, "JSON key \"\\\"q\\u000a\" is given more than once"));
+    /* Surrogate pairs, either case, and the raw UTF-8 of the same character. */
+    assert_int_equal(JSON_STATUS("{\"text\":\"a\",\"\\ud83d\\ude00\":1,\"\xF0\x9F\x98\x80\":2}", msg),
+                     CHAT_EBADREQ);
+    assert_non_null(strstr(msg, "\"\xF0\x9F\x98\x80\""));
+    assert_int_equal(JSON_STATUS("{\"text\":\"a\",\"\\uD83D\\uDE00\":1,\"\\ud83d\\ude00\":2}", msg), CHAT_EBADREQ);
+    assert_int_equal(JSON_STATUS("{\"\\u00e9\":1,\"\xC3\xA9\":2,\"text\":\"a\"}", msg), CHAT_EBADREQ);
+    /* Lone surrogates: json-c reads each as U+FFFD, so these two are one name to it. */
+    assert_int_equal(JSON_STATUS("{\"text\":\"a\",\"\\ud800\":1,\"\\udc00\":2}", msg), CHAT_EBADREQ);
+    assert_int_equal(JSON_STATUS("{\"text\":\"a\",\"\\ud800\\u0041\":1,\"\xEF\xBF\xBD" "A\":2}", msg),
+                     CHAT_EBADREQ);
+    /* A pair split by anything is not a pair. */
+    assert_int_equal(JSON_STATUS("{\"text\":\"a\",\"\\ud83d \\ude00\":1,\"\xF0\x9F\x98\x80\":2}", msg), 0);
+    /* Any key, even one that is ignored, the empty key too, and single-quoted names (json-c takes them). */
+    assert_int_equal(JSON_STATUS("{\"text\":\"a\",\"zz\":1,\"other\":{},\"zz\":[2]}", msg), CHAT_EBADREQ);
+    assert_string_equal(msg, "JSON key \"zz\" is given more than once "
+                        "(no key may repeat, even one that is ignored)");
+    assert_int_equal(JSON_STATUS("{\"\":1,\"text\":\"a\",\"\":2}", msg), CHAT_EBADREQ);
+    assert_int_equal(JSON_STATUS("{'text':\"a\",\"text\":\"b\"}", msg), CHAT_EBADREQ);
+    assert_string_equal(msg, "parameter text is given more than once");
+    /* The earliest repeat is the one named. */
+    assert_int_equal(JSON_STATUS("{\"b\":1,\"a\":1,\"text\":\"x\",\"a\":2,\"b\":2}", msg), CHAT_EBADREQ);
+    assert_non_null(strstr(msg, "\"a\""));
+    /* A long name is shown cut, at a character boundary. */
+    assert_int_equal(JSON_STATUS("{\"text\":\"a\",\"\xC3\xA9\xC3\xA9\xC3\xA9\xC3\xA9\xC3\xA9\xC3\xA9\xC3\xA9"
+                                 "\xC3\xA9\xC3\xA9\xC3\xA9\xC3\xA9\xC3\xA9\xC3\xA9\xC3\xA9\xC3\xA9\xC3\xA9"
+                                 "\xC3\xA9\xC3\xA9\xC3\xA9\xC3\xA9\xC3\xA9\xC3\xA9\xC3\xA9\xC3\xA9\xC3\xA9\":1,"
+                                 "\"\\u00e9\xC3\xA9\xC3\xA9\xC3\xA9\xC3\xA9\xC3\xA9\xC3\xA9\xC3\xA9\xC3\xA9\xC3\xA9"
+                                 "\xC3\xA9\xC3\xA9\xC3\xA9\xC3\xA9\xC3\xA9\xC3\xA9\xC3\xA9\xC3\xA9\xC3\xA9\xC3\xA9"
+                                 "\xC3\xA9\xC3\xA9\xC3\xA9\xC3\xA9\xC3\xA9\":2}", msg), CHAT_EBADREQ);
+    assert_non_null(strstr(msg, "\xC3\xA9...\" is given"));
+    assert_true(valid_utf8(msg, strlen(msg)));
+    /* A key holding \u0000: json-c would read it as "text". */
+    assert_int_equal(JSON_STATUS("{\"text\":\"a\",\"text\\u0000x\":\"b\"}", msg), CHAT_EBADREQ);
+    assert_non_null(strstr(msg, "\\u0000"));
+
+    /* Keys inside nested values do not count; nor do keys inside strings. */
+    static const char nested[] = "{\"x\":{\"text\":\"b\",\"text\":\"c\",\"y\":{\"z\":1,\"z\":2}},"
+                                 "\"l\":[{\"user\":1,\"user\":2},[\"text\",\"text\"]],\"text\":\"a\"}";
+    params_init(&p);
+    assert_int_equal(params_add_json(&p, nested, sizeof nested - 1, PARAMS_SEND_KEYS, &f), 0);
+    assert_int_equal(p.v[P_TEXT].len, 1);
+    assert_memory_equal(p.v[P_TEXT].s, "a", 1);
+    params_free(&p);
+    static const char in_strings[] = "{\"text\":\"{\\\"text\\\":\\\"b\\\"},\\\"text\\\":\","
+                                     "\"user\":\"}\\\"text\\\\\",\"x\":\"\\\\\",\"y\":\"'\",\"cid\":\"c-1\"}";
+    params_init(&p);
+    assert_int_equal(params_add_json(&p, in_strings, sizeof in_strings - 1, PARAMS_SEND_KEYS, &f), 0);
+    assert_int_equal(p.v[P_TEXT].len, 20);
+    assert_memory_equal(p.v[P_TEXT].s, "{\"text\":\"b\"},\"text\":", 20);
+    assert_memory_equal(p.v[P_CID].s, "c-1", 3);
+    params_free(&p);
+    /* A single-quoted name may hold a double quote and a brace. */
+    assert_int_equal(JSON_STATUS("{'a\"}':1,\"text\":\"a\",\"a\\\"}\":2}", msg), CHAT_EBADREQ);
+    assert_int_equal(JSON_STATUS("{'a\"}':1,\"text\":\"a\"}", msg), 0);
+
+    /* The scan counts the top-level members only. */
+    static const char counted[] = " {\"a\" : 1 ,\n\"b\":{\"c\":[1,{\"d\":\"}\"}]},\"e\":-0.5e3,\"f\":null}\n";
+    assert_int_equal(params_json_names(counted, sizeof counted - 1, &members, &f), 0);
+    assert_int_equal(members, 4);
+    assert_int_equal(params_json_names("{}", 2, &members, &f), 0);
+    assert_int_equal(members, 0);
+    /* On anything else it ends, reading nothing outside what it is given. */
+    static const char *const junk[] = { "", "{", "{\"", "{\"\\", "{\"\\u12", "{\"a\":\"", "{\"a\":{[",
+                                        "{\"\\ud83d\\ude0", "[1]", "{1:2}", "{\"a\"\"b\"", "{,,,}" };
+    for (size_t i = 0; i < sizeof junk / sizeof junk[0]; i++)
+        params_json_names(junk[i], strlen(junk[i]), &members, &f);
+
+    /* A WebSocket frame goes through the same check. */
+    static const char frame[] = "{\"text\":\"a\",\"te\\u0078t\":\"b\"}";
+    params_init(&p);
+    assert_int_equal(params_ws_frame(&p, frame, sizeof frame - 1, "lobby", 5, &m, &f), CHAT_EBADREQ);
+    assert_string_equal(f.msg, "parameter text is given more than once");
+    params_free(&p);
+}
+
 static void test_get_args(void **state)
 {
     struct params p;
@@ -207,8 +320,25 @@ static void test_get_args(void **state)
     assert_memory_equal(g.room, "lobby", 5);
     params_free(&p);
 
+    /* The whole cursor range (SPEC section 3), leading zeros allowed. */
+    static const struct { const char *q; int64_t index; int wait; } good[] = {
+        { "index=4611686018427387903", INT64_MAX / 2, 0 },
+        { "index=0000000000000000000001", 1, 0 },
+        { "index=000&wait=0000000000000000000000005", 0, 5 },
+        { "index=0&wait=00000000000000000000000061", 0, CHAT_WAIT_MAX },
+    };
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+        params_init(&p);
+        assert_int_equal(params_add_urlencoded(&p, good[i].q, strlen(good[i].q), &f), 0);
+        assert_int_equal(params_get(&p, &g, &f), 0);
+        assert_true(g.index == good[i].index);
+        assert_int_equal(g.wait, good[i].wait);
+        params_free(&p);
+    }
+
     static const char *const bad[] = {
-        "index=-1", "index=1.5", "index=abc", "index=", "limit=0", "limit=1001",
+        "index=4611686018427387904", "index=9223372036854775808", "index=99999999999999999999",
+        "index=+1", "index=-1", "index=1.5", "index=abc", "index=", "limit=0", "limit=1001",
         "tail=0", "tail=1001", "wait=-1", "wait=1.5", "wait=", "room=a%20b", "room=",
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
@@ -257,6 +387,55 @@ static void test_util_put(void **state)
     p = util_put_str(p, " ok");
     *p = '\0';
     assert_string_equal(buf, "0 -42 9223372036854775807 -9223372036854775808 ok");
+}
+
+static void test_util_parse_int(void **state)
+{
+    int64_t v = -7;
+    char zeros[1001];
+    (void)state;
+
+    /* The documented maximum cursor (2^62 - 1, 19 digits) and one past it. */
+    assert_true(util_parse_int("4611686018427387903", 19, 0, INT64_MAX / 2, &v));
+    assert_true(v == INT64_MAX / 2);
+    v = -7;
+    assert_false(util_parse_int("4611686018427387904", 19, 0, INT64_MAX / 2, &v));
+    assert_int_equal(v, -7);
+    /* int64 itself, and past it by value, whatever the digit count. */
+    assert_true(util_parse_int("9223372036854775807", 19, 0, INT64_MAX, &v));
+    assert_true(v == INT64_MAX);
+    v = -7;
+    assert_false(util_parse_int("9223372036854775808", 19, 0, INT64_MAX, &v));
+    assert_false(util_parse_int("18446744073709551616", 20, 0, INT64_MAX, &v));
+    assert_false(util_parse_int("99999999999999999999", 20, 0, INT64_MAX, &v));
+    assert_false(util_parse_int("92233720368547758070", 20, 0, INT64_MAX, &v));
+    assert_int_equal(v, -7);
+    /* Leading zeros, any number of them. */
+    assert_true(util_parse_int("00000000000000000001", 20, 0, INT64_MAX / 2, &v));
+    assert_int_equal(v, 1);
+    assert_true(util_parse_int("0000000000000000000001", 22, 0, INT64_MAX / 2, &v));
+    assert_int_equal(v, 1);
+    assert_true(util_parse_int("00004611686018427387903", 23, 0, INT64_MAX / 2, &v));
+    assert_true(v == INT64_MAX / 2);
+    memset(zeros, '0', sizeof zeros - 1);
+    zeros[sizeof zeros - 2] = '7';
+    assert_true(util_parse_int(zeros, sizeof zeros - 1, 0, 10, &v));
+    assert_int_equal(v, 7);
+    assert_true(util_parse_int("0", 1, 0, 0, &v));
+    assert_int_equal(v, 0);
+    /* Bounds both ways; only s[0..len) is read. */
+    assert_false(util_parse_int("0", 1, 1, 10, &v));
+    assert_false(util_parse_int("11", 2, 1, 10, &v));
+    assert_true(util_parse_int("10x", 2, 1, 10, &v));
+    assert_int_equal(v, 10);
+    /* Digits only: no empty, no sign, no space, nothing after. */
+    v = -7;
+    static const char *const bad[] = { "", "-", "+", "-1", "+1", " 1", "1 ", "1a", "0x1", "1.0", "1e3",
+                                       "99999999999999999999x", "00000000000000000000-" };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        assert_false(util_parse_int(bad[i], strlen(bad[i]), INT64_MIN, INT64_MAX, &v));
+    assert_int_equal(v, -7);
+    assert_false(util_parse_int(NULL, 0, 0, 10, &v));
 }
 
 static void test_render_sent_and_error(void **state)
@@ -820,10 +999,12 @@ int main(void)
         cmocka_unit_test(test_urlencoded_errors),
         cmocka_unit_test(test_query_and_body_clash),
         cmocka_unit_test(test_json),
+        cmocka_unit_test(test_json_duplicates),
         cmocka_unit_test(test_get_args),
         cmocka_unit_test(test_render_page),
         cmocka_unit_test(test_render_sent_and_error),
         cmocka_unit_test(test_util_put),
+        cmocka_unit_test(test_util_parse_int),
         cmocka_unit_test_setup_teardown(test_store_append_fetch, db_setup, db_teardown),
         cmocka_unit_test_setup_teardown(test_store_append_batch, db_setup, db_teardown),
         cmocka_unit_test_setup_teardown(test_store_changes, db_setup, db_teardown),
