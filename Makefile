@@ -45,18 +45,29 @@ ALL_CFLAGS = -std=c11 -Wall -Wextra -Werror -D_GNU_SOURCE -pthread -MMD -MP \
              $(SANFLAGS) $(PKG_CFLAGS) $(CFLAGS)
 ALL_LDFLAGS = -pthread $(SANFLAGS) $(LDFLAGS)
 
-# Modules shared by the programs and the unit tests.
-CORE := util log valid params store render
-CORE_OBJS := $(CORE:%=$(B)/%.o) $(B)/schema_sql.o
-FCGI_OBJS := $(B)/chat_fcgi.o $(patsubst %,$(B)/%.o,cli reply hold commit notify watch sendq listen api route metrics retain) $(CORE_OBJS)
-WS_OBJS   := $(B)/chat_ws.o $(patsubst %,$(B)/%.o,cli feed notify watch sendq writer) $(CORE_OBJS)
+# Source layout: fcgi/common/ is shared by both programs, fcgi/chat-fcgi/
+# and fcgi/chat-ws/ are each program's own (see README.md, "Source layout").
+COMMON := util log valid params store render notify watch sendq listen cli
+COMMON_OBJS := $(COMMON:%=$(B)/obj/common/%.o) $(B)/schema_sql.o
+FCGI_OBJS := $(patsubst %,$(B)/obj/chat-fcgi/%.o,main reply hold commit api route metrics retain) $(COMMON_OBJS)
+WS_OBJS   := $(patsubst %,$(B)/obj/chat-ws/%.o,main feed writer) $(COMMON_OBJS)
+INC_COMMON := -iquote fcgi/common
 
 .PHONY: all run test bench fuzz fuzz-build install uninstall clean deps deps-test
 all: $(B)/chat-fcgi $(B)/chat-ws
 
-$(B)/%.o: fcgi/%.c | $(B)
+$(B)/obj/common/%.o: fcgi/common/%.c
+	@mkdir -p $(@D)
 	@$(if $(Q),echo "  CC      $@")
-	$(Q)$(CC) $(ALL_CFLAGS) -Ifcgi -c -o $@ $<
+	$(Q)$(CC) $(ALL_CFLAGS) $(INC_COMMON) -c -o $@ $<
+$(B)/obj/chat-fcgi/%.o: fcgi/chat-fcgi/%.c
+	@mkdir -p $(@D)
+	@$(if $(Q),echo "  CC      $@")
+	$(Q)$(CC) $(ALL_CFLAGS) -iquote fcgi/chat-fcgi $(INC_COMMON) -c -o $@ $<
+$(B)/obj/chat-ws/%.o: fcgi/chat-ws/%.c
+	@mkdir -p $(@D)
+	@$(if $(Q),echo "  CC      $@")
+	$(Q)$(CC) $(ALL_CFLAGS) $(WS_CFLAGS) -iquote fcgi/chat-ws $(INC_COMMON) -c -o $@ $<
 
 # The schema is compiled in, so a new database gets it without the repo.
 $(B)/schema_sql.c: sql/schema.sql | $(B)
@@ -69,23 +80,23 @@ $(B)/chat-fcgi: $(FCGI_OBJS)
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(PKG_LIBS)
 
-$(B)/chat_ws.o: ALL_CFLAGS += $(WS_CFLAGS)
 $(B)/chat-ws: $(WS_OBJS)
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(WS_LIBS) $(PKG_LIBS)
 
-$(B)/test_unit: $(B)/test_unit.o $(patsubst %,$(B)/%.o,hold reply metrics notify watch retain) $(CORE_OBJS)
+# The unit tests: the shared modules, and the parking lot of chat-fcgi.
+$(B)/test_unit: $(B)/test_unit.o $(patsubst %,$(B)/obj/chat-fcgi/%.o,hold reply metrics retain) $(COMMON_OBJS)
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(PKG_LIBS) -lcmocka
 
 $(B)/test_unit.o: tests/unit/test_unit.c | $(B)
 	@$(if $(Q),echo "  CC      $@")
-	$(Q)$(CC) $(ALL_CFLAGS) -Ifcgi -c -o $@ $<
+	$(Q)$(CC) $(ALL_CFLAGS) -iquote fcgi/chat-fcgi $(INC_COMMON) -c -o $@ $<
 
 $(B):
 	$(Q)mkdir -p $@
 
--include $(wildcard $(B)/*.d)
+-include $(wildcard $(B)/*.d $(B)/obj/*/*.d)
 
 # Installs what is missing: as root with apt-get, otherwise says the line to run.
 deps: PKGS_NEEDED = $(DEB_PKGS)
@@ -115,11 +126,11 @@ test: deps-test
 
 # libFuzzer targets of the parsers (clang); `make test` runs each briefly,
 # `make fuzz` for FUZZ_SECONDS each (default 300).
-FUZZ_SRC := fcgi/params.c fcgi/valid.c fcgi/util.c fcgi/render.c
-build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_SRC) fcgi/*.h
+FUZZ_SRC := $(patsubst %,fcgi/common/%.c,params valid util render)
+build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_SRC) fcgi/common/*.h
 	$(Q)mkdir -p build/fuzz
 	$(Q)clang -g -O1 -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -fsanitize=fuzzer,address,undefined \
-	  -Ifcgi $(PKG_CFLAGS) -o $@ $< $(FUZZ_SRC) $(PKG_LIBS)
+	  $(INC_COMMON) $(PKG_CFLAGS) -o $@ $< $(FUZZ_SRC) $(PKG_LIBS)
 fuzz-build: build/fuzz/fuzz_query build/fuzz/fuzz_json build/fuzz/fuzz_ws
 fuzz: deps-test
 	$(Q)FUZZ_SECONDS=$${FUZZ_SECONDS:-300} tests/fuzz/fuzz.sh
