@@ -61,7 +61,7 @@ write_nginx_conf() {
     # Workers must reach the socket in DIR: as root they keep root's identity.
     [ "$(id -u)" = 0 ] && user="user root;"
     mkdir -p "$dir/nginx/snippets" "$dir/logs" "$dir/tmp"
-    cp "$root"/conf/nginx/chat-locations.conf "$root"/conf/nginx/chat-fastcgi.conf \
+    cp "$root"/conf/nginx/chat-locations.conf "$root"/conf/nginx/chat-errors.conf "$root"/conf/nginx/chat-fastcgi.conf \
        "$root"/conf/nginx/chat-page-headers.conf "$dir/nginx/snippets/"
     sed -e "s|@DIR@|$dir|g" -e "s|@PORT@|$port|g" -e "s|@HTDOCS@|$root/htdocs|g" \
         -e "s|@SOCK@|$sock|g" -e "s|@WSPORT@|$ws_port|g" -e "s|@USER@|$user|g" -e "s|@NOFILE@|$nofile|g" \

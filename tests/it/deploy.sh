@@ -11,7 +11,8 @@ P=$TMP/prefix
 make -s -C "$ROOT" install PREFIX="$P" $san >"$TMP/install.log" 2>&1
 check "make install" 0 $?
 for f in bin/chat-fcgi bin/chat-ws share/chat/sql/schema.sql share/chat/sql/inspect.sql share/chat/htdocs/index.html \
-         share/chat/nginx/chat-site.conf lib/systemd/system/chat-fcgi.socket lib/systemd/system/chat-fcgi.service \
+         share/chat/nginx/chat-site.conf share/chat/nginx/chat-errors.conf \
+         lib/systemd/system/chat-fcgi.socket lib/systemd/system/chat-fcgi.service \
          lib/systemd/system/chat-ws.service lib/sysusers.d/chat.conf; do
     check_true "installed $f" test -e "$P/$f"
 done
@@ -24,8 +25,8 @@ check "systemd-analyze verify accepts the units" 0 $?
 # The production server block in a real nginx, paths pointed at this folder
 N=$TMP/nginx
 mkdir -p "$N/snippets" "$N/logs" "$N/tmp"
-cp "$P"/share/chat/nginx/chat-locations.conf "$P"/share/chat/nginx/chat-fastcgi.conf \
-   "$P"/share/chat/nginx/chat-page-headers.conf "$N/snippets/"
+cp "$P"/share/chat/nginx/chat-locations.conf "$P"/share/chat/nginx/chat-errors.conf \
+   "$P"/share/chat/nginx/chat-fastcgi.conf "$P"/share/chat/nginx/chat-page-headers.conf "$N/snippets/"
 port=$(free_port); ws_port=$(free_port)
 sed -e "s|listen 80;|listen 127.0.0.1:$port;|" -e '/listen \[::\]:80;/d' \
     -e "s|unix:/run/chat/fcgi.sock|unix:$TMP/fcgi.sock|" -e "s|127.0.0.1:8081|127.0.0.1:$ws_port|" \
@@ -79,6 +80,8 @@ req "$BASE/healthz"
 check "healthz from this host" 200 "$STATUS"
 req "$BASE/metrics"
 check "metrics from this host" 200 "$STATUS"
+# nginx's own errors (a header over 16 KiB, an unknown Transfer-Encoding...) are JSON
+run_checks /usr/bin/python3 "$ROOT/tests/it/nginx_errors.py" "$port"
 run_checks /usr/bin/python3 - "$BASE" <<'PY'
 import asyncio, json, sys, websockets
 async def main():
