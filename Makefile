@@ -47,7 +47,7 @@ ALL_LDFLAGS = -pthread $(SANFLAGS) $(LDFLAGS)
 
 # Source layout: fcgi/common/ is shared by both programs, fcgi/chat-fcgi/
 # and fcgi/chat-ws/ are each program's own (see README.md, "Source layout").
-COMMON := util log valid params store render notify watch sendq listen cli
+COMMON := util log valid params store store_sqlite render notify watch sendq listen cli
 COMMON_OBJS := $(COMMON:%=$(B)/obj/common/%.o) $(B)/schema_sql.o
 FCGI_OBJS := $(patsubst %,$(B)/obj/chat-fcgi/%.o,main reply hold commit api route metrics retain) $(COMMON_OBJS)
 WS_OBJS   := $(patsubst %,$(B)/obj/chat-ws/%.o,main feed writer) $(COMMON_OBJS)

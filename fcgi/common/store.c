@@ -1,302 +1,32 @@
 /*
- * store.c - the only file that includes sqlite3.h: open, append, fetch and
- * the change probes of the watcher.
- *
- * Every statement is prepared once per connection in store_open() and only
- * ever bound with sqlite3_bind_*: no SQL text is built from input.
+ * store.c - the store's one seam: chooses the backend that --db names and
+ * forwards to it (store_backend.h), and holds what every backend shares:
+ * the split of a refused batch, the process's write lock, and pages.
  */
-#include <pthread.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include <sqlite3.h>
+#include "store_backend.h"
 
-#include "chat_limits.h"
-#include "log.h"
-#include "store.h"
-#include "util.h"
+extern const struct store_backend store_sqlite;
 
-#define SCHEMA_VERSION 2
+/* Tried in order; the last one claims every path. */
+static const struct store_backend *const backends[] = { &store_sqlite };
 
-extern const char schema_sql[];   /* sql/schema.sql, compiled in by the Makefile */
-
-enum stmt_id {
-    ST_BEGIN_READ, ST_BEGIN_WRITE, ST_COMMIT, ST_ROLLBACK,
-    ST_INSERT, ST_FIND_CID, ST_AFTER, ST_TAIL, ST_LATEST, ST_SINCE,
-    ST_DATA_VERSION, ST_MAX_ID,
-    ST_PRUNED, ST_ROOMS, ST_AGE_EDGE, ST_AGE_BATCH, ST_COUNT_EDGE, ST_ROOM_BATCH, ST_NOTE_PRUNED,
-    ST_COUNT
-};
-
-static const char *const stmt_sql[ST_COUNT] = {
-    [ST_BEGIN_READ]  = "BEGIN DEFERRED",
-    [ST_BEGIN_WRITE] = "BEGIN IMMEDIATE",
-    [ST_COMMIT]      = "COMMIT",
-    [ST_ROLLBACK]    = "ROLLBACK",
-    [ST_INSERT]      = "INSERT INTO messages(room, user, text, cid, ts) VALUES (?1, ?2, ?3, ?4, ?5)",
-    [ST_FIND_CID]    = "SELECT id, ts FROM messages WHERE room = ?1 AND cid = ?2",
-    [ST_AFTER]       = "SELECT id, ts, user, text, room FROM messages"
-                       " WHERE room = ?1 AND id > ?2 ORDER BY id LIMIT ?3",
-    [ST_TAIL]        = "SELECT id, ts, user, text, room FROM"
-                       " (SELECT id, ts, user, text, room FROM messages WHERE room = ?1"
-                       "  ORDER BY id DESC LIMIT ?2) ORDER BY id",
-    [ST_SINCE]       = "SELECT id, ts, user, text, room FROM messages"
-                       " WHERE id > ?1 ORDER BY id LIMIT ?2",
-    [ST_LATEST]      = "SELECT coalesce(max(id), 0) FROM messages WHERE room = ?1",
-    [ST_DATA_VERSION]= "PRAGMA data_version",
-    [ST_MAX_ID]      = "SELECT coalesce(max(id), 0) FROM messages",
-    [ST_PRUNED]      = "SELECT upto FROM pruned WHERE room = ?1",
-    [ST_ROOMS]       = "SELECT DISTINCT room FROM messages",
-    /* Retention deletes in batches and returns what it deleted, to note it. */
-    /* The first id young enough to keep: a walk from the oldest row, as long as what is old. */
-    [ST_AGE_EDGE]    = "SELECT coalesce((SELECT id FROM messages WHERE ts >= ?1 ORDER BY id LIMIT 1),"
-                       " (SELECT coalesce(max(id), 0) + 1 FROM messages))",
-    [ST_AGE_BATCH]   = "DELETE FROM messages WHERE id IN"
-                       " (SELECT id FROM messages WHERE id < ?1 ORDER BY id LIMIT ?2)"
-                       " RETURNING id, room",
-    [ST_COUNT_EDGE]  = "SELECT id FROM messages WHERE room = ?1 ORDER BY id DESC LIMIT 1 OFFSET ?2",
-    [ST_ROOM_BATCH]  = "DELETE FROM messages WHERE id IN"
-                       " (SELECT id FROM messages WHERE room = ?1 AND id <= ?2 ORDER BY id LIMIT ?3)"
-                       " RETURNING id, room",
-    [ST_NOTE_PRUNED] = "INSERT INTO pruned(room, upto) VALUES (?1, ?2)"
-                       " ON CONFLICT(room) DO UPDATE SET upto = max(upto, excluded.upto)",
-};
-
-struct store {
-    sqlite3 *db;
-    sqlite3_stmt *st[ST_COUNT];
-};
-
-/* Serialises the writers of this process (see store.h). */
-static pthread_mutex_t write_lock = PTHREAD_MUTEX_INITIALIZER;
-
-/* Maps a failed SQLite call to a refusal the client can act on. */
-static int db_fail(struct store *s, int rc, struct chat_fail *f, const char *what)
-{
-    int prim = rc & 0xff;
-
-    if (prim == SQLITE_BUSY || prim == SQLITE_LOCKED)
-        return chat_fail(f, CHAT_EUNAVAIL, "database is busy, try again");
-    if (prim == SQLITE_FULL || prim == SQLITE_IOERR || prim == SQLITE_READONLY ||
-        prim == SQLITE_CANTOPEN || prim == SQLITE_NOMEM || prim == SQLITE_PROTOCOL) {
-        log_warn("%s: %s", what, sqlite3_errmsg(s->db));
-        return chat_fail(f, CHAT_EUNAVAIL, "database is unavailable (%s)", sqlite3_errstr(rc));
-    }
-    log_error("%s: %s", what, sqlite3_errmsg(s->db));
-    return chat_fail(f, CHAT_EINTERNAL, "database error (%s)", sqlite3_errstr(rc));
-}
-
-/* Steps a statement that returns no row, then resets it. */
-static int exec_stmt(struct store *s, enum stmt_id id)
-{
-    int rc = sqlite3_step(s->st[id]);
-    sqlite3_reset(s->st[id]);
-    return rc == SQLITE_DONE || rc == SQLITE_ROW ? SQLITE_OK : rc;
-}
-
-static int single_int(struct store *s, enum stmt_id id, int64_t *out)
-{
-    sqlite3_stmt *st = s->st[id];
-    int rc = sqlite3_step(st);
-
-    if (rc == SQLITE_ROW) {
-        *out = sqlite3_column_int64(st, 0);
-        rc = SQLITE_OK;
-    }
-    sqlite3_reset(st);
-    sqlite3_clear_bindings(st);
-    return rc;
-}
-
-/* Creates the schema when the database has none; refuses a newer one. */
-static int apply_schema(struct store *s, struct chat_fail *f)
-{
-    sqlite3_stmt *st = NULL;
-    int64_t version = 0, tables = 0;
-    int rc;
-
-    rc = sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
-    if (rc != SQLITE_OK)
-        return db_fail(s, rc, f, "begin schema");
-    rc = sqlite3_prepare_v2(s->db, "SELECT (SELECT user_version FROM pragma_user_version),"
-                            " (SELECT count(*) FROM sqlite_schema WHERE name = 'messages')",
-                            -1, &st, NULL);
-    if (rc == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW) {
-        version = sqlite3_column_int64(st, 0);
-        tables = sqlite3_column_int64(st, 1);
-    }
-    sqlite3_finalize(st);
-    if (version > SCHEMA_VERSION) {
-        sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
-        return chat_fail(f, CHAT_EUNAVAIL,
-                         "database schema version %lld is newer than this program's %d: "
-                         "upgrade the program", (long long)version, SCHEMA_VERSION);
-    }
-    if (tables == 0 || version < SCHEMA_VERSION) {
-        /* Every statement of the schema is idempotent: this also upgrades. */
-        rc = sqlite3_exec(s->db, schema_sql, NULL, NULL, NULL);
-        if (rc != SQLITE_OK) {
-            int err = db_fail(s, rc, f, "apply schema");
-            sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
-            return err;
-        }
-        log_info("%s the schema in %s", tables ? "upgraded" : "created",
-                 sqlite3_db_filename(s->db, "main"));
-    }
-    rc = sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL);
-    if (rc != SQLITE_OK) {
-        sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
-        return db_fail(s, rc, f, "commit schema");
-    }
-    return 0;
-}
+pthread_mutex_t store_write_lock = PTHREAD_MUTEX_INITIALIZER;
 
 int store_open(const struct store_opts *o, struct store **out, struct chat_fail *f)
 {
-    struct store *s = calloc(1, sizeof *s);
-    char pragmas[128];
-    int rc, err;
-
-    if (!s)
-        return chat_fail(f, CHAT_EUNAVAIL, "out of memory");
-    rc = sqlite3_open_v2(o->path, &s->db,
-                         SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
-    if (rc != SQLITE_OK) {
-        err = chat_fail(f, CHAT_EUNAVAIL, "cannot open database %s: %s", o->path,
-                        s->db ? sqlite3_errmsg(s->db) : sqlite3_errstr(rc));
-        goto err;
-    }
-    sqlite3_busy_timeout(s->db, o->busy_ms);
-    /*
-     * Checkpoint after 4000 WAL pages (16 MiB) rather than 1000: a busy
-     * room rewrites the same few pages, so each checkpoint copies little
-     * and its two fsyncs come four times less often.
-     */
-    sqlite3_wal_autocheckpoint(s->db, 4000);
-    sqlite3_extended_result_codes(s->db, 1);
-    /* A sqlite3 CLI that breaks in must not make us wait forever for WAL mode. */
-    rc = sqlite3_exec(s->db, "PRAGMA journal_mode = WAL", NULL, NULL, NULL);
-    if (rc != SQLITE_OK) {
-        err = db_fail(s, rc, f, "journal_mode");
-        goto err;
-    }
-    snprintf(pragmas, sizeof pragmas, "PRAGMA synchronous = %s; PRAGMA foreign_keys = ON",
-             o->sync_full ? "FULL" : "NORMAL");
-    if ((rc = sqlite3_exec(s->db, pragmas, NULL, NULL, NULL)) != SQLITE_OK) {
-        err = db_fail(s, rc, f, "pragmas");
-        goto err;
-    }
-    if ((err = apply_schema(s, f)) < 0)
-        goto err;
-    for (int i = 0; i < ST_COUNT; i++) {
-        rc = sqlite3_prepare_v3(s->db, stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &s->st[i], NULL);
-        if (rc != SQLITE_OK) {
-            err = chat_fail(f, CHAT_EINTERNAL, "prepare \"%s\": %s", stmt_sql[i], sqlite3_errmsg(s->db));
-            goto err;
-        }
-    }
-    *out = s;
-    return 0;
-err:
-    store_close(s);
-    return err;
+    for (size_t i = 0; i < sizeof backends / sizeof backends[0]; i++)
+        if (backends[i]->claims(o->path))
+            return backends[i]->open(o, out, f);
+    return chat_fail(f, CHAT_EBADREQ, "no storage backend for %s", o->path);
 }
 
 void store_close(struct store *s)
 {
-    if (!s)
-        return;
-    for (int i = 0; i < ST_COUNT; i++)
-        sqlite3_finalize(s->st[i]);
-    sqlite3_close(s->db);
-    free(s);
-}
-
-static void bind_text(sqlite3_stmt *st, int col, const char *p, size_t len)
-{
-    if (p)
-        sqlite3_bind_text(st, col, p, (int)len, SQLITE_STATIC);
-    else
-        sqlite3_bind_null(st, col);
-}
-
-/*
- * Stores one message inside the open write transaction (or finds its cid).
- * Returns SQLITE_OK, or the failed step's code with *what naming it.
- */
-static int append_one(struct store *s, const struct valid_send *m, struct store_sent *out,
-                      const char **what)
-{
-    sqlite3_stmt *ins = s->st[ST_INSERT], *find = s->st[ST_FIND_CID];
-    int rc;
-
-    out->duplicate = false;
-    if (m->cid) {
-        /* A cid used before in this room (or earlier in the batch): the first row. */
-        bind_text(find, 1, m->room, m->room_len);
-        bind_text(find, 2, m->cid, m->cid_len);
-        rc = sqlite3_step(find);
-        if (rc == SQLITE_ROW) {
-            out->id = sqlite3_column_int64(find, 0);
-            out->ts = sqlite3_column_int64(find, 1);
-            out->duplicate = true;
-        }
-        sqlite3_reset(find);
-        sqlite3_clear_bindings(find);
-        if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
-            *what = "find cid";
-            return rc;
-        }
-        if (out->duplicate)
-            return SQLITE_OK;
-    }
-    /* Every parameter is bound each time: no need to clear the bindings. */
-    out->ts = util_wall_ms();
-    bind_text(ins, 1, m->room, m->room_len);
-    bind_text(ins, 2, m->user, m->user_len);
-    bind_text(ins, 3, m->text, m->text_len);
-    bind_text(ins, 4, m->cid, m->cid_len);
-    sqlite3_bind_int64(ins, 5, out->ts);
-    rc = sqlite3_step(ins);
-    out->id = sqlite3_last_insert_rowid(s->db);
-    sqlite3_reset(ins);
-    *what = "insert";
-    return rc == SQLITE_DONE ? SQLITE_OK : rc;
-}
-
-/* Ends a failed write transaction, if SQLite has not ended it already. */
-static void rollback(struct store *s)
-{
-    if (!sqlite3_get_autocommit(s->db))
-        exec_stmt(s, ST_ROLLBACK);
-}
-
-/*
- * Stores items[0..n) in one transaction, under the caller's write lock.
- * Returns 0, or a negative code with *f set (the transaction is then rolled
- * back and nothing of the batch is stored; *begun tells whether it started).
- */
-static int append_batch(struct store *s, struct store_item **items, size_t n,
-                        struct chat_fail *f, bool *begun)
-{
-    const char *what = "begin write";
-    int rc, err;
-
-    *begun = false;
-    if ((rc = exec_stmt(s, ST_BEGIN_WRITE)) != SQLITE_OK)
-        return db_fail(s, rc, f, what);
-    *begun = true;
-    for (size_t i = 0; i < n; i++)
-        if ((rc = append_one(s, items[i]->msg, &items[i]->sent, &what)) != SQLITE_OK)
-            goto rollback;
-    what = "commit";
-    if ((rc = exec_stmt(s, ST_COMMIT)) == SQLITE_OK)
-        return 0;
-rollback:
-    err = db_fail(s, rc, f, what);   /* before the rollback replaces the message */
-    rollback(s);
-    return err;
+    if (s)
+        s->backend->close(s);
 }
 
 int store_append_batch(struct store *s, struct store_item **items, size_t n)
@@ -307,8 +37,8 @@ int store_append_batch(struct store *s, struct store_item **items, size_t n)
 
     for (size_t i = 0; i < n; i++)
         items[i]->err = 0;
-    pthread_mutex_lock(&write_lock);
-    if ((err = append_batch(s, items, n, &f, &begun)) < 0) {
+    pthread_mutex_lock(&store_write_lock);
+    if ((err = s->backend->append_tx(s, items, n, &f, &begun)) < 0) {
         /*
          * Busy, a full or read-only disk: the same answer for all. Anything
          * else may be one message's (a trigger, a constraint): store the
@@ -317,7 +47,7 @@ int store_append_batch(struct store *s, struct store_item **items, size_t n)
         split = begun && n > 1 && err != CHAT_EUNAVAIL;
         for (size_t i = 0; i < n; i++) {
             if (split) {
-                items[i]->err = append_batch(s, &items[i], 1, &items[i]->fail, &begun);
+                items[i]->err = s->backend->append_tx(s, &items[i], 1, &items[i]->fail, &begun);
             } else {
                 items[i]->err = err;
                 items[i]->fail = f;
@@ -326,8 +56,136 @@ int store_append_batch(struct store *s, struct store_item **items, size_t n)
         if (split)
             err = 0;
     }
-    pthread_mutex_unlock(&write_lock);
+    pthread_mutex_unlock(&store_write_lock);
     return err;
+}
+
+int store_fetch(struct store *s, const char *room, size_t room_len, int64_t index,
+                int limit, int tail, struct store_page *page, struct chat_fail *f)
+{
+    return s->backend->fetch(s, room, room_len, index, limit, tail, page, f);
+}
+
+int store_since(struct store *s, int64_t after, int limit, struct store_page *page,
+                struct chat_fail *f)
+{
+    return s->backend->since(s, after, limit, page, f);
+}
+
+int store_data_version(struct store *s, int64_t *v, struct chat_fail *f)
+{
+    return s->backend->data_version(s, v, f);
+}
+
+int store_max_id(struct store *s, int64_t *id, struct chat_fail *f)
+{
+    return s->backend->max_id(s, id, f);
+}
+
+int store_prune_age(struct store *s, int64_t before_ms, int batch, struct chat_fail *f)
+{
+    return s->backend->prune_age(s, before_ms, batch, f);
+}
+
+int store_prune_rooms(struct store *s, int keep, int batch, struct chat_fail *f)
+{
+    return s->backend->prune_rooms(s, keep, batch, f);
+}
+
+int store_check(struct store *s, struct chat_fail *f)
+{
+    return s->backend->check(s, f);
+}
+
+int store_watch(struct store *s, struct chat_fail *f)
+{
+    return s->backend->watch(s, f);
+}
+
+int store_changes_fd(struct store *s)
+{
+    return s->backend->changes_fd(s);
+}
+
+bool store_changes_drain(struct store *s)
+{
+    return s->backend->changes_drain(s);
+}
+
+int store_recheck_ms(struct store *s, bool written, bool changed)
+{
+    return s->backend->recheck_ms(s, written, changed);
+}
+
+/* ---- pages ---- */
+
+struct store_page_offsets {
+    size_t user, text, room;
+};
+
+/* Copies len bytes and a NUL to the arena; returns their offset. */
+static size_t arena_put(struct store_page *page, struct store_page_builder *b,
+                        const char *p, size_t len)
+{
+    size_t at = b->used;
+    if (len)
+        memcpy(page->arena + at, p, len);
+    page->arena[at + len] = '\0';
+    b->used += len + 1;
+    return at;
+}
+
+int store_page_add(struct store_page *page, struct store_page_builder *b, int64_t id, int64_t ts,
+                   const char *user, size_t user_len, const char *text, size_t text_len,
+                   const char *room, size_t room_len, struct chat_fail *f)
+{
+    size_t need = user_len + text_len + room_len + 3;
+    struct store_msg *m;
+
+    if (page->n == b->cap) {
+        size_t ncap = b->cap ? b->cap * 2 : 16;
+        struct store_msg *nm = realloc(page->msgs, ncap * sizeof *nm);
+        struct store_page_offsets *no = nm ? realloc(b->offs, ncap * sizeof *no) : NULL;
+        if (nm)
+            page->msgs = nm;
+        if (!no)
+            return chat_fail(f, CHAT_EUNAVAIL, "out of memory");
+        b->offs = no;
+        b->cap = ncap;
+    }
+    if (b->arena_cap - b->used < need) {
+        size_t ncap = b->arena_cap ? b->arena_cap * 2 : 4096;
+        char *na;
+        while (ncap - b->used < need)
+            ncap *= 2;
+        if (!(na = realloc(page->arena, ncap)))
+            return chat_fail(f, CHAT_EUNAVAIL, "out of memory");
+        page->arena = na;
+        b->arena_cap = ncap;
+    }
+    b->offs[page->n] = (struct store_page_offsets){
+        .user = arena_put(page, b, user, user_len),
+        .text = arena_put(page, b, text, text_len),
+        .room = arena_put(page, b, room, room_len),
+    };
+    m = &page->msgs[page->n++];
+    m->id = id;
+    m->ts = ts;
+    m->user_len = user_len;
+    m->text_len = text_len;
+    m->room_len = room_len;
+    return 0;
+}
+
+void store_page_done(struct store_page *page, struct store_page_builder *b)
+{
+    for (size_t i = 0; i < page->n; i++) {
+        page->msgs[i].user = page->arena + b->offs[i].user;
+        page->msgs[i].text = page->arena + b->offs[i].text;
+        page->msgs[i].room = page->arena + b->offs[i].room;
+    }
+    free(b->offs);
+    b->offs = NULL;
 }
 
 void store_page_free(struct store_page *page)
@@ -337,296 +195,4 @@ void store_page_free(struct store_page *page)
     page->msgs = NULL;
     page->arena = NULL;
     page->n = 0;
-}
-
-/* Copies len bytes and a NUL to arena + *used; returns their offset. */
-static size_t arena_put(char *arena, size_t *used, const unsigned char *p, size_t len)
-{
-    size_t at = *used;
-    if (len)
-        memcpy(arena + at, p, len);
-    arena[at + len] = '\0';
-    *used += len + 1;
-    return at;
-}
-
-/* Where a row's strings start in the arena, until the arena stops moving. */
-struct row_offsets {
-    size_t user, text, room;
-};
-
-/* Copies the rows of a stepped statement into the page (up to max rows). */
-static int read_rows(struct store *s, sqlite3_stmt *st, size_t max, struct store_page *page,
-                     struct chat_fail *f)
-{
-    size_t cap = 0, used = 0, arena_cap = 0;
-    struct row_offsets *offs = NULL;
-    int rc, err = 0;
-
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        size_t ulen, tlen, rlen, need;
-        struct store_msg *m;
-
-        if (page->n == max) {
-            page->more = true;
-            break;
-        }
-        if (page->n == cap) {
-            size_t ncap = cap ? cap * 2 : 16;
-            struct store_msg *nm = realloc(page->msgs, ncap * sizeof *nm);
-            struct row_offsets *no = nm ? realloc(offs, ncap * sizeof *no) : NULL;
-            if (nm)
-                page->msgs = nm;
-            if (!no) {
-                err = chat_fail(f, CHAT_EUNAVAIL, "out of memory");
-                goto out;
-            }
-            offs = no;
-            cap = ncap;
-        }
-        /* Column bytes are read after the text conversion they measure. */
-        const unsigned char *user = sqlite3_column_text(st, 2);
-        ulen = (size_t)sqlite3_column_bytes(st, 2);
-        const unsigned char *text = sqlite3_column_text(st, 3);
-        tlen = (size_t)sqlite3_column_bytes(st, 3);
-        const unsigned char *room = sqlite3_column_text(st, 4);
-        rlen = (size_t)sqlite3_column_bytes(st, 4);
-        need = ulen + tlen + rlen + 3;
-        if (arena_cap - used < need) {
-            size_t ncap = arena_cap ? arena_cap * 2 : 4096;
-            while (ncap - used < need)
-                ncap *= 2;
-            char *na = realloc(page->arena, ncap);
-            if (!na) {
-                err = chat_fail(f, CHAT_EUNAVAIL, "out of memory");
-                goto out;
-            }
-            page->arena = na;
-            arena_cap = ncap;
-        }
-        offs[page->n] = (struct row_offsets){
-            .user = arena_put(page->arena, &used, user, ulen),
-            .text = arena_put(page->arena, &used, text, tlen),
-            .room = arena_put(page->arena, &used, room, rlen),
-        };
-        m = &page->msgs[page->n++];
-        m->id = sqlite3_column_int64(st, 0);
-        m->ts = sqlite3_column_int64(st, 1);
-        m->user_len = ulen;
-        m->text_len = tlen;
-        m->room_len = rlen;
-    }
-    if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
-        err = db_fail(s, rc, f, "read messages");
-        goto out;
-    }
-    for (size_t i = 0; i < page->n; i++) {
-        page->msgs[i].user = page->arena + offs[i].user;
-        page->msgs[i].text = page->arena + offs[i].text;
-        page->msgs[i].room = page->arena + offs[i].room;
-    }
-out:
-    free(offs);
-    return err;
-}
-
-int store_fetch(struct store *s, const char *room, size_t room_len, int64_t index,
-                int limit, int tail, struct store_page *page, struct chat_fail *f)
-{
-    sqlite3_stmt *st, *latest = s->st[ST_LATEST];
-    int rc, err = 0;
-
-    memset(page, 0, sizeof *page);
-    if ((rc = exec_stmt(s, ST_BEGIN_READ)) != SQLITE_OK)
-        return db_fail(s, rc, f, "begin read");
-    if (tail > 0) {
-        st = s->st[ST_TAIL];
-        sqlite3_bind_text(st, 1, room, (int)room_len, SQLITE_STATIC);
-        sqlite3_bind_int(st, 2, tail);
-    } else {
-        st = s->st[ST_AFTER];
-        sqlite3_bind_text(st, 1, room, (int)room_len, SQLITE_STATIC);
-        sqlite3_bind_int64(st, 2, index);
-        sqlite3_bind_int(st, 3, limit + 1);
-    }
-    err = read_rows(s, st, tail > 0 ? (size_t)tail : (size_t)limit, page, f);
-    sqlite3_reset(st);
-    sqlite3_clear_bindings(st);
-    if (err == 0) {
-        sqlite3_bind_text(latest, 1, room, (int)room_len, SQLITE_STATIC);
-        rc = single_int(s, ST_LATEST, &page->max_index);
-        if (rc != SQLITE_OK)
-            err = db_fail(s, rc, f, "latest id");
-    }
-    if (err == 0 && (rc = single_int(s, ST_MAX_ID, &page->seen_id)) != SQLITE_OK)
-        err = db_fail(s, rc, f, "max id");
-    if (err == 0 && tail == 0) {
-        int64_t upto = 0;
-        sqlite3_bind_text(s->st[ST_PRUNED], 1, room, (int)room_len, SQLITE_STATIC);
-        if ((rc = single_int(s, ST_PRUNED, &upto)) != SQLITE_OK && rc != SQLITE_DONE)
-            err = db_fail(s, rc, f, "pruned");
-        page->pruned = index < upto;
-    }
-    exec_stmt(s, ST_COMMIT);
-    if (err < 0) {
-        store_page_free(page);
-        return err;
-    }
-    if (page->n > 0)
-        page->max_index = page->msgs[page->n - 1].id;
-    return 0;
-}
-
-int store_since(struct store *s, int64_t after, int limit, struct store_page *page,
-                struct chat_fail *f)
-{
-    sqlite3_stmt *st = s->st[ST_SINCE];
-    int err;
-
-    memset(page, 0, sizeof *page);
-    sqlite3_bind_int64(st, 1, after);
-    sqlite3_bind_int(st, 2, limit + 1);
-    err = read_rows(s, st, (size_t)limit, page, f);
-    sqlite3_reset(st);
-    sqlite3_clear_bindings(st);
-    if (err < 0) {
-        store_page_free(page);
-        return err;
-    }
-    page->max_index = page->seen_id = page->n ? page->msgs[page->n - 1].id : after;
-    return 0;
-}
-
-int store_data_version(struct store *s, int64_t *v, struct chat_fail *f)
-{
-    int rc = single_int(s, ST_DATA_VERSION, v);
-    return rc == SQLITE_OK ? 0 : db_fail(s, rc, f, "data version");
-}
-
-int store_max_id(struct store *s, int64_t *id, struct chat_fail *f)
-{
-    int rc = single_int(s, ST_MAX_ID, id);
-    return rc == SQLITE_OK ? 0 : db_fail(s, rc, f, "max id");
-}
-
-int store_check(struct store *s, struct chat_fail *f)
-{
-    int64_t id;
-    int rc;
-
-    if (store_max_id(s, &id, f) < 0)
-        return chat_fail(f, CHAT_EUNAVAIL, "database is not readable");
-    pthread_mutex_lock(&write_lock);
-    rc = exec_stmt(s, ST_BEGIN_WRITE);
-    if (rc == SQLITE_OK)
-        exec_stmt(s, ST_ROLLBACK);
-    pthread_mutex_unlock(&write_lock);
-    if (rc != SQLITE_OK)
-        return chat_fail(f, CHAT_EUNAVAIL, "database is not writable: %s", sqlite3_errstr(rc));
-    return 0;
-}
-
-/*
- * Runs one batch delete (st bound already, the batch size last), notes the
- * largest id deleted per room, all in one short write transaction. Returns
- * the rows deleted, or a negative code.
- */
-static int prune_batch(struct store *s, sqlite3_stmt *st, struct chat_fail *f)
-{
-    sqlite3_stmt *note = s->st[ST_NOTE_PRUNED];
-    int rc, n = 0, err = 0;
-
-    pthread_mutex_lock(&write_lock);
-    if ((rc = exec_stmt(s, ST_BEGIN_WRITE)) != SQLITE_OK) {
-        err = db_fail(s, rc, f, "begin retention");
-        goto out;
-    }
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        sqlite3_bind_text(note, 1, (const char *)sqlite3_column_text(st, 1),
-                          sqlite3_column_bytes(st, 1), SQLITE_TRANSIENT);
-        sqlite3_bind_int64(note, 2, sqlite3_column_int64(st, 0));
-        int nrc = sqlite3_step(note);
-        sqlite3_reset(note);
-        sqlite3_clear_bindings(note);
-        if (nrc != SQLITE_DONE) {
-            rc = nrc;
-            break;
-        }
-        n++;
-    }
-    sqlite3_reset(st);
-    sqlite3_clear_bindings(st);
-    if (rc != SQLITE_DONE || (rc = exec_stmt(s, ST_COMMIT)) != SQLITE_OK) {
-        err = db_fail(s, rc, f, "retention");
-        exec_stmt(s, ST_ROLLBACK);
-    }
-out:
-    pthread_mutex_unlock(&write_lock);
-    return err < 0 ? err : n;
-}
-
-int store_prune_age(struct store *s, int64_t before_ms, int batch, struct chat_fail *f)
-{
-    int64_t edge = 0;
-    int rc;
-
-    /* Found in a read snapshot, outside the write lock: deletes go by id. */
-    sqlite3_bind_int64(s->st[ST_AGE_EDGE], 1, before_ms);
-    if ((rc = single_int(s, ST_AGE_EDGE, &edge)) != SQLITE_OK)
-        return db_fail(s, rc, f, "retention edge");
-    sqlite3_bind_int64(s->st[ST_AGE_BATCH], 1, edge);
-    sqlite3_bind_int(s->st[ST_AGE_BATCH], 2, batch);
-    return prune_batch(s, s->st[ST_AGE_BATCH], f);
-}
-
-int store_prune_rooms(struct store *s, int keep, int batch, struct chat_fail *f)
-{
-    sqlite3_stmt *rooms = s->st[ST_ROOMS], *edge = s->st[ST_COUNT_EDGE];
-    char (*names)[CHAT_NAME_MAX + 1] = NULL;
-    size_t n = 0, cap = 0;
-    int rc, total = 0;
-
-    /* The rooms first: the deletes below must not run under this read. */
-    while ((rc = sqlite3_step(rooms)) == SQLITE_ROW) {
-        int len = sqlite3_column_bytes(rooms, 0);
-        if (len > CHAT_NAME_MAX)
-            continue;
-        if (n == cap) {
-            size_t ncap = cap ? cap * 2 : 64;
-            void *nn = realloc(names, ncap * sizeof *names);
-            if (!nn) {
-                sqlite3_reset(rooms);
-                free(names);
-                return chat_fail(f, CHAT_EUNAVAIL, "out of memory");
-            }
-            names = nn;
-            cap = ncap;
-        }
-        memcpy(names[n], sqlite3_column_text(rooms, 0), (size_t)len);
-        names[n++][len] = '\0';
-    }
-    sqlite3_reset(rooms);
-    for (size_t i = 0; i < n && total >= 0; i++) {
-        int64_t edge_id = 0;
-        sqlite3_bind_text(edge, 1, names[i], -1, SQLITE_STATIC);
-        sqlite3_bind_int(edge, 2, keep);
-        rc = single_int(s, ST_COUNT_EDGE, &edge_id);
-        if (rc != SQLITE_OK || edge_id == 0)
-            continue;            /* no more than keep messages */
-        for (;;) {
-            sqlite3_bind_text(s->st[ST_ROOM_BATCH], 1, names[i], -1, SQLITE_STATIC);
-            sqlite3_bind_int64(s->st[ST_ROOM_BATCH], 2, edge_id);
-            sqlite3_bind_int(s->st[ST_ROOM_BATCH], 3, batch);
-            int got = prune_batch(s, s->st[ST_ROOM_BATCH], f);
-            if (got < 0) {
-                total = got;
-                break;
-            }
-            total += got;
-            if (got < batch)
-                break;
-        }
-    }
-    free(names);
-    return total;
 }

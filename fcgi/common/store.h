@@ -1,7 +1,9 @@
 /*
- * store.h - the message store: one SQLite connection and its statements.
+ * store.h - the message store: one connection to the database and its
+ * prepared statements, on the backend that the path or URI names
+ * (store_backend.h; SQLite in store_sqlite.c).
  *
- * store.c is the only file that includes sqlite3.h. A struct store is used
+ * Only the backend files include a database client's header. A struct store is used
  * by one thread at a time; every thread that touches the database opens its
  * own. Writes from all connections of a process are serialised by a
  * process-wide mutex, so threads of one process never spin in SQLite's busy
@@ -121,5 +123,19 @@ int store_prune_rooms(struct store *s, int keep, int batch, struct chat_fail *f)
 
 /* 0 when the database can be read and written now, else CHAT_EUNAVAIL. */
 int store_check(struct store *s, struct chat_fail *f);
+
+/*
+ * Change notices, for the watcher's own connection: after store_watch,
+ * store_changes_fd (-1 when there is no such mechanism: the timer alone)
+ * turns readable when any process may have committed; store_changes_drain
+ * reads what made it so and says whether it was such a commit. After a
+ * probe (written: a notice woke it; changed: it found a commit),
+ * store_recheck_ms says how soon to probe again, or -1 for the usual timer:
+ * a notice may come before its commit is visible.
+ */
+int store_watch(struct store *s, struct chat_fail *f);
+int store_changes_fd(struct store *s);
+bool store_changes_drain(struct store *s);
+int store_recheck_ms(struct store *s, bool written, bool changed);
 
 #endif

@@ -12,14 +12,13 @@
 
 #include "chat_limits.h"
 #include "log.h"
-#include "notify.h"
 #include "util.h"
 #include "watch.h"
 
 struct watch {
     struct watch_opts o;
     struct store *store;
-    struct notify notify;       /* writes by any process */
+    int changes_fd;             /* readable on a write by any process, or -1 */
     int kickfd;
     atomic_bool stopping, listening;
     atomic_llong probes;
@@ -93,7 +92,7 @@ static void probe(struct watch *w, bool written)
     if (store_data_version(w->store, &version, &f) < 0)
         return;
     /* A write seen before its commit is visible: look again shortly. */
-    w->recheck_ms = notify_recheck_ms(&w->notify, written, version != w->data_version);
+    w->recheck_ms = store_recheck_ms(w->store, written, version != w->data_version);
     if (version == w->data_version && !w->retry)
         return;
     /* The version counts as seen only once every new row is handed over. */
@@ -136,17 +135,17 @@ static void *watch_main(void *arg)
         bool listening = atomic_load(&w->listening), written = false;
 
         /* Other processes' commits wake the watcher only while anyone listens. */
-        if (listening && w->notify.fd >= 0) {
+        if (listening && w->changes_fd >= 0) {
             if (!armed)
-                notify_drain(&w->notify);   /* what was written before is probed anyway */
-            pfd[2].fd = w->notify.fd;
+                store_changes_drain(w->store);   /* what was written before is probed anyway */
+            pfd[2].fd = w->changes_fd;
         }
         armed = pfd[2].fd >= 0;
         if (poll(pfd, 3, poll_timeout(w, listening)) > 0) {
             uint64_t v;
             if ((pfd[0].revents & POLLIN) && read(w->kickfd, &v, sizeof v) < 0) { /* drained */ }
             if (pfd[2].revents & POLLIN)
-                written = notify_drain(&w->notify);
+                written = store_changes_drain(w->store);
         }
         w->recheck_ms = -1;
         if (atomic_load(&w->listening))
@@ -169,16 +168,17 @@ int watch_start(const struct watch_opts *o, struct watch **out, struct chat_fail
     w->o = *o;
     w->recheck_ms = -1;
     w->next_turn = INT64_MAX;
-    w->notify.fd = -1;
+    w->changes_fd = -1;
     if ((w->kickfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0) {
         err = chat_fail(f, CHAT_EINTERNAL, "eventfd: %s", strerror(errno));
         goto err;
     }
     if ((err = store_open(&o->store, &w->store, f)) < 0 ||
         (err = store_data_version(w->store, &w->data_version, f)) < 0 ||
-        (err = store_max_id(w->store, &w->last_id, f)) < 0)
+        (err = store_max_id(w->store, &w->last_id, f)) < 0 ||
+        (err = store_watch(w->store, f)) < 0)
         goto err;
-    notify_open(&w->notify, o->store.path);
+    w->changes_fd = store_changes_fd(w->store);
     /* The consumer learns where the watcher starts: rows up to here are never handed over. */
     w->o.on_rows(w->o.ctx, &(struct store_page){ .max_index = w->last_id, .seen_id = w->last_id });
     if (pthread_create(&w->thread, NULL, watch_main, w) != 0) {
@@ -188,7 +188,6 @@ int watch_start(const struct watch_opts *o, struct watch **out, struct chat_fail
     *out = w;
     return 0;
 err:
-    notify_close(&w->notify);
     store_close(w->store);
     if (w->kickfd >= 0)
         close(w->kickfd);
@@ -204,7 +203,6 @@ void watch_stop(struct watch *w)
     watch_kick(w);
     pthread_join(w->thread, NULL);
     store_close(w->store);
-    notify_close(&w->notify);
     close(w->kickfd);
     free(w);
 }
