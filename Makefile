@@ -16,13 +16,13 @@ CC         ?= cc
 CFLAGS     ?= -O2 -g
 PORT       ?= 8080
 
-PKGS := fcgi sqlite3 json-c
+PKGS := fcgi sqlite3 json-c libpq
 WS_PKGS := libwebsockets
 # Debian packages that building and running need, then those the tests add
 # (Node and npm too, where no npm is on the PATH: a machine may have its own).
 DEB_PKGS  := gcc make pkg-config libc6-dev libfcgi-dev libsqlite3-dev libjson-c-dev libwebsockets-dev \
-             sqlite3 curl python3 procps
-TEST_PKGS := libcmocka-dev jq python3-websockets chromium systemd clang libclang-rt-14-dev
+             libpq-dev sqlite3 curl python3 procps
+TEST_PKGS := libcmocka-dev jq python3-websockets chromium systemd clang libclang-rt-14-dev postgresql-15
 
 ifeq ($(SAN),1)
 FLAVOUR  := san
@@ -47,8 +47,8 @@ ALL_LDFLAGS = -pthread $(SANFLAGS) $(LDFLAGS)
 
 # Source layout: fcgi/common/ is shared by both programs, fcgi/chat-fcgi/
 # and fcgi/chat-ws/ are each program's own (see README.md, "Source layout").
-COMMON := util log valid params store store_sqlite render notify watch sendq listen cli
-COMMON_OBJS := $(COMMON:%=$(B)/obj/common/%.o) $(B)/schema_sql.o
+COMMON := util log valid params store store_sqlite store_pg render notify watch sendq listen cli
+COMMON_OBJS := $(COMMON:%=$(B)/obj/common/%.o) $(B)/schema_sql.o $(B)/schema_pg_sql.o
 FCGI_OBJS := $(patsubst %,$(B)/obj/chat-fcgi/%.o,main reply hold commit api route metrics retain) $(COMMON_OBJS)
 WS_OBJS   := $(patsubst %,$(B)/obj/chat-ws/%.o,main feed writer) $(COMMON_OBJS)
 INC_COMMON := -iquote fcgi/common
@@ -69,11 +69,15 @@ $(B)/obj/chat-ws/%.o: fcgi/chat-ws/%.c
 	@$(if $(Q),echo "  CC      $@")
 	$(Q)$(CC) $(ALL_CFLAGS) $(WS_CFLAGS) -iquote fcgi/chat-ws $(INC_COMMON) -c -o $@ $<
 
-# The schema is compiled in, so a new database gets it without the repo.
+# The schemas are compiled in, so a new database gets its one without the
+# repo: sql/schema.sql as schema_sql, sql/schema-pg.sql as schema_pg_sql.
 $(B)/schema_sql.c: sql/schema.sql | $(B)
 	$(Q){ echo 'const char schema_sql[] ='; \
 	  sed -e 's/\\/\\\\/g' -e 's/"/\\"/g' -e 's/^/"/' -e 's/$$/\\n"/' $<; echo ';'; } > $@
-$(B)/schema_sql.o: $(B)/schema_sql.c
+$(B)/schema_pg_sql.c: sql/schema-pg.sql | $(B)
+	$(Q){ echo 'const char schema_pg_sql[] ='; \
+	  sed -e 's/\\/\\\\/g' -e 's/"/\\"/g' -e 's/^/"/' -e 's/$$/\\n"/' $<; echo ';'; } > $@
+$(B)/schema_sql.o $(B)/schema_pg_sql.o: $(B)/%.o: $(B)/%.c
 	$(Q)$(CC) $(ALL_CFLAGS) -c -o $@ $<
 
 $(B)/chat-fcgi: $(FCGI_OBJS)

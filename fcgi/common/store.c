@@ -8,10 +8,10 @@
 
 #include "store_backend.h"
 
-extern const struct store_backend store_sqlite;
+extern const struct store_backend store_pg, store_sqlite;
 
 /* Tried in order; the last one claims every path. */
-static const struct store_backend *const backends[] = { &store_sqlite };
+static const struct store_backend *const backends[] = { &store_pg, &store_sqlite };
 
 pthread_mutex_t store_write_lock = PTHREAD_MUTEX_INITIALIZER;
 
