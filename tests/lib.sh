@@ -43,6 +43,7 @@ free_port() {
 stack_up() {
     local name=$1; shift
     local port ws_port; port=$(free_port); ws_port=$(free_port)
+    if [ -n "${TEST_PG:-}" ] && [ -z "${DB:-}" ]; then pg_stack_db "$name" || return 1; fi
     STACKS+=("$TMP/$name")
     PORT=$port WS_PORT=$ws_port FCGI_FLAGS="$*" DB=${DB:-$TMP/$name/chat.db} \
         "$ROOT/conf/stack.sh" start "$TMP/$name" || { fail "stack $name starts"; return 1; }
@@ -55,7 +56,78 @@ stack_up() {
 stack_down_all() {
     local s
     for s in "${STACKS[@]}"; do "$ROOT/conf/stack.sh" stop "$s" >/dev/null 2>&1 || true; done
+    pg_down
 }
+
+# ---- PostgreSQL (SPEC section 9) ----
+# pg_up starts a private PostgreSQL 15 for the suite in $TMP/pg: initdb, a
+# unix socket only, as the postgres user when root (PostgreSQL refuses
+# root; $TMP is opened to it); it sets PG_HOST (the socket folder) and
+# PG_URI (database chat). pg_down stops it (stack_down_all does). pg_db
+# NAME creates a database and prints its URI.
+# TEST_PG runs a suite on PostgreSQL: "1" starts the suite's own server, a
+# socket folder uses that server (tests/it/pg.sh); each stack_up without a
+# DB then gets a new database, and sqlite3 "$DB" "SQL" runs SQL in psql
+# with the sqlite3 CLI's output (values joined by |, no header).
+PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
+PG_HOST=""
+PG_OWN=""
+pg_as() { if [ "$(id -u)" = 0 ]; then (cd / && runuser -u postgres -- "$@"); else "$@"; fi; }
+pg_up() {
+    local dir=$TMP/pg
+    [ -x "$PG_BIN/initdb" ] || { fail "PostgreSQL 15 is installed" "no $PG_BIN/initdb"; return 1; }
+    mkdir -p "$dir"
+    if [ "$(id -u)" = 0 ]; then chmod 755 "$TMP" && chown postgres "$dir" || return 1; fi
+    pg_as "$PG_BIN/initdb" -D "$dir/data" -A trust -U chat -E UTF8 --locale=C --no-sync >"$TMP/initdb.log" 2>&1 ||
+        { fail "initdb" "$(tail -3 "$TMP/initdb.log")"; return 1; }
+    PG_HOST=$dir
+    PG_OWN=$dir
+    pg_start || return 1
+    PG_URI=$(pg_db chat)
+    [ -n "$PG_URI" ]
+}
+# pg_start, pg_stop, pg_restart: the suite's server (pg_ctl -m fast: sessions are ended)
+pg_start() {
+    pg_as "$PG_BIN/pg_ctl" -D "$PG_OWN/data" -l "$PG_OWN/server.log" -w -t 60 \
+        -o "-c listen_addresses='' -c unix_socket_directories='$PG_OWN' -c max_connections=300" start >/dev/null ||
+        { fail "PostgreSQL starts" "$(tail -3 "$PG_OWN/server.log")"; return 1; }
+}
+pg_stop() { pg_as "$PG_BIN/pg_ctl" -D "$PG_OWN/data" -m fast -w -t 60 stop >/dev/null; }
+pg_restart() { pg_as "$PG_BIN/pg_ctl" -D "$PG_OWN/data" -l "$PG_OWN/server.log" -m fast -w -t 60 restart >/dev/null; }
+pg_down() {
+    [ -n "$PG_OWN" ] || return 0
+    pg_stop 2>/dev/null
+    PG_OWN=""
+}
+pg_db() {
+    local uri="postgresql:///$1?host=$PG_HOST&user=chat"
+    psql -X -q -v ON_ERROR_STOP=1 "postgresql:///postgres?host=$PG_HOST&user=chat" \
+        -c "CREATE DATABASE \"$1\"" >/dev/null || { fail "database $1 created"; return 1; }
+    # The SQLite functions the suites' own checks use (not the program's).
+    psql -X -q -v ON_ERROR_STOP=1 "$uri" >/dev/null <<'SQL' || { fail "database $1 prepared"; return 1; }
+CREATE FUNCTION instr(text, text) RETURNS integer LANGUAGE sql IMMUTABLE AS 'SELECT strpos($1, $2)';
+CREATE FUNCTION group_concat_step(text, text, text) RETURNS text LANGUAGE sql IMMUTABLE
+    AS 'SELECT CASE WHEN $2 IS NULL THEN $1 WHEN $1 IS NULL THEN $2 ELSE $1 || $3 || $2 END';
+CREATE AGGREGATE group_concat(text, text) (SFUNC = group_concat_step, STYPE = text);
+SQL
+    echo "$uri"
+}
+# pg_stack_db NAME: sets DB to a new database for a stack, on TEST_PG's server
+pg_stack_db() {
+    if [ -z "$PG_HOST" ]; then
+        if [ "$TEST_PG" = 1 ]; then pg_up || return 1; else PG_HOST=$TEST_PG; fi
+    fi
+    DB=$(pg_db "$(printf '%s_%s_%s' "$SUITE" "$1" "$RANDOM" | tr -c 'a-z0-9_' '_' | cut -c1-60)")
+}
+sqlite3() {
+    case ${1:-} in
+        postgres://*|postgresql://*) local db=$1; shift
+            psql -X -q -A -t -F '|' -v ON_ERROR_STOP=1 "$db" -c "$*" ;;
+        *) command sqlite3 "$@" ;;
+    esac
+}
+# on_sqlite: the suite's database is SQLite (checks of SQLite itself)
+on_sqlite() { case ${DB:-} in postgres://*|postgresql://*) return 1 ;; esac; }
 
 # req [curl args...]: one request; sets STATUS, BODY and HEADERS (lower-cased).
 req() {

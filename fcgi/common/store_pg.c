@@ -450,18 +450,22 @@ static bool exec_ok(PGconn *c, const char *sql, PGresult **keep)
     return ok;
 }
 
-/* The schema version of the database: 0 when it has no schema, -1 on error. */
-static int schema_version(PGconn *c)
+/*
+ * The schema version of the database: 0 when it has none, -1 on error;
+ * *tables tells whether it has a messages table (a schema to upgrade).
+ */
+static int schema_version(PGconn *c, bool *tables)
 {
     PGresult *r = NULL;
-    int v = -1;
+    bool versioned;
+    int v;
 
-    if (!exec_ok(c, "SELECT to_regclass('schema_version') IS NOT NULL", &r))
+    if (!exec_ok(c, "SELECT to_regclass('schema_version') IS NOT NULL, to_regclass('messages') IS NOT NULL", &r))
         return -1;
-    if (strcmp(PQgetvalue(r, 0, 0), "t") != 0)
-        v = 0;
+    versioned = strcmp(PQgetvalue(r, 0, 0), "t") == 0;
+    *tables = strcmp(PQgetvalue(r, 0, 1), "t") == 0;
     PQclear(r);
-    if (v == 0)
+    if (!versioned)
         return 0;
     if (!exec_ok(c, "SELECT coalesce(max(version), 0) FROM schema_version", &r))
         return -1;
@@ -480,13 +484,14 @@ static int apply_schema(struct pg_db *s, struct chat_fail *f)
 {
     PGconn *c = s->conn;
     char buf[160];
-    int v = schema_version(c);
+    bool tables;
+    int v = schema_version(c, &tables);
 
     if (v == SCHEMA_VERSION)
         return 0;
     if (v < 0 || !exec_ok(c, "BEGIN", NULL) ||
         !exec_ok(c, "SELECT pg_advisory_xact_lock(7243581)", NULL) ||
-        (v = schema_version(c)) < 0)
+        (v = schema_version(c, &tables)) < 0)
         goto fail;
     if (v > SCHEMA_VERSION) {
         exec_ok(c, "ROLLBACK", NULL);
@@ -501,7 +506,7 @@ static int apply_schema(struct pg_db *s, struct chat_fail *f)
     if (!exec_ok(c, "COMMIT", NULL))
         goto fail;
     if (v < SCHEMA_VERSION)
-        log_info("%s the schema in database %s", v ? "upgraded" : "created", PQdb(c));
+        log_info("%s the schema in database %s", tables ? "upgraded" : "created", PQdb(c));
     return 0;
 fail:
     conn_error(c, buf, sizeof buf);

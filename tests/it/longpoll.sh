@@ -33,7 +33,7 @@ check "woken by a send: within a second" 1 "$(calc "${META#* } < 1")"
 # Wake-up on a row written by the sqlite3 CLI
 poll_bg b "index=2&wait=20"
 check_true "second long-poll is held" held_is 1
-sqlite3 "$DB" "insert into messages(room,user,text) values('lobby','ops','from sqlite3')"
+sqlite3 "$DB" "insert into messages(room,\"user\",text) values('lobby','ops','from sqlite3')"
 poll_wait b
 check "woken by a sqlite3 insert" '[{"user":"ops","text":"from sqlite3"}]' "$(jget '[.messages[] | {user, text}]')"
 check "sqlite3 wake-up long before the wait ends" 1 "$(calc "${META#* } < 2")"

@@ -18,11 +18,11 @@ check "trailing slash: 200" 200 "$STATUS"
 
 req "$BASE/send/msg?text=a+b%20c&user=ann&room=r-1.x_y"
 check "user and room: 200" 200 "$STATUS"
-check "user and room stored" "ann|r-1.x_y|a b c" "$(sqlite3 "$DB" "select user, room, text from messages where id=$(jget .id)")"
+check "user and room stored" "ann|r-1.x_y|a b c" "$(sqlite3 "$DB" "select \"user\", room, text from messages where id=$(jget .id)")"
 
 req -d 'text=from+a+form&user=bob&room=forms' "$BASE/send/msg"
 check "POST form: 200" 200 "$STATUS"
-check "POST form stored" "bob|forms|from a form" "$(sqlite3 "$DB" "select user, room, text from messages where id=$(jget .id)")"
+check "POST form stored" "bob|forms|from a form" "$(sqlite3 "$DB" "select \"user\", room, text from messages where id=$(jget .id)")"
 
 req -H 'Content-Type: application/json; charset=utf-8' \
     -d '{"text":"json \u00e9\n2nd line","user":"cy","room":"js","unknown":[1,{"a":2}],"n":3}' "$BASE/send/msg"
@@ -34,7 +34,7 @@ req -H 'Content-Type: application/json' \
     -d '{"x":{"text":"no","text":"no"},"l":[{"user":1,"user":2}],"text":"a {\"text\":\"b\"}","user":"}\"text"}' "$BASE/send/msg"
 check "POST JSON with repeats nested or in strings: 200" 200 "$STATUS"
 check "POST JSON with repeats nested or in strings: stored as sent" 'a {"text":"b"}|}"text' \
-    "$(sqlite3 "$DB" "select text, user from messages where id=$(jget .id)")"
+    "$(sqlite3 "$DB" "select text, \"user\" from messages where id=$(jget .id)")"
 
 req -X POST "$BASE/send/msg?text=query+on+a+post"
 check "POST without body, parameters in the query: 200" 200 "$STATUS"

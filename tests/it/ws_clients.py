@@ -12,7 +12,6 @@ Every wait is bounded.
 import asyncio
 import json
 import socket
-import sqlite3
 import sys
 import time
 import urllib.parse
@@ -24,7 +23,7 @@ T = 5  # seconds any single expected frame may take
 CLOSE_T = 15  # seconds for a close: the client waits for the TCP close after the close frames
 
 
-from checks import report
+from checks import db_run, report
 
 
 def http_json(url):
@@ -121,10 +120,7 @@ async def basic(c):
         report(again.get("duplicate") is True and again["id"] == echo["id"],
                "the same cid over HTTP is a duplicate too", again)
 
-        db = sqlite3.connect(c.db, timeout=5)
-        db.execute("insert into messages(room, user, text) values(?, 'ops', 'from sqlite3')", (room,))
-        db.commit()
-        db.close()
+        db_run(c.db, "insert into messages(room, \"user\", text) values(?, 'ops', 'from sqlite3')", (room,))
         t0 = time.monotonic()
         cli = await recv_json(live)
         report(cli["text"] == "from sqlite3" and cli["user"] == "ops", "a sqlite3 insert reaches sockets", cli)
@@ -163,10 +159,7 @@ async def basic(c):
         report(got.get("text") == "after a cursor from the future", "a cursor ahead of the store still gets live messages", got)
 
     # A row in a room no client can join does not stop the feed
-    db = sqlite3.connect(c.db, timeout=5)
-    db.execute("insert into messages(room, text) values(?, 'odd')", ("r" * 80,))
-    db.commit()
-    db.close()
+    db_run(c.db, "insert into messages(room, text) values(?, 'odd')", ("r" * 80,))
     async with c.connect(f"room={room}") as ws:
         await asyncio.sleep(0.2)
         c.send_http("after an odd row", room)
@@ -317,10 +310,7 @@ async def notify(c):
     async with c.connect(f"room={room}") as ws:
         await asyncio.sleep(0.3)
         for i in range(3):
-            db = sqlite3.connect(c.db, timeout=5)
-            db.execute("insert into messages(room, text) values(?, ?)", (room, f"cli {i}"))
-            db.commit()
-            db.close()
+            db_run(c.db, "insert into messages(room, text) values(?, ?)", (room, f"cli {i}"))
             t0 = time.monotonic()
             got = await recv_json(ws)
             took = time.monotonic() - t0
