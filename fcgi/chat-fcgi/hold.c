@@ -349,6 +349,8 @@ static int64_t on_turn(void *ctx, int64_t now)
         for (int i = 0; i < n; i++) {
             /* nginx sends nothing after the request: any event means it closed. */
             struct waiter *w = evs[i].data.ptr;
+            /* Out of the set at once: it stays readable until finished below. */
+            epoll_ctl(h->epfd, EPOLL_CTL_DEL, w->req->ipcFd, NULL);
             LIST_REMOVE(w, link);
             LIST_INSERT_HEAD(&gone, w, link);
         }

@@ -91,6 +91,27 @@ curl -s -m 0.5 "$BASE/get/msg?index=1000000&wait=30&room=gone" >/dev/null
 latest=$(curl -s "$BASE/get/msg?tail=1" | jq .max_index)
 curl -s -m 0.5 "$BASE/get/msg?index=$latest&wait=30" >/dev/null
 check_true "a disconnected client is released within a second" held_is 0
+# Many clients gone at once (one process killed): more than the watcher
+# takes from its epoll set in one call; all released, and the parking lot
+# keeps working.
+latest=$(curl -s "$BASE/get/msg?tail=1" | jq .max_index)
+python3 - "${BASE#http://}" "$latest" <<'PY' &
+import socket, sys, time
+host, port = sys.argv[1].split(":")
+socks = []
+for _ in range(500):
+    s = socket.create_connection((host, int(port)))
+    s.sendall(f"GET /get/msg?index={sys.argv[2]}&wait=30 HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    socks.append(s)
+time.sleep(60)
+PY
+many=$!
+check_true "500 long-polls held" held_is 500
+kill -9 "$many"; wait "$many" 2>/dev/null
+check_true "500 clients gone at once: all released" held_is 0
+poll_bg many "index=$latest&wait=1"
+poll_wait many
+check "a long-poll after them still expires on time" 1 "$(calc "${META#* } >= 0.9 && ${META#* } < 3")"
 
 # Several waiters with different cursors in one room
 latest=$(curl -s "$BASE/get/msg?tail=1" | jq .max_index)
