@@ -82,14 +82,14 @@ pg_up() {
         { fail "initdb" "$(tail -3 "$TMP/initdb.log")"; return 1; }
     PG_HOST=$dir
     PG_OWN=$dir
+    PG_OPTS="-c listen_addresses='' -c unix_socket_directories='$dir' -c max_connections=300"
     pg_start || return 1
     PG_URI=$(pg_db chat)
     [ -n "$PG_URI" ]
 }
 # pg_start, pg_stop, pg_restart: the suite's server (pg_ctl -m fast: sessions are ended)
 pg_start() {
-    pg_as "$PG_BIN/pg_ctl" -D "$PG_OWN/data" -l "$PG_OWN/server.log" -w -t 60 \
-        -o "-c listen_addresses='' -c unix_socket_directories='$PG_OWN' -c max_connections=300" start >/dev/null ||
+    pg_as "$PG_BIN/pg_ctl" -D "$PG_OWN/data" -l "$PG_OWN/server.log" -w -t 60 -o "$PG_OPTS" start >/dev/null ||
         { fail "PostgreSQL starts" "$(tail -3 "$PG_OWN/server.log")"; return 1; }
 }
 pg_stop() { pg_as "$PG_BIN/pg_ctl" -D "$PG_OWN/data" -m fast -w -t 60 stop >/dev/null; }

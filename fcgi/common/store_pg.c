@@ -598,6 +598,18 @@ static int find_cid(struct pg_db *s, const struct valid_send *m, struct store_se
 }
 
 /*
+ * The connection broke with the batch sent and its COMMIT unanswered: the
+ * server may have committed it (its answers are sent at the end). The
+ * client is told so: a retry with the same cid stores nothing twice.
+ */
+static int unsure(struct pg_db *s, struct chat_fail *f)
+{
+    drop(s, "lost while committing");
+    return chat_fail(f, CHAT_EUNAVAIL, "database connection lost while storing: the message may be "
+                     "stored; send it again with the same cid");
+}
+
+/*
  * Stores items[0..n) in one transaction, as one pipeline: BEGIN, one
  * statement per message, COMMIT, then the results. Returns 0, or a
  * negative code with *f set (nothing of the batch is stored; *begun tells
@@ -634,7 +646,7 @@ static int pg_append_tx(struct store *base, struct store_item **items, size_t n,
     for (size_t q = 0; q < n + 3; q++) {
         if (!(r = pipe_result(s->conn))) {
             if (err == 0)
-                err = fail_of(s, NULL, f, "batch");
+                err = unsure(s, f);
             return err;        /* the connection is gone */
         }
         ExecStatusType st = PQresultStatus(r);
@@ -645,9 +657,10 @@ static int pg_append_tx(struct store *base, struct store_item **items, size_t n,
         if (st == PGRES_PIPELINE_ABORTED || err < 0) {
             PQclear(r);        /* after the failure: skipped */
         } else if (st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK) {
+            /* An error before COMMIT aborts the transaction; one of COMMIT's own may not have. */
             err = fail_of(s, r, f, q == 0 ? "begin" : q == n + 1 ? "commit" : "insert");
             if (!s->conn)
-                return err;
+                return q == n + 1 ? unsure(s, f) : err;
         } else {
             if (q == 0)
                 *begun = true;
