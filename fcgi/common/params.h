@@ -64,18 +64,6 @@ int params_add_urlencoded(struct params *p, const char *s, size_t len, struct ch
 int params_add_json(struct params *p, const char *s, size_t len, unsigned keys,
                     struct chat_fail *f);
 
-/*
- * The duplicate check of params_add_json(), for a text json-c has accepted as
- * an object: reads the names of the members of the JSON object s[0..len) at
- * its top level (names inside nested values do not count), decoded as json-c
- * decodes them ("te\u0078t" is text). Sets *members to how many members it
- * read and returns 0 when no two names are the same; CHAT_EBADREQ, naming
- * the key in *f, when one is repeated or when a name holds \u0000 (json-c
- * would cut it there); CHAT_EUNAVAIL when out of memory. Reads nothing
- * outside s[0..len) and ends whatever it is given; on text that is not JSON
- * its answer means nothing.
- */
-int params_json_names(const char *s, size_t len, size_t *members, struct chat_fail *f);
 
 /* Fills *m from a set and applies valid_send(). Returns 0 or the refusal. */
 int params_send(const struct params *p, struct valid_send *m, struct chat_fail *f);

@@ -15,6 +15,7 @@
 #include <sqlite3.h>
 
 #include "chat_limits.h"
+#include "json_names.h"
 #include "metrics.h"
 #include "notify.h"
 #include "params.h"
@@ -279,15 +280,15 @@ static void test_json_duplicates(void **state)
 
     /* The scan counts the top-level members only. */
     static const char counted[] = " {\"a\" : 1 ,\n\"b\":{\"c\":[1,{\"d\":\"}\"}]},\"e\":-0.5e3,\"f\":null}\n";
-    assert_int_equal(params_json_names(counted, sizeof counted - 1, &members, &f), 0);
+    assert_int_equal(json_names_check(counted, sizeof counted - 1, &members, NULL, &f), 0);
     assert_int_equal(members, 4);
-    assert_int_equal(params_json_names("{}", 2, &members, &f), 0);
+    assert_int_equal(json_names_check("{}", 2, &members, NULL, &f), 0);
     assert_int_equal(members, 0);
     /* On anything else it ends, reading nothing outside what it is given. */
     static const char *const junk[] = { "", "{", "{\"", "{\"\\", "{\"\\u12", "{\"a\":\"", "{\"a\":{[",
                                         "{\"\\ud83d\\ude0", "[1]", "{1:2}", "{\"a\"\"b\"", "{,,,}" };
     for (size_t i = 0; i < sizeof junk / sizeof junk[0]; i++)
-        params_json_names(junk[i], strlen(junk[i]), &members, &f);
+        json_names_check(junk[i], strlen(junk[i]), &members, NULL, &f);
 
     /* A WebSocket frame goes through the same check. */
     static const char frame[] = "{\"text\":\"a\",\"te\\u0078t\":\"b\"}";
