@@ -17,7 +17,9 @@
  *     tail, room for one more socket) and refused with a real HTTP answer,
  *     JSON as chat-fcgi's (400, 403, 503): a connection dropped without one
  *     would reach the client as nginx's "retry shortly". A plain GET /ws
- *     runs the same checks and answers 426 when they pass.
+ *     runs the same checks and answers 426 when they pass;
+ *   - behind authentication nginx sets X-Chat-User (never the client's), and
+ *     that name is the user of every message the socket sends.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -47,6 +49,7 @@
 #define WRITES_PER_CALLBACK 16   /* frames written per writable callback */
 #define CLOSE_TRY_AGAIN_LATER 1013  /* RFC 6455 registry: try again later */
 #define FD_RESERVE 64            /* descriptors kept for the database, logs and nginx's new sockets */
+#define AUTH_HEADER "x-chat-user:"  /* set by nginx: the name it authenticated (lws lower-cases names) */
 
 _Static_assert(LWS_PRE <= FEED_HEADROOM, "feed frames need LWS_PRE bytes of headroom");
 
@@ -80,6 +83,8 @@ struct conn {
     size_t rx_len;
     double tokens;               /* sends allowed now (token bucket) */
     int64_t tokens_at;           /* util_now_ms() of the last refill */
+    size_t auth_len;             /* 0: not authenticated; over CHAT_USER_MAX: too long */
+    char auth[CHAT_USER_MAX + 1];   /* the name nginx authenticated (X-Chat-User) */
 };
 
 static struct {
@@ -318,7 +323,8 @@ static void handle_message(struct conn *c, const char *data, size_t len)
         return;
     }
     params_init(&p);
-    if (params_ws_frame(&p, data, len, c->room, c->room_len, &m, &f) == 0)
+    if (params_ws_frame(&p, data, len, c->room, c->room_len, &m, &f) == 0 &&
+        params_auth_user(&m, c->auth, c->auth_len, &f) == 0)
         writer_submit(ws.writer, c->id, &m, &f);
     params_free(&p);
     if (f.code != CHAT_OK)
@@ -401,6 +407,23 @@ static int read_args(struct lws *wsi, struct conn *c, struct chat_fail *f)
         }
     }
     return 0;
+}
+
+/* Reads the name nginx authenticated, if any, into c->auth. */
+static void read_auth(struct lws *wsi, struct conn *c)
+{
+    int n = lws_hdr_custom_length(wsi, AUTH_HEADER, (int)strlen(AUTH_HEADER));
+
+    c->auth_len = 0;
+    c->auth[0] = '\0';
+    if (n <= 0)
+        return;
+    if (n > CHAT_USER_MAX) {
+        c->auth_len = (size_t)n;          /* refused by params_auth_user on each send */
+        return;
+    }
+    if (lws_hdr_custom_copy(wsi, c->auth, sizeof c->auth, AUTH_HEADER, (int)strlen(AUTH_HEADER)) == n)
+        c->auth_len = (size_t)n;
 }
 
 /*
@@ -668,6 +691,7 @@ static int callback_chat(struct lws *wsi, enum lws_callback_reasons reason, void
             ws.refused++;
             return 1;
         }
+        read_auth(wsi, c);
         return 0;
     }
     case LWS_CALLBACK_HTTP:
@@ -734,6 +758,9 @@ static void usage(FILE *out)
         "\n"
         "A refused handshake, and GET /ws without Upgrade, get a JSON answer: 400 (room,\n"
         "index or tail), 403 (Origin), 503 (full, stopping); 426 when it would be accepted.\n"
+        "Behind authentication nginx sets X-Chat-User to the name it authenticated: it\n"
+        "becomes the user of every message the socket sends (a different user is a 403\n"
+        "error frame). Listen where only nginx can connect: the header is trusted.\n"
         "SIGTERM or SIGINT closes every connection with 1001 and stops it.\n", FD_RESERVE);
 }
 
