@@ -8,6 +8,10 @@
 //   - every send carries a cid and is retried with the same cid, so a retry
 //     after a timeout stores the message once; the server's answer carries
 //     the message's id, which ties the pending line to the stored message.
+// A WebSocket that fails tells the page nothing (close code 1006): the page
+// then asks the same URL with a plain GET. A 4xx (a bad URL, a foreign
+// Origin) will not pass by retrying: the page stops and says why; a 503 or
+// no answer is passing trouble: it backs off and tries again.
 // Texts are always rendered as text (textContent), never as HTML.
 'use strict';
 
@@ -36,6 +40,7 @@
   const pendingById = new Map(); // id -> pending <li> whose send was acknowledged
   let current = null;            // the running transport: {name, stop()}
   let failures = 0;              // consecutive failures, for backoff and status
+  let wsRefused = null;          // auto: why the server refuses sockets for good, or null
 
   function pickRoom() {
     let r = params.get('room');
@@ -47,10 +52,11 @@
 
   // ---- status ----
 
-  function setStatus(state, name) {
+  function setStatus(state, name, why) {
     statusEl.dataset.state = state;
-    statusEl.textContent = state;
-    transportEl.textContent = name ? 'via ' + label(name) : '';
+    statusEl.textContent = why ? state + ': ' + why : state;
+    transportEl.textContent = (name ? 'via ' + label(name) : '') +
+      (name && name !== 'ws' && wsRefused ? ' (WebSocket refused: ' + wsRefused + ')' : '');
     document.body.dataset.transport = name || '';
   }
   function label(name) {
@@ -187,16 +193,45 @@
     return { name, stop() { stopped = true; clearTimeout(timer); ctl.abort(); } };
   }
 
-  function wsUrl() {
+  // The socket's path and query; a probe asks for live messages only.
+  function wsPath(live) {
+    return '/ws?room=' + encodeURIComponent(room) + (live ? '' : '&index=' + cursor);
+  }
+  function wsUrl(live) {
     const scheme = location.protocol === 'https:' ? 'wss:' : 'ws:';
-    return scheme + '//' + location.host + '/ws?room=' + encodeURIComponent(room) + '&index=' + cursor;
+    return scheme + '//' + location.host + wsPath(live);
   }
 
-  // WebSocket; onFail(opened) is called once when it fails or closes.
+  // After a socket failed to open: why, when the server refuses the URL for
+  // good (a 4xx other than 426 Upgrade Required and 429), else null.
+  async function wsRefusal(live) {
+    const ctl = new AbortController();
+    const timer = setTimeout(() => ctl.abort(), 8000);
+    try {
+      const r = await fetch(wsPath(live), { cache: 'no-store', signal: ctl.signal });
+      if (r.status < 400 || r.status >= 500 || r.status === 426 || r.status === 429) return null;
+      let why = 'HTTP ' + r.status;
+      try { why = (await r.json()).error || why; } catch (e) { /* not JSON */ }
+      return why;
+    } catch (e) {
+      return null;                // no answer: passing trouble
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  // WebSocket; onFail(opened, refused) is called once when it fails or
+  // closes (refused: why the server refuses it for good, or null).
   function wsLoop(onFail) {
     let stopped = false, opened = false, timer = null;
-    const sock = new WebSocket(wsUrl());
-    const give = () => { if (!stopped) { stopped = true; clearTimeout(timer); onFail(opened); } };
+    const sock = new WebSocket(wsUrl(false));
+    const give = async () => {
+      if (stopped) return;
+      stopped = true;
+      clearTimeout(timer);
+      const refused = opened ? null : await wsRefusal(false);
+      onFail(opened, refused);
+    };
     // A proxy that swallows the upgrade never opens nor fails: give up after a while.
     timer = setTimeout(() => { if (!opened) { try { sock.close(); } catch (e) { /* closing */ } give(); } }, 8000);
     sock.onopen = () => { opened = true; clearTimeout(timer); ok('ws'); };
@@ -225,29 +260,47 @@
     if (current) return;          // another start won the race
     if (name === 'poll') current = httpLoop('poll', false);
     else if (name === 'longpoll') current = httpLoop('longpoll', true);
-    else current = wsLoop((opened) => {
-      trouble('ws');
-      if (wanted === 'auto' && !opened) {
-        // WebSocket does not get through here: long-poll, and try again later.
-        start('longpoll');
-        scheduleWsProbe();
-      } else {
-        setTimeout(() => start('ws'), backoff());
-      }
-    });
+    else {
+      const loop = wsLoop((opened, refused) => {
+        if (current !== loop) return;   // another start replaced it meanwhile
+        if (refused && wanted !== 'auto') {
+          // Retrying will not help: stop, and say why.
+          current = null;
+          setStatus('refused', 'ws', refused);
+          return;
+        }
+        trouble('ws');
+        if (wanted === 'auto' && !opened) {
+          // WebSocket does not get through here: long-poll, and try again
+          // later unless the server refuses it for good.
+          wsRefused = refused;
+          start('longpoll');
+          if (!refused) scheduleWsProbe();
+        } else {
+          setTimeout(() => { if (current === loop) start('ws'); }, backoff());
+        }
+      });
+      current = loop;
+    }
   }
 
-  // auto: while long-polling, try a WebSocket now and then; switch when it opens.
+  // auto: while long-polling, try a WebSocket now and then; switch when it
+  // opens, give up when the server refuses it for good.
   let probeTimer = null;
   function scheduleWsProbe() {
     clearTimeout(probeTimer);
     probeTimer = setTimeout(() => {
       if (!current || current.name === 'ws') return;
-      const scheme = location.protocol === 'https:' ? 'wss:' : 'ws:';
       // Live only: the probe needs no replay; it only asks whether sockets get through.
-      const probe = new WebSocket(scheme + '//' + location.host + '/ws?room=' + encodeURIComponent(room));
+      const probe = new WebSocket(wsUrl(true));
       let settled = false;
-      const retry = () => { if (!settled) { settled = true; try { probe.close(); } catch (e) { /* closing */ } scheduleWsProbe(); } };
+      const retry = async () => {
+        if (settled) return;
+        settled = true;
+        try { probe.close(); } catch (e) { /* closing */ }
+        wsRefused = await wsRefusal(true);
+        if (!wsRefused) scheduleWsProbe();
+      };
       const timer = setTimeout(retry, 8000);
       probe.onopen = () => { settled = true; clearTimeout(timer); probe.close(); start('ws'); };
       probe.onerror = () => { clearTimeout(timer); retry(); };

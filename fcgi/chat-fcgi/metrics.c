@@ -13,7 +13,7 @@ static const char *const route_names[MR_COUNT] = {
     [MR_SEND] = "/send/msg", [MR_GET] = "/get/msg", [MR_HEALTHZ] = "/healthz",
     [MR_METRICS] = "/metrics", [MR_OTHER] = "other",
 };
-static const int statuses[] = { 200, 400, 404, 405, 413, 415, 500, 503 };
+static const int statuses[] = { 200, 400, 403, 404, 405, 413, 415, 500, 503 };
 #define NSTATUS (sizeof statuses / sizeof statuses[0])
 
 /* Upper bounds of the wake-up latency buckets, in ms; the last is +Inf. */

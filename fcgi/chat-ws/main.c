@@ -12,7 +12,14 @@
  *     its cursor (the last id queued) drops anything already replayed, so
  *     there is no gap and no duplicate between the two;
  *   - each connection's queue is bounded: a subscriber that falls behind
- *     is closed with 1008 and resumes by id when it returns.
+ *     is closed with 1008 and resumes by id when it returns;
+ *   - a handshake is checked before it is accepted (Origin, room, index,
+ *     tail, room for one more socket) and refused with a real HTTP answer,
+ *     JSON as chat-fcgi's (400, 403, 503): a connection dropped without one
+ *     would reach the client as nginx's "retry shortly". A plain GET /ws
+ *     runs the same checks and answers 426 when they pass;
+ *   - behind authentication nginx sets X-Chat-User (never the client's), and
+ *     that name is the user of every message the socket sends.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -21,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include <libwebsockets.h>
 
@@ -40,6 +48,8 @@
 #define MSG_MAX 65536            /* a client message over this closes with 1009 */
 #define WRITES_PER_CALLBACK 16   /* frames written per writable callback */
 #define CLOSE_TRY_AGAIN_LATER 1013  /* RFC 6455 registry: try again later */
+#define FD_RESERVE 64            /* descriptors kept for the database, logs and nginx's new sockets */
+#define AUTH_HEADER "x-chat-user:"  /* set by nginx: the name it authenticated (lws lower-cases names) */
 
 _Static_assert(LWS_PRE <= FEED_HEADROOM, "feed frames need LWS_PRE bytes of headroom");
 
@@ -50,6 +60,7 @@ struct config {
     int probe_ms, busy_ms, ping_secs, handshake_secs;
     int sends_per_sec;           /* per connection; bursts of twice as many */
     unsigned max_queue;
+    int max_conns;               /* WebSockets open at once; 0: by the descriptor limit */
     bool sync_full;
 };
 
@@ -72,6 +83,8 @@ struct conn {
     size_t rx_len;
     double tokens;               /* sends allowed now (token bucket) */
     int64_t tokens_at;           /* util_now_ms() of the last refill */
+    size_t auth_len;             /* 0: not authenticated; over CHAT_USER_MAX: too long */
+    char auth[CHAT_USER_MAX + 1];   /* the name nginx authenticated (X-Chat-User) */
 };
 
 static struct {
@@ -310,7 +323,8 @@ static void handle_message(struct conn *c, const char *data, size_t len)
         return;
     }
     params_init(&p);
-    if (params_ws_frame(&p, data, len, c->room, c->room_len, &m, &f) == 0)
+    if (params_ws_frame(&p, data, len, c->room, c->room_len, &m, &f) == 0 &&
+        params_auth_user(&m, c->auth, c->auth_len, &f) == 0)
         writer_submit(ws.writer, c->id, &m, &f);
     params_free(&p);
     if (f.code != CHAT_OK)
@@ -341,11 +355,13 @@ static bool origin_allowed(struct lws *wsi)
 }
 
 /*
- * Reads room, index and tail from the URL query: false when one is invalid,
- * given twice, or an argument is too long to read.
+ * Reads room, index and tail from the URL query into *c. Returns 0, or
+ * CHAT_EBADREQ with the reason in *f when one is invalid, given twice, or an
+ * argument is too long to read.
  */
-static bool read_args(struct lws *wsi, struct conn *c)
+static int read_args(struct lws *wsi, struct conn *c, struct chat_fail *f)
 {
+    static const char *const names[3] = { "room", "index", "tail" };
     char arg[256];
     bool seen[3] = { false, false, false };
     int64_t num;
@@ -359,7 +375,7 @@ static bool read_args(struct lws *wsi, struct conn *c)
         int which;
 
         if ((size_t)len >= sizeof arg)
-            return false;
+            return chat_fail(f, CHAT_EBADREQ, "a URL argument is longer than %zu bytes", sizeof arg - 1);
         /* An empty argument ("a=1&&b=2") has length 0 too: only a failed copy ends the list. */
         if (lws_hdr_copy_fragment(wsi, arg, sizeof arg, WSI_TOKEN_HTTP_URI_ARGS, i) < 0)
             break;
@@ -370,26 +386,121 @@ static bool read_args(struct lws *wsi, struct conn *c)
         if (which < 0)
             continue;
         if (seen[which])
-            return false;
+            return chat_fail(f, CHAT_EBADREQ, "parameter %s is given more than once", names[which]);
         seen[which] = true;
         if (which == 0) {
             if (!valid_name(v, strlen(v)))
-                return false;
+                return chat_fail(f, CHAT_EBADREQ, "room must match [A-Za-z0-9_.-]{1,%d}", CHAT_NAME_MAX);
             c->room_len = strlen(v);
             memcpy(c->room, v, c->room_len + 1);
         } else if (which == 1) {
             if (!util_parse_int(v, strlen(v), 0, INT64_MAX / 2, &num))
-                return false;
+                return chat_fail(f, CHAT_EBADREQ, "index must be a whole number from 0 to %lld",
+                                 (long long)(INT64_MAX / 2));
             if (!seen[2])
                 c->cursor = num;
         } else {
             if (!util_parse_int(v, strlen(v), 1, CHAT_TAIL_MAX, &num))
-                return false;
+                return chat_fail(f, CHAT_EBADREQ, "tail must be a whole number from 1 to %d", CHAT_TAIL_MAX);
             c->tail = (int)num;
             c->cursor = 0;
         }
     }
-    return true;
+    return 0;
+}
+
+/* Reads the name nginx authenticated, if any, into c->auth. */
+static void read_auth(struct lws *wsi, struct conn *c)
+{
+    int n = lws_hdr_custom_length(wsi, AUTH_HEADER, (int)strlen(AUTH_HEADER));
+
+    c->auth_len = 0;
+    c->auth[0] = '\0';
+    if (n <= 0)
+        return;
+    if (n > CHAT_USER_MAX) {
+        c->auth_len = (size_t)n;          /* refused by params_auth_user on each send */
+        return;
+    }
+    if (lws_hdr_custom_copy(wsi, c->auth, sizeof c->auth, AUTH_HEADER, (int)strlen(AUTH_HEADER)) == n)
+        c->auth_len = (size_t)n;
+}
+
+/*
+ * The checks of a handshake, and of a plain GET /ws: fills *c from the URL
+ * and returns 0, or the refusal in *f: CHAT_EUNAVAIL (stopping, or as many
+ * sockets open as --max-conns), CHAT_EFORBIDDEN (an Origin outside the
+ * allow-list), CHAT_EBADREQ (room, index or tail).
+ */
+static int handshake_check(struct lws *wsi, struct conn *c, struct chat_fail *f)
+{
+    memset(c, 0, sizeof *c);
+    if (ws.closing_all || ws.stop_signal)
+        return chat_fail(f, CHAT_EUNAVAIL, "the WebSocket server is stopping: retry shortly");
+    if (!origin_allowed(wsi))
+        return chat_fail(f, CHAT_EFORBIDDEN, "this page's Origin is not allowed to open a WebSocket here");
+    if (read_args(wsi, c, f) < 0)
+        return f->code;
+    if (ws.nconns >= (size_t)ws.cfg.max_conns)
+        return chat_fail(f, CHAT_EUNAVAIL, "the WebSocket server is full (%d sockets): retry shortly",
+                         ws.cfg.max_conns);
+    return 0;
+}
+
+static const char *status_line(int status)
+{
+    switch (status) {
+    case 400: return "HTTP/1.1 400 Bad Request";
+    case 403: return "HTTP/1.1 403 Forbidden";
+    case 426: return "HTTP/1.1 426 Upgrade Required";
+    case 503: return "HTTP/1.1 503 Service Unavailable";
+    default:  return "HTTP/1.1 500 Internal Server Error";
+    }
+}
+
+/*
+ * Answers status with {"error": msg}, the headers of every API answer
+ * (SPEC section 5), Retry-After on a 503 and Upgrade on a 426. Returns 0,
+ * or -1 when it could not be written (the connection is then dropped).
+ */
+static int answer_json(struct lws *wsi, int status, const char *msg)
+{
+    unsigned char head[LWS_PRE + 512], body[LWS_PRE + 1024];
+    unsigned char *start = head + LWS_PRE, *p = start, *end = head + sizeof head;
+    const char *line = status_line(status);
+    size_t len;
+    char *json = render_error(msg, &len);
+    int rc = -1;
+
+#define ADD(name, value) lws_add_http_header_by_name(wsi, (const unsigned char *)(name), \
+                             (const unsigned char *)(value), (int)strlen(value), &p, end)
+    if (!json || len > sizeof body - LWS_PRE)
+        goto out;
+    memcpy(body + LWS_PRE, json, len);
+    if (lws_add_http_header_by_name(wsi, NULL, (const unsigned char *)line, (int)strlen(line), &p, end) ||
+        lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_CONTENT_TYPE,
+                                     (const unsigned char *)"application/json", 16, &p, end) ||
+        lws_add_http_header_content_length(wsi, len, &p, end) ||
+        ADD("cache-control:", "no-store") || ADD("x-content-type-options:", "nosniff") ||
+        (status == 503 && ADD("retry-after:", "1")) ||
+        (status == 426 && ADD("upgrade:", "websocket")) ||
+        lws_finalize_write_http_header(wsi, start, &p, end))
+        goto out;
+#undef ADD
+    if (lws_write(wsi, body + LWS_PRE, len, LWS_WRITE_HTTP_FINAL) != (int)len)
+        goto out;
+    rc = 0;
+out:
+    free(json);
+    return rc;
+}
+
+/* Counts and logs a refused handshake (or plain GET), and answers it. */
+static int refuse(struct lws *wsi, const struct chat_fail *f)
+{
+    ws.refused++;
+    log_info("refused a WebSocket (%d): %s", chat_err_status(f->code), f->msg);
+    return answer_json(wsi, chat_err_status(f->code), f->msg);
 }
 
 static void conn_open(struct lws *wsi, struct conn *c)
@@ -440,9 +551,13 @@ static void conn_gone(struct conn *c)
         feed_set_listening(ws.feed, false);
 }
 
-/* ---- plain HTTP: /metrics ---- */
+/* ---- plain HTTP: /metrics and /ws without Upgrade ---- */
 
-/* Answers GET /metrics in Prometheus text format, anything else 404. */
+/*
+ * Answers GET /metrics in Prometheus text format; /ws without Upgrade with
+ * the handshake's refusal, or 426 when the handshake would be accepted;
+ * anything else 404.
+ */
 static int serve_http(struct lws *wsi, const char *path)
 {
     unsigned char buf[LWS_PRE + 1536], head[LWS_PRE + 512];
@@ -451,6 +566,15 @@ static int serve_http(struct lws *wsi, const char *path)
     size_t room = sizeof buf - LWS_PRE;
     int n;
 
+    if (path && strcmp(path, "/ws") == 0) {
+        struct conn probe;
+        struct chat_fail f = { 0 };
+        if (handshake_check(wsi, &probe, &f) < 0)
+            n = refuse(wsi, &f);
+        else
+            n = answer_json(wsi, 426, "this URL takes a WebSocket: send Upgrade: websocket");
+        return n < 0 || lws_http_transaction_completed(wsi) ? -1 : 0;
+    }
     if (!path || strcmp(path, "/metrics") != 0) {
         lws_return_http_status(wsi, HTTP_STATUS_NOT_FOUND, NULL);
         return -1;
@@ -552,21 +676,24 @@ static int callback_chat(struct lws *wsi, enum lws_callback_reasons reason, void
     struct conn *c = user;
 
     switch (reason) {
-    case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
-        if (ws.closing_all)
-            return 1;
-        if (!origin_allowed(wsi)) {
-            log_info("refused a WebSocket from a foreign origin");
+    case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE: {
+        /* Refused here, with an answer (>0: lws completes the transaction). */
+        struct conn probe;
+        struct chat_fail f = { 0 };
+        if (!in || strcmp(in, "websocket") != 0 || handshake_check(wsi, &probe, &f) == 0)
+            return 0;
+        return refuse(wsi, &f) < 0 ? -1 : 1;
+    }
+    case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION: {
+        /* Checked already; this fills the session (a refusal now only hangs up). */
+        struct chat_fail f = { 0 };
+        if (handshake_check(wsi, c, &f) < 0) {
             ws.refused++;
             return 1;
         }
-        memset(c, 0, sizeof *c);
-        if (!read_args(wsi, c)) {
-            log_info("refused a WebSocket with invalid room, index or tail");
-            ws.refused++;
-            return 1;
-        }
+        read_auth(wsi, c);
         return 0;
+    }
     case LWS_CALLBACK_HTTP:
         return serve_http(wsi, in);
     case LWS_CALLBACK_ESTABLISHED:
@@ -612,6 +739,8 @@ static void usage(FILE *out)
         "  -l, --listen ADDR      HOST:PORT or :PORT (loopback) to listen on\n"
         "                         (default: 127.0.0.1:8081)\n"
         "      --origin LIST      comma-separated Origin allow-list (default: any)\n"
+        "      --max-conns N      WebSockets open at once; beyond, a handshake gets 503\n"
+        "                         (default: the descriptor limit less %d)\n"
         "      --max-queue N      frames queued for one client before it is closed\n"
         "                         with 1008 as too slow (default: 1024)\n"
         "      --ping-secs N      ping a connection idle this long; drop it when no pong\n"
@@ -628,16 +757,22 @@ static void usage(FILE *out)
         "  -h, --help             show this help and exit\n"
         "  -V, --version          show the version and exit\n"
         "\n"
-        "SIGTERM or SIGINT closes every connection with 1001 and stops it.\n");
+        "A refused handshake, and GET /ws without Upgrade, get a JSON answer: 400 (room,\n"
+        "index or tail), 403 (Origin), 503 (full, stopping); 426 when it would be accepted.\n"
+        "Behind authentication nginx sets X-Chat-User to the name it authenticated: it\n"
+        "becomes the user of every message the socket sends (a different user is a 403\n"
+        "error frame). Listen where only nginx can connect: the header is trusted.\n"
+        "SIGTERM or SIGINT closes every connection with 1001 and stops it.\n", FD_RESERVE);
 }
 
 static void parse_flags(int argc, char **argv, struct config *c)
 {
-    enum { OPT_ORIGIN = 256, OPT_QUEUE, OPT_PING, OPT_HANDSHAKE, OPT_PROBE, OPT_BUSY, OPT_SYNC, OPT_SENDS };
+    enum { OPT_ORIGIN = 256, OPT_CONNS, OPT_QUEUE, OPT_PING, OPT_HANDSHAKE, OPT_PROBE, OPT_BUSY, OPT_SYNC, OPT_SENDS };
     static const struct option opts[] = {
         { "db", required_argument, NULL, 'd' },
         { "listen", required_argument, NULL, 'l' },
         { "origin", required_argument, NULL, OPT_ORIGIN },
+        { "max-conns", required_argument, NULL, OPT_CONNS },
         { "max-queue", required_argument, NULL, OPT_QUEUE },
         { "ping-secs", required_argument, NULL, OPT_PING },
         { "handshake-secs", required_argument, NULL, OPT_HANDSHAKE },
@@ -658,6 +793,7 @@ static void parse_flags(int argc, char **argv, struct config *c)
         case 'd': c->db_path = optarg; break;
         case 'l': c->listen = optarg; break;
         case OPT_ORIGIN: c->origins = optarg; break;
+        case OPT_CONNS: c->max_conns = cli_int("--max-conns", optarg, 1, 1000000); break;
         case OPT_QUEUE: c->max_queue = (unsigned)cli_int("--max-queue", optarg, REPLAY_CHUNK, 1000000); break;
         case OPT_PING: c->ping_secs = cli_int("--ping-secs", optarg, 1, 3600); break;
         case OPT_HANDSHAKE: c->handshake_secs = cli_int("--handshake-secs", optarg, 1, 600); break;
@@ -743,6 +879,19 @@ int main(int argc, char **argv)
         host[colon - c->listen] = '\0';
     }
     cli_raise_fd_limit();   /* each socket is a descriptor */
+    {
+        /* Beyond the descriptors, accept() would fail: answer 503 before that. */
+        struct rlimit rl;
+        int cap = 1000000;
+        if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)
+            cap = rl.rlim_cur > FD_RESERVE + 1000000 ? 1000000 :
+                  rl.rlim_cur > 2 * FD_RESERVE ? (int)rl.rlim_cur - FD_RESERVE : FD_RESERVE;
+        if (c->max_conns == 0 || c->max_conns > cap) {
+            if (c->max_conns > cap)
+                log_warn("--max-conns %d is above the descriptor limit: %d", c->max_conns, cap);
+            c->max_conns = cap;
+        }
+    }
     signal(SIGPIPE, SIG_IGN);
     lws_set_log_level(LLL_ERR | LLL_WARN, lws_log_line);
 

@@ -253,3 +253,25 @@ int params_get(const struct params *p, struct get_args *g, struct chat_fail *f)
     g->wait = (int)wait;
     return 0;
 }
+
+int params_auth_user(struct valid_send *m, const char *auth, size_t auth_len, struct chat_fail *f)
+{
+    int err;
+
+    if (!auth || auth_len == 0)
+        return 0;                 /* nobody logged in: user is a free display name */
+    if (auth_len > CHAT_USER_MAX)
+        return chat_fail(f, CHAT_EFORBIDDEN, "the name you are logged in with is over %d bytes: "
+                         "it cannot be stored as a user", CHAT_USER_MAX);
+    if ((err = valid_chars("the name you are logged in with", auth, auth_len, f)) < 0)
+        return f->code = CHAT_EFORBIDDEN;
+    if (m->user_len == 0) {
+        m->user = auth;
+        m->user_len = auth_len;
+        return 0;
+    }
+    if (m->user_len != auth_len || memcmp(m->user, auth, auth_len) != 0)
+        return chat_fail(f, CHAT_EFORBIDDEN, "user must be the name you are logged in with "
+                         "(or left out)");
+    return 0;
+}

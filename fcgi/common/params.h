@@ -77,6 +77,15 @@ int params_send(const struct params *p, struct valid_send *m, struct chat_fail *
 int params_ws_frame(struct params *p, const char *s, size_t len, const char *room,
                     size_t room_len, struct valid_send *m, struct chat_fail *f);
 
+/*
+ * Applies the name nginx authenticated, auth[0..auth_len) (NULL or empty:
+ * nobody), to a send that passed params_send (SPEC section 7): an empty
+ * user becomes that name, an equal one stays, a different one is refused
+ * with CHAT_EFORBIDDEN; so is a name that breaks the rules of user. m->user
+ * may then point at auth, which must outlive *m. Returns 0 or the refusal.
+ */
+int params_auth_user(struct valid_send *m, const char *auth, size_t auth_len, struct chat_fail *f);
+
 /* What /get/msg was asked for. */
 struct get_args {
     const char *room; size_t room_len;

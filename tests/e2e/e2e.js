@@ -1,8 +1,9 @@
 // e2e.js - the chat page in headless Chromium (Debian's), driven by
 // playwright-core, against a running stack.
 //
-//   node e2e.js BASE DB STACK_DIR BIN_DIR ARTIFACTS
+//   node e2e.js BASE DB STACK_DIR BIN_DIR ARTIFACTS REFUSED_BASE
 //
+// REFUSED_BASE is a second stack whose chat-ws refuses the page's Origin.
 // Prints "PASS name" / "FAIL name: detail" lines (counted by tests/lib.sh).
 // Every wait is bounded.
 'use strict';
@@ -11,7 +12,7 @@ const { execFileSync, spawn } = require('child_process');
 const fs = require('fs');
 const path = require('path');
 
-const [base, db, stackDir, binDir, artifacts] = process.argv.slice(2);
+const [base, db, stackDir, binDir, artifacts, refusedBase] = process.argv.slice(2);
 const T = 10000;
 const problems = [];   // script errors seen on any page
 
@@ -28,7 +29,7 @@ async function check(name, fn) {
   }
 }
 
-async function openPage(browser, query, viewport) {
+async function openPage(browser, query, viewport, at) {
   const page = await browser.newPage({ viewport: viewport || { width: 1280, height: 800 } });
   page.dialogs = 0;
   page.on('dialog', (d) => { page.dialogs++; d.dismiss(); });
@@ -39,9 +40,27 @@ async function openPage(browser, query, viewport) {
     if (m.type() === 'error' && !/Failed to load resource|WebSocket connection to/.test(m.text()))
       problems.push('console: ' + m.text());
   });
-  await page.goto(base + '/' + query);
+  await page.goto((at || base) + '/' + query);
   await page.waitForSelector('#status[data-state="connected"]', { timeout: T });
   return page;
+}
+
+// Waits until cond() holds (polled every 100 ms); false when it never does.
+async function until(cond, timeout) {
+  const end = Date.now() + (timeout || T);
+  while (Date.now() < end) {
+    if (await cond()) return true;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return false;
+}
+
+// Counts the page's WebSocket attempts and its plain GETs of /ws.
+function countWs(page) {
+  const n = { sockets: 0, gets: 0 };
+  page.on('websocket', () => n.sockets++);
+  page.on('request', (r) => { if (new URL(r.url()).pathname === '/ws') n.gets++; });
+  return n;
 }
 
 async function say(page, text) {
@@ -72,8 +91,8 @@ function increasing(list) {
   return list.every((v, i) => i === 0 || v > list[i - 1]);
 }
 
-function sendHttp(text, room) {
-  execFileSync('curl', ['-sf', '--data-urlencode', 'text=' + text, '-d', 'room=' + room, base + '/send/msg']);
+function sendHttp(text, room, at) {
+  execFileSync('curl', ['-sf', '--data-urlencode', 'text=' + text, '-d', 'room=' + room, (at || base) + '/send/msg']);
 }
 
 async function main() {
@@ -148,6 +167,8 @@ async function main() {
     // chat-ws stops and comes back: the auto page falls back or reconnects and loses nothing
     const d = await openPage(browser, `?room=${room}`);
     await check('auto uses WebSocket when it works', async () => /WebSocket/.test(await d.textContent('#transport')));
+    const e = await openPage(browser, `?room=${room}&transport=ws`);
+    const eWs = countWs(e);
     const wsPidFile = path.join(stackDir, 'chat-ws.pid');
     const conf = fs.readFileSync(path.join(stackDir, 'nginx', 'nginx.conf'), 'utf8');
     const wsPort = conf.match(/server 127\.0\.0\.1:(\d+);/)[1];
@@ -156,6 +177,11 @@ async function main() {
     for (let i = 0; i < 3; i++) sendHttp('while chat-ws is down ' + i, room);
     await check('messages sent while chat-ws is down arrive', () => sees(d, 'while chat-ws is down 2', 20000));
     await check('auto fell back to long-polling', async () => /long-polling/.test(await d.textContent('#transport')));
+    // nginx answers 503 while chat-ws is down: the ws page keeps trying
+    await check('a ws page retries while chat-ws is down (503: retry)', async () => {
+      if (!await until(() => eWs.sockets >= 3, 20000)) throw new Error(`${eWs.sockets} attempts`);
+      return eWs.gets >= 1 && (await e.getAttribute('#status', 'data-state')) !== 'refused';
+    });
     const log = fs.openSync(path.join(stackDir, 'logs', 'chat-ws.log'), 'a');
     const ws = spawn(path.join(binDir, 'chat-ws'), ['--db', db, '--listen', '127.0.0.1:' + wsPort],
                      { stdio: ['ignore', log, log], detached: true });
@@ -164,6 +190,14 @@ async function main() {
     await new Promise((r) => setTimeout(r, 500));
     for (let i = 0; i < 3; i++) sendHttp('after chat-ws is back ' + i, room);
     await check('messages after chat-ws is back arrive', () => sees(d, 'after chat-ws is back 2', 20000));
+    await check('the retrying ws page connects again and gets them', async () =>
+      await sees(e, 'after chat-ws is back 2', 30000) && /WebSocket/.test(await e.textContent('#transport')));
+    await check('the ws page lost nothing either', async () => {
+      const t = await texts(e);
+      return [0, 1, 2].every((i) => t.filter((x) => x === 'while chat-ws is down ' + i).length === 1) &&
+        unique(await ids(e)) && increasing(await ids(e));
+    });
+    await e.close();
     await check('nothing lost or repeated across the outage', async () => {
       const t = await texts(d);
       const want = [0, 1, 2].map((i) => 'while chat-ws is down ' + i).concat([0, 1, 2].map((i) => 'after chat-ws is back ' + i));
@@ -171,6 +205,36 @@ async function main() {
     });
 
     await d.screenshot({ path: path.join(artifacts, 'desktop.png') });
+
+    // a socket the server refuses for good (chat-ws's Origin allow-list
+    // leaves this page out): the page asks the URL why, says it, and stops
+    {
+      const p = await browser.newPage();
+      p.on('pageerror', (err) => problems.push('pageerror: ' + err.message));
+      const n = countWs(p);
+      await p.goto(refusedBase + `/?room=${room}&transport=ws`);
+      await check('a refused WebSocket: the page says refused', async () => {
+        await p.waitForSelector('#status[data-state="refused"]', { timeout: T });
+        return true;
+      });
+      await check('and why, from the JSON error', async () => /Origin is not allowed/.test(await p.textContent('#status')));
+      await p.waitForTimeout(4000);
+      await check('and does not retry', () => {
+        if (n.sockets !== 1 || n.gets !== 1) throw new Error(`${n.sockets} sockets, ${n.gets} GETs of /ws`);
+        return true;
+      });
+      await p.close();
+      const q = await openPage(browser, `?room=${room}`, undefined, refusedBase);
+      await check('auto on the refusing server long-polls and says why', async () => {
+        const t = await q.textContent('#transport');
+        return /long-polling/.test(t) && /WebSocket refused: .*Origin/.test(t);
+      });
+      await check('and still exchanges messages', async () => {
+        sendHttp('seen despite the refused socket', room, refusedBase);
+        return sees(q, 'seen despite the refused socket');
+      });
+      await q.close();
+    }
 
     // a send that cannot be stored is marked, with a retry
     await say(d, 'é'.repeat(3000));   // 3,000 characters, 6,000 bytes: over 4096 bytes
