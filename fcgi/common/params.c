@@ -223,14 +223,27 @@ static int int_param(const struct params *p, int key, int64_t min, int64_t max,
     return 0;
 }
 
+/* The rules /get/msg, /ws and /events share: room, index and tail. */
+static int room_index_tail(const struct params *p, const char **room, size_t *room_len,
+                           int64_t *index, int64_t *tail, struct chat_fail *f)
+{
+    if (int_param(p, P_INDEX, 0, CHAT_INDEX_MAX, index, f) < 0 ||
+        int_param(p, P_TAIL, 1, CHAT_TAIL_MAX, tail, f) < 0)
+        return f->code;
+    *room = p->v[P_ROOM].s ? p->v[P_ROOM].s : CHAT_DEFAULT_ROOM;
+    *room_len = p->v[P_ROOM].s ? p->v[P_ROOM].len : strlen(CHAT_DEFAULT_ROOM);
+    if (!valid_name(*room, *room_len))
+        return chat_fail(f, CHAT_EBADREQ, "room must match [A-Za-z0-9_.-]{1,%d}", CHAT_NAME_MAX);
+    return 0;
+}
+
 int params_get(const struct params *p, struct get_args *g, struct chat_fail *f)
 {
     int64_t index = 0, limit = CHAT_LIMIT_DEFAULT, tail = 0, wait = 0;
     const struct params_val *w = &p->v[P_WAIT];
 
-    if (int_param(p, P_INDEX, 0, INT64_MAX / 2, &index, f) < 0 ||
-        int_param(p, P_LIMIT, 1, CHAT_LIMIT_MAX, &limit, f) < 0 ||
-        int_param(p, P_TAIL, 1, CHAT_TAIL_MAX, &tail, f) < 0)
+    if (room_index_tail(p, &g->room, &g->room_len, &index, &tail, f) < 0 ||
+        int_param(p, P_LIMIT, 1, CHAT_LIMIT_MAX, &limit, f) < 0)
         return f->code;
     if (w->s) {
         /* Any whole number is accepted for wait; above the maximum it is clamped. */
@@ -243,14 +256,29 @@ int params_get(const struct params *p, struct get_args *g, struct chat_fail *f)
         if (!util_parse_int(w->s, w->len, 0, CHAT_WAIT_MAX, &wait))
             wait = CHAT_WAIT_MAX;
     }
-    g->room = p->v[P_ROOM].s ? p->v[P_ROOM].s : CHAT_DEFAULT_ROOM;
-    g->room_len = p->v[P_ROOM].s ? p->v[P_ROOM].len : strlen(CHAT_DEFAULT_ROOM);
-    if (!valid_name(g->room, g->room_len))
-        return chat_fail(f, CHAT_EBADREQ, "room must match [A-Za-z0-9_.-]{1,%d}", CHAT_NAME_MAX);
     g->index = index;
     g->limit = (int)limit;
     g->tail = (int)tail;
     g->wait = (int)wait;
+    return 0;
+}
+
+int params_add_pair(struct params *p, const char *name, size_t name_len, const char *value,
+                    size_t value_len, struct chat_fail *f)
+{
+    int key = key_find(name, name_len);
+    return key < 0 ? 0 : set_value(p, key, value, value_len, f);
+}
+
+int params_subscribe(const struct params *p, struct sub_args *a, struct chat_fail *f)
+{
+    int64_t index = 0, tail = 0;
+
+    if (room_index_tail(p, &a->room, &a->room_len, &index, &tail, f) < 0)
+        return f->code;
+    a->index = index;
+    a->tail = (int)tail;
+    a->live = !p->v[P_INDEX].s && !p->v[P_TAIL].s;
     return 0;
 }
 

@@ -98,4 +98,23 @@ struct get_args {
 /* Fills *g from a set with defaults and bounds. Returns 0 or CHAT_EBADREQ. */
 int params_get(const struct params *p, struct get_args *g, struct chat_fail *f);
 
+/*
+ * Adds one decoded argument, name=value (a push URL's, which libwebsockets
+ * has decoded already): a known name given twice is CHAT_EBADREQ with *f
+ * set, an unknown one is ignored. The set keeps value: it must outlive it.
+ */
+int params_add_pair(struct params *p, const char *name, size_t name_len, const char *value,
+                    size_t value_len, struct chat_fail *f);
+
+/* What a push subscriber (/ws, /events) asks for: the rules of /get/msg. */
+struct sub_args {
+    const char *room; size_t room_len;
+    int64_t index;        /* replay the messages with id > index ... */
+    int tail;             /* ... or, when > 0, the last `tail` */
+    bool live;            /* neither given: live messages only */
+};
+
+/* Fills *a from a set. Returns 0 or CHAT_EBADREQ with *f set. */
+int params_subscribe(const struct params *p, struct sub_args *a, struct chat_fail *f);
+
 #endif
