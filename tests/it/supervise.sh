@@ -15,7 +15,9 @@ S=$TMP/run
 STACKS+=("$S")
 PORT=$port WS_PORT=$ws_port "$ROOT/conf/stack.sh" run "$S" > "$TMP/run.out" 2>&1 &
 run_pid=$!
-trap 'kill -TERM $run_pid 2>/dev/null; wait $run_pid 2>/dev/null; stack_down_all' EXIT
+run2=
+# A supervisor left running would start again what stack_down_all stops.
+trap 'kill -TERM $run_pid $run2 2>/dev/null; wait $run_pid $run2 2>/dev/null; stack_down_all' EXIT
 BASE=http://127.0.0.1:$port
 
 ready() { [ "$(curl -s -o /dev/null -w '%{http_code}' "$BASE/healthz")" = 200 ] && grep -q listening "$S/logs/chat-ws.log" 2>/dev/null; }
@@ -41,5 +43,27 @@ for p in $(sort -u "$TMP/pids"); do
 done
 check "no process of the stack left (of $(sort -u "$TMP/pids" | wc -l) seen)" "" "$left"
 check_true "it said it was stopping" grep -q '^stopping$' "$TMP/run.out"
+
+# Ctrl-C: the terminal sends SIGINT to the whole foreground process group
+# (set -m: the job gets a group of its own, and SIGINT is not ignored in it).
+port=$(free_port); ws_port=$(free_port)
+S2=$TMP/ctrl-c
+STACKS+=("$S2")
+set -m
+PORT=$port WS_PORT=$ws_port "$ROOT/conf/stack.sh" run "$S2" > "$TMP/run2.out" 2>&1 &
+run2=$!
+set +m
+for _ in $(seq 1 300); do [ -f "$S2/nginx.run.pid" ] && curl -s -o /dev/null "http://127.0.0.1:$port/healthz" && break; sleep 0.1; done
+pids=$(cat "$S2"/*.pid 2>/dev/null; pgrep -P "$(cat "$S2/nginx.run.pid" 2>/dev/null || echo 0)")
+kill -INT -- -$run2
+for _ in $(seq 1 300); do kill -0 $run2 2>/dev/null || break; sleep 0.1; done
+if kill -0 $run2 2>/dev/null; then rc=none; kill -TERM $run2; else rc=0; wait $run2 || rc=$?; fi
+check "Ctrl-C stops stack.sh run, exit 0" 0 "$rc"
+left=""
+for p in $pids; do
+    state=$(awk '/^State:/ {print $2}' "/proc/$p/status" 2>/dev/null)
+    [ -n "$state" ] && [ "$state" != Z ] && left="$left $p"
+done
+check "Ctrl-C leaves no process of the stack ($(echo $pids | wc -w) seen)" "" "$left"
 [ "$FAILED" = 0 ] || tail -20 "$TMP/run.out"
 finish
