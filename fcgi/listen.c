@@ -12,6 +12,8 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <systemd/sd-daemon.h>
+
 #include "listen.h"
 #include "util.h"
 
@@ -96,24 +98,16 @@ int listen_open(const char *addr, int backlog, unsigned mode, struct chat_fail *
     return strchr(addr, '/') ? open_unix(addr, backlog, mode, f) : open_tcp(addr, backlog, f);
 }
 
-static bool is_listening_socket(int fd)
+/* A listening stream socket, of any family. */
+static bool is_listener(int fd)
 {
-    int val = 0;
-    socklen_t len = sizeof val;
-    return getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &val, &len) == 0 && val;
+    return sd_is_socket(fd, AF_UNSPEC, SOCK_STREAM, 1) > 0;
 }
 
 int listen_inherited(void)
 {
-    const char *pid = getenv("LISTEN_PID"), *fds = getenv("LISTEN_FDS");
-    int64_t p, n;
-
-    if (pid && fds && util_parse_int(pid, strlen(pid), 1, INT32_MAX, &p) && p == getpid() &&
-        util_parse_int(fds, strlen(fds), 1, 64, &n) && is_listening_socket(3)) {
-        unsetenv("LISTEN_PID");
-        unsetenv("LISTEN_FDS");
-        unsetenv("LISTEN_FDNAMES");
-        return 3;
-    }
-    return is_listening_socket(0) ? 0 : -1;
+    /* sd_listen_fds() checks LISTEN_PID, unsets the variables, sets FD_CLOEXEC. */
+    if (sd_listen_fds(1) >= 1 && is_listener(SD_LISTEN_FDS_START))
+        return SD_LISTEN_FDS_START;
+    return is_listener(0) ? 0 : -1;
 }

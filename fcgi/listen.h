@@ -18,9 +18,10 @@
 int listen_open(const char *addr, int backlog, unsigned mode, struct chat_fail *f);
 
 /*
- * The listening socket this process inherited: systemd's first LISTEN_FDS
- * socket (fd 3, when LISTEN_PID is ours) or fd 0 when it is a listening
- * socket (spawn-fcgi). Returns the fd, or -1 when there is none.
+ * The listening socket this process inherited: systemd's first socket
+ * (sd_listen_fds(): fd 3, when LISTEN_PID is ours; the LISTEN_* variables
+ * are then unset) or fd 0 when it is a listening socket (spawn-fcgi).
+ * Returns the fd, or -1 when there is none.
  */
 int listen_inherited(void);
 
