@@ -31,6 +31,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <fcntl.h>
@@ -88,7 +89,8 @@ static void usage(FILE *out)
         "                         systemd (LISTEN_FDS) or spawn-fcgi (fd 0)\n"
         "      --socket-mode MODE permissions of a unix socket, octal (default: 0660)\n"
         "  -t, --threads N        worker threads for short requests (default: 8)\n"
-        "      --max-held N       long-polls held at once; beyond, 503 (default: 4096)\n"
+        "      --max-held N       long-polls held at once; beyond, 503 (default: 4096;\n"
+        "                         at most what the descriptor limit leaves room for)\n"
         "      --probe-ms N       change probe interval while long-polls wait, 1..1000\n"
         "                         ms (default: 5, at most 200 probes a second)\n"
         "      --busy-ms N        wait for another writer's lock, then 503 (default: 2000)\n"
@@ -344,6 +346,49 @@ static int workers_stop(struct worker *w, int n, int timeout_ms)
     return left;
 }
 
+/* Descriptors open now, or -1 when /proc does not tell. */
+static int open_fds(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    struct dirent *e;
+    int n = 0;
+
+    if (!d)
+        return -1;
+    while ((e = readdir(d)))
+        if (e->d_name[0] != '.')
+            n++;
+    closedir(d);
+    return n - 1;   /* the directory's own */
+}
+
+/*
+ * Caps --max-held by the descriptor limit. Each held long-poll keeps its
+ * connection open; a full hold must still leave a descriptor for each
+ * worker's connection, the database connections (the database and its
+ * WAL each, one shared -shm), the watcher's epoll, eventfd and inotify, and
+ * what SQLite opens for a moment (a journal, a temporary file). Without
+ * the cap accept() fails with EMFILE, and then no request is answered,
+ * instead of a park being refused with 503.
+ */
+static void cap_held(struct config *c, long fd_limit)
+{
+    int open_now = open_fds();
+    long stores = c->threads + 3;   /* the workers', the watcher's, commit's, retention's */
+    long reserve = (open_now > 0 ? open_now : 16) + stores * 3 + c->threads + 16;
+    size_t cap;
+
+    if (fd_limit < 0)
+        return;
+    cap = fd_limit > reserve ? (size_t)(fd_limit - reserve) : 0;
+    if (cap < c->hold.max_held) {
+        log_warn("--max-held %zu capped to %zu by the descriptor limit (%ld open files, %ld kept "
+                 "for the rest); raise it with ulimit -n or LimitNOFILE=",
+                 c->hold.max_held, cap, fd_limit, reserve);
+        c->hold.max_held = cap;
+    }
+}
+
 int main(int argc, char **argv)
 {
     struct config c = {
@@ -361,13 +406,14 @@ int main(int argc, char **argv)
     struct worker *workers;
     struct sigaction wake = { .sa_handler = on_wake };
     sigset_t sigs, blocked;
+    long fd_limit;
     int sig, started = 0, left;
 
     log_set_name("chat-fcgi");
     cli_set_name("chat-fcgi");
     parse_flags(argc, argv, &c);
     ensure_std_fds();
-    cli_raise_fd_limit();   /* each held long-poll is a descriptor */
+    fd_limit = cli_raise_fd_limit();   /* each held long-poll is a descriptor */
     signal(SIGPIPE, SIG_IGN);
     /*
      * libfcgi allocates and frees a request's buffers on each request, on
@@ -413,6 +459,7 @@ int main(int argc, char **argv)
         log_error("libfcgi initialisation failed");
         return 1;
     }
+    cap_held(&c, fd_limit);
     if (hold_start(&c.hold, &hold, &f) < 0 || retain_start(&c.retain, &retain, &f) < 0 ||
         commit_open(&(struct commit_opts){ .store = so, .hold = hold, .answer = api_send_answer,
                                            .gather = (size_t)c.threads }, &commit, &f) < 0) {

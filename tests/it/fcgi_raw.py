@@ -16,9 +16,15 @@ counts. Every loop is bounded in count and time.
       for long, on TCP and unix sockets; SIGTERM stops the process within a
       few seconds with them open; a held long-poll outlives the read bound;
       FCGI_WEB_SERVER_ADDRS is applied.
+  fcgi_raw.py held_cap BASE LOG M
+      M long-polls through nginx against a chat-fcgi whose --max-held is
+      capped by its descriptor limit: as many as the cap are held, the
+      others get 503 JSON with Retry-After at once, short requests stay
+      prompt, one send answers every held one.
 """
 import json
 import os
+import re
 import signal
 import socket
 import struct
@@ -26,6 +32,8 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.parse
+import urllib.request
 
 BEGIN, END, PARAMS, STDIN, STDOUT, STDERR = 1, 3, 4, 5, 6, 7
 
@@ -375,12 +383,108 @@ def conns(prog, db, log, tmp):
             stop(proc)
 
 
+# -- held_cap ---------------------------------------------------------------
+
+def http_get(host, port, path, timeout):
+    s = socket.create_connection((host, port), timeout)
+    try:
+        s.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
+        data = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    finally:
+        s.close()
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split()[1]) if lines and len(lines[0].split()) > 1 else 0
+    headers = {}
+    for line in lines[1:]:
+        k, _, v = line.partition(":")
+        headers[k.strip().lower()] = v.strip()
+    return status, headers, body
+
+
+def held_cap(base, log, m):
+    u = urllib.parse.urlsplit(base)
+    host, port = u.hostname, u.port
+    caps = re.findall(r"--max-held \d+ capped to (\d+)", open(log, errors="replace").read())
+    report(bool(caps), "the cap by the descriptor limit is logged")
+    cap = int(caps[-1]) if caps else 0
+    report(0 < cap < m, f"the cap ({cap}) is below the {m} long-polls tried")
+
+    def get_json(path):
+        try:
+            with urllib.request.urlopen(base + path, timeout=10) as r:
+                return json.loads(r.read())
+        except (OSError, ValueError) as e:
+            return {"failed": repr(e)}
+
+    start_id = get_json("/get/msg?tail=1").get("max_index", 0)
+    path = f"/get/msg?index={start_id}&wait=30"
+    results = [None] * m
+
+    def one(i):
+        t0 = time.monotonic()
+        try:
+            results[i] = http_get(host, port, path, 40) + (time.monotonic() - t0,)
+        except OSError as e:
+            results[i] = (0, {}, repr(e).encode(), time.monotonic() - t0)
+    polls = []
+    for i in range(m):
+        t = threading.Thread(target=one, args=(i,), daemon=True)
+        t.start()
+        polls.append(t)
+        time.sleep(0.005)
+
+    # Every long-poll beyond the cap is refused at once; the rest are held.
+    deadline = time.monotonic() + 20
+    count = refused = 0
+    while time.monotonic() < deadline:
+        count = get_json("/healthz").get("held", count)
+        refused = sum(1 for r in results if r is not None)
+        if count + refused >= m:
+            break
+        time.sleep(0.1)
+    report(count == cap, f"{cap} long-polls held (the cap)", f"held {count}")
+    report(count + refused == m, f"the {m - count} others answered at once", f"{refused} answered")
+    extras = [r for r in results if r is not None]
+    bad = [r[:3] for r in extras if not (r[0] == 503 and r[1].get("retry-after") == "1"
+                                         and r[1].get("content-type", "").startswith("application/json")
+                                         and b'"error"' in r[2])]
+    report(extras and not bad, "each is a 503 JSON error with Retry-After: 1", bad[:2])
+    slow = [round(r[3], 2) for r in extras if r[3] > 5.0]
+    report(not slow, "each within seconds", slow[:5])
+
+    # Short requests stay prompt with the hold full.
+    for i in range(5):
+        t0 = time.monotonic()
+        try:
+            status = http_get(host, port, "/get/msg?index=0&limit=1", 10)[0]
+        except OSError as e:
+            status = repr(e)
+        took = time.monotonic() - t0
+        report(status == 200 and took < 2.0, f"short request {i + 1} answered with the hold full",
+               (status, round(took, 2)))
+
+    text = f"cap-wake-{time.time()}"
+    get_json("/send/msg?text=" + urllib.parse.quote(text))
+    for t in polls:
+        t.join(15)
+    good = sum(1 for r in results if r and r[0] == 200 and (jbody(r) or {}).get("data") == [text])
+    report(good == cap, f"one send answers the {cap} held", f"{good} answered with it")
+
+
 def main():
     cmd = sys.argv[1] if len(sys.argv) > 1 else ""
     if cmd == "inherit" and len(sys.argv) == 7:
         inherit(*sys.argv[2:])
     elif cmd == "conns" and len(sys.argv) == 6:
         conns(*sys.argv[2:])
+    elif cmd == "held_cap" and len(sys.argv) == 5:
+        held_cap(sys.argv[2], sys.argv[3], int(sys.argv[4]))
     else:
         print(__doc__, file=sys.stderr)
         sys.exit(2)
