@@ -16,12 +16,12 @@ CC         ?= cc
 CFLAGS     ?= -O2 -g
 PORT       ?= 8080
 
-PKGS := fcgi sqlite3 json-c
+PKGS := fcgi sqlite3 json-c libsystemd
 WS_PKGS := libwebsockets
 # Debian packages that building and running need, then those the tests add
 # (Node and npm too, where no npm is on the PATH: a machine may have its own).
 DEB_PKGS  := gcc make pkg-config libc6-dev libfcgi-dev libsqlite3-dev libjson-c-dev libwebsockets-dev \
-             sqlite3 curl python3 procps
+             libsystemd-dev sqlite3 curl python3 procps
 TEST_PKGS := libcmocka-dev jq python3-websockets chromium systemd clang libclang-rt-14-dev
 
 ifeq ($(SAN),1)

@@ -10,9 +10,17 @@
  *     thread waits on it, so one process holds thousands;
  *   - one watcher thread per process notices new rows from any writer and
  *     answers the parked requests (hold.c);
- *   - the main thread waits for SIGTERM/SIGINT, then shuts the listening
- *     socket (which wakes the workers blocked in accept), answers parked
- *     requests as expired and exits, well within a second.
+ *   - workers accept connections themselves (listen.c: every read on a
+ *     connection is bounded) and hand each to libfcgi as an open
+ *     connection to read the request from;
+ *   - the main thread waits for SIGTERM/SIGINT, then wakes the workers
+ *     blocked in accept() with a signal, answers parked requests as expired
+ *     and exits, well within a second. The listening socket is shut down
+ *     only when this process opened it: an inherited one (systemd, spawn-
+ *     fcgi) belongs to whoever passed it and serves the next process, with
+ *     the connections already queued on it. (On Linux, close() does not wake
+ *     a thread blocked in accept(), and shutdown() would kill the socket for
+ *     its owner too.)
  */
 #include <errno.h>
 #include <getopt.h>
@@ -23,9 +31,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <fcntl.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <fcgiapp.h>
@@ -42,6 +52,14 @@
 #include "util.h"
 
 #define VERSION "1.0.0"
+
+/*
+ * A connection must deliver each read of its request within this (nginx
+ * writes the whole request at once), and a worker may spend at most about
+ * this much longer reading a request before it is woken to drop it.
+ */
+#define READ_TIMEOUT_MS 2000
+#define WAKE_SIGNAL SIGUSR1
 
 struct config {
     const char *db_path;
@@ -71,7 +89,8 @@ static void usage(FILE *out)
         "                         systemd (LISTEN_FDS) or spawn-fcgi (fd 0)\n"
         "      --socket-mode MODE permissions of a unix socket, octal (default: 0660)\n"
         "  -t, --threads N        worker threads for short requests (default: 8)\n"
-        "      --max-held N       long-polls held at once; beyond, 503 (default: 4096)\n"
+        "      --max-held N       long-polls held at once; beyond, 503 (default: 4096;\n"
+        "                         at most what the descriptor limit leaves room for)\n"
         "      --probe-ms N       change probe interval while long-polls wait, 1..10000\n"
         "                         ms (default: 5, at most 200 probes a second)\n"
         "      --busy-ms N        wait for another writer's lock, then 503 (default: 2000)\n"
@@ -158,10 +177,13 @@ static void parse_flags(int argc, char **argv, struct config *c)
     }
 }
 
-/* Makes sure fds 1 and 2 are open, so no socket or database lands on them. */
+/*
+ * Makes sure fds 0 to 2 are open, so no socket or database lands on them
+ * (fd 0 may be the inherited listening socket: then it is open).
+ */
 static void ensure_std_fds(void)
 {
-    for (int fd = 1; fd <= 2; fd++) {
+    for (int fd = 0; fd <= 2; fd++) {
         if (fcntl(fd, F_GETFD) < 0) {
             int n = open("/dev/null", O_RDWR);
             if (n >= 0 && n != fd) {
@@ -172,36 +194,199 @@ static void ensure_std_fds(void)
     }
 }
 
+/* Where a worker is, for the thread that wakes it. */
+enum worker_state {
+    W_ACCEPT,   /* waiting in accept(): woken by WAKE_SIGNAL when stopping */
+    W_READ,     /* libfcgi reads the request: bounded, then woken to drop it */
+    W_SERVE,    /* answering: never interrupted */
+    W_DONE      /* the thread has ended */
+};
+
 struct worker {
     pthread_t thread;
     struct api_ctx ctx;
+    pthread_mutex_t mu;        /* guards the three below */
+    enum worker_state state;
+    int64_t since;             /* util_now_ms() when the state began */
+    bool kicked;               /* WAKE_SIGNAL was sent in this state */
 };
+
+/* Interrupts the blocking call of the worker it is sent to; nothing else. */
+static void on_wake(int sig)
+{
+    (void)sig;
+}
+
+/*
+ * Moves w to state. A wake-up sent for the state it leaves is spent: it
+ * was sent under w->mu, so it is now pending (then dropped here) or was
+ * delivered, and cannot interrupt what comes next (an accepted connection
+ * is always read, a request that was read always answered).
+ */
+static void worker_enter(struct worker *w, enum worker_state state)
+{
+    bool kicked;
+
+    pthread_mutex_lock(&w->mu);
+    w->state = state;
+    w->since = util_now_ms();
+    kicked = w->kicked;
+    w->kicked = false;
+    pthread_mutex_unlock(&w->mu);
+    if (kicked) {
+        sigset_t wake;
+        sigemptyset(&wake);
+        sigaddset(&wake, WAKE_SIGNAL);
+        pthread_sigmask(SIG_BLOCK, &wake, NULL);
+        sigtimedwait(&wake, NULL, &(struct timespec){ 0 });
+        pthread_sigmask(SIG_UNBLOCK, &wake, NULL);
+    }
+}
+
+/*
+ * Hands an accepted connection to libfcgi, which reads the begin record
+ * and the parameters from it: FCGX_Accept_r reads from an open connection
+ * when the request has one (as for a connection kept with FCGI_KEEP_CONN),
+ * and the request has no listening socket to accept another on. Detached,
+ * a bad connection is closed without lingering. Returns 0 with the request
+ * read, or -1 when the connection was bad, stalled or interrupted (libfcgi
+ * has closed it).
+ */
+static int request_read(FCGX_Request *r, int conn)
+{
+    FCGX_InitRequest(r, -1, 0);
+    r->ipcFd = conn;
+    r->keepConnection = 1;   /* so that FCGX_Accept_r keeps it open on entry */
+    FCGX_Detach(r);
+    return FCGX_Accept_r(r) < 0 ? -1 : 0;
+}
 
 static void *worker_main(void *arg)
 {
     struct worker *w = arg;
+    sigset_t wake;
 
-    while (!atomic_load(&stopping)) {
-        FCGX_Request *r = malloc(sizeof *r);
-        if (!r) {
-            log_error("out of memory: pausing accepts");
-            usleep(100000);
-            continue;
-        }
-        FCGX_InitRequest(r, listen_fd, FCGI_FAIL_ACCEPT_ON_INTR);
-        if (FCGX_Accept_r(r) < 0) {
-            FCGX_Free(r, 1);
-            free(r);
+    sigemptyset(&wake);
+    sigaddset(&wake, WAKE_SIGNAL);
+    pthread_sigmask(SIG_UNBLOCK, &wake, NULL);
+    for (;;) {
+        FCGX_Request *r;
+        int conn;
+
+        /* Entered before the check: the stopping thread sees W_ACCEPT or we see stopping. */
+        worker_enter(w, W_ACCEPT);
+        if (atomic_load(&stopping))
+            break;
+        if ((conn = listen_accept(listen_fd, READ_TIMEOUT_MS)) < 0) {
             if (atomic_load(&stopping))
                 break;
+            if (errno == EINTR)
+                continue;
             /* EMFILE and the like: back off instead of spinning. */
             log_warn("accept failed: %s", strerror(errno));
             usleep(50000);
             continue;
         }
+        worker_enter(w, W_READ);
+        if (!(r = malloc(sizeof *r))) {
+            close(conn);
+            log_error("out of memory: pausing accepts");
+            usleep(100000);
+            continue;
+        }
+        if (request_read(r, conn) < 0) {
+            FCGX_Free(r, 1);
+            free(r);
+            continue;
+        }
+        worker_enter(w, W_SERVE);
         route_request(&w->ctx, r);
     }
+    worker_enter(w, W_DONE);
     return NULL;
+}
+
+/*
+ * Sends WAKE_SIGNAL to the workers that must be woken: those in accept()
+ * when stopping, and those that have been reading one request for longer
+ * than READ_TIMEOUT_MS (a client that trickles it in). Returns the number
+ * of workers still running.
+ */
+static int workers_wake(struct worker *w, int n, bool stop)
+{
+    int64_t now = util_now_ms();
+    int left = 0;
+
+    for (int i = 0; i < n; i++) {
+        pthread_mutex_lock(&w[i].mu);
+        if (w[i].state != W_DONE)
+            left++;
+        if ((stop && w[i].state == W_ACCEPT) ||
+            (w[i].state == W_READ && now - w[i].since >= READ_TIMEOUT_MS)) {
+            pthread_kill(w[i].thread, WAKE_SIGNAL);
+            w[i].kicked = true;
+        }
+        pthread_mutex_unlock(&w[i].mu);
+    }
+    return left;
+}
+
+/*
+ * Wakes every worker until all have ended, or timeout_ms pass. A signal
+ * that lands just before a worker enters accept() interrupts nothing, so
+ * it is sent again until the worker is gone. Returns the workers left.
+ */
+static int workers_stop(struct worker *w, int n, int timeout_ms)
+{
+    int64_t deadline = util_now_ms() + timeout_ms;
+    int left;
+
+    while ((left = workers_wake(w, n, true)) > 0 && util_now_ms() < deadline)
+        usleep(5000);
+    return left;
+}
+
+/* Descriptors open now, or -1 when /proc does not tell. */
+static int open_fds(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    struct dirent *e;
+    int n = 0;
+
+    if (!d)
+        return -1;
+    while ((e = readdir(d)))
+        if (e->d_name[0] != '.')
+            n++;
+    closedir(d);
+    return n - 1;   /* the directory's own */
+}
+
+/*
+ * Caps --max-held by the descriptor limit. Each held long-poll keeps its
+ * connection open; a full hold must still leave a descriptor for each
+ * worker's connection, the database connections (the database and its
+ * WAL each, one shared -shm), the watcher's epoll, eventfd and inotify, and
+ * what SQLite opens for a moment (a journal, a temporary file). Without
+ * the cap accept() fails with EMFILE, and then no request is answered,
+ * instead of a park being refused with 503.
+ */
+static void cap_held(struct config *c, long fd_limit)
+{
+    int open_now = open_fds();
+    long stores = c->threads + 3;   /* the workers', the watcher's, commit's, retention's */
+    long reserve = (open_now > 0 ? open_now : 16) + stores * 3 + c->threads + 16;
+    size_t cap;
+
+    if (fd_limit < 0)
+        return;
+    cap = fd_limit > reserve ? (size_t)(fd_limit - reserve) : 0;
+    if (cap < c->hold.max_held) {
+        log_warn("--max-held %zu capped to %zu by the descriptor limit (%ld open files, %ld kept "
+                 "for the rest); raise it with ulimit -n or LimitNOFILE=",
+                 c->hold.max_held, cap, fd_limit, reserve);
+        c->hold.max_held = cap;
+    }
 }
 
 int main(int argc, char **argv)
@@ -219,14 +404,16 @@ int main(int argc, char **argv)
     struct hold *hold = NULL;
     struct commit *commit = NULL;
     struct worker *workers;
-    sigset_t sigs;
-    int sig, started = 0;
+    struct sigaction wake = { .sa_handler = on_wake };
+    sigset_t sigs, blocked;
+    long fd_limit;
+    int sig, started = 0, left;
 
     log_set_name("chat-fcgi");
     cli_set_name("chat-fcgi");
     parse_flags(argc, argv, &c);
     ensure_std_fds();
-    cli_raise_fd_limit();   /* each held long-poll is a descriptor */
+    fd_limit = cli_raise_fd_limit();   /* each held long-poll is a descriptor */
     signal(SIGPIPE, SIG_IGN);
     /*
      * libfcgi allocates and frees a request's buffers on each request, on
@@ -235,12 +422,21 @@ int main(int argc, char **argv)
      */
     mallopt(M_TRIM_THRESHOLD, 64 << 20);
     mallopt(M_MMAP_THRESHOLD, 1 << 20);
-    /* Signals go to the main thread's sigwait(), never to libfcgi's handlers. */
+    /*
+     * Signals go to the main thread's sigwait(), never to libfcgi's handlers.
+     * WAKE_SIGNAL is unblocked in the workers only; its handler is installed
+     * before FCGX_Init (which then keeps it), without SA_RESTART so that it
+     * interrupts a blocked accept() or read().
+     */
     sigemptyset(&sigs);
     sigaddset(&sigs, SIGTERM);
     sigaddset(&sigs, SIGINT);
     sigaddset(&sigs, SIGHUP);
-    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    blocked = sigs;
+    sigaddset(&blocked, WAKE_SIGNAL);
+    pthread_sigmask(SIG_BLOCK, &blocked, NULL);
+    sigemptyset(&wake.sa_mask);
+    sigaction(WAKE_SIGNAL, &wake, NULL);
 
     if (c.listen)
         listen_fd = listen_open(c.listen, c.backlog, c.socket_mode, &f);
@@ -263,6 +459,7 @@ int main(int argc, char **argv)
         log_error("libfcgi initialisation failed");
         return 1;
     }
+    cap_held(&c, fd_limit);
     if (hold_start(&c.hold, &hold, &f) < 0 || retain_start(&c.retain, &retain, &f) < 0 ||
         commit_open(&(struct commit_opts){ .store = so, .hold = hold, .answer = api_send_answer,
                                            .gather = (size_t)c.threads }, &commit, &f) < 0) {
@@ -274,6 +471,7 @@ int main(int argc, char **argv)
         return 1;
     }
     for (int i = 0; i < c.threads; i++) {
+        pthread_mutex_init(&workers[i].mu, NULL);
         workers[i].ctx.hold = hold;
         workers[i].ctx.commit = commit;
         if (store_open(&so, &workers[i].ctx.store, &f) < 0) {
@@ -290,8 +488,14 @@ int main(int argc, char **argv)
     if (started == c.threads) {
         log_info("listening on %s with %d threads, database %s, at most %zu held",
                  c.listen ? c.listen : "an inherited socket", c.threads, c.db_path, c.hold.max_held);
+        /* Once a second, a worker reading one request for too long is woken to drop it. */
         for (;;) {
-            if (sigwait(&sigs, &sig) != 0 || sig != SIGHUP)
+            sig = sigtimedwait(&sigs, NULL, &(struct timespec){ .tv_sec = 1 });
+            if (sig < 0 && (errno == EAGAIN || errno == EINTR)) {
+                workers_wake(workers, started, false);
+                continue;
+            }
+            if (sig != SIGHUP)
                 break;
             log_info("SIGHUP ignored: nothing to reload");
         }
@@ -299,11 +503,16 @@ int main(int argc, char **argv)
     }
 
     atomic_store(&stopping, true);
-    FCGX_ShutdownPending();
-    /* Wakes every worker blocked in accept(): it returns EINVAL. */
-    shutdown(listen_fd, SHUT_RDWR);
+    /* Our own socket dies with us: refuse new connections at once. */
+    if (c.listen)
+        shutdown(listen_fd, SHUT_RDWR);
+    if ((left = workers_stop(workers, started, c.busy_ms + 2 * READ_TIMEOUT_MS + 1000)) > 0) {
+        log_error("%d worker(s) still busy; exiting without them", left);
+        _exit(1);
+    }
     for (int i = 0; i < started; i++) {
         pthread_join(workers[i].thread, NULL);
+        pthread_mutex_destroy(&workers[i].mu);
         store_close(workers[i].ctx.store);
     }
     free(workers);

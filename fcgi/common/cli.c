@@ -1,6 +1,7 @@
 /*
  * cli.c - bounded flag values and process limits at start-up.
  */
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,12 +37,16 @@ bool cli_sync_full(const char *s)
     return strcmp(s, "full") == 0;
 }
 
-void cli_raise_fd_limit(void)
+long cli_raise_fd_limit(void)
 {
     struct rlimit rl;
 
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
-        rl.rlim_cur = rl.rlim_max;
-        setrlimit(RLIMIT_NOFILE, &rl);
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return -1;
+    if (rl.rlim_cur < rl.rlim_max) {
+        struct rlimit up = { .rlim_cur = rl.rlim_max, .rlim_max = rl.rlim_max };
+        if (setrlimit(RLIMIT_NOFILE, &up) == 0)
+            rl = up;
     }
+    return rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur > LONG_MAX ? -1 : (long)rl.rlim_cur;
 }

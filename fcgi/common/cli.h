@@ -16,7 +16,10 @@ int cli_int(const char *flag, const char *s, int min, int max);
 /* --sync normal|full: true for full; exits 2 with a message otherwise. */
 bool cli_sync_full(const char *s);
 
-/* Raises the soft limit of open descriptors to the hard one. Can't fail. */
-void cli_raise_fd_limit(void);
+/*
+ * Raises the soft limit of open descriptors to the hard one. Returns the
+ * limit in force, or -1 when there is none (or it cannot be read).
+ */
+long cli_raise_fd_limit(void);
 
 #endif
