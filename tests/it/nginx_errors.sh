@@ -45,6 +45,7 @@ http {
         listen 127.0.0.1:$port;
         server_name chat.example;
         root $ROOT/htdocs;
+        set \$chat_user "";
         include snippets/chat-locations.conf;
     }
     server {
@@ -52,6 +53,7 @@ http {
         root $ROOT/htdocs;
         auth_basic chat;
         auth_basic_user_file $N/htpasswd;
+        set \$chat_user \$remote_user;
         include snippets/chat-locations.conf;
     }
 }
