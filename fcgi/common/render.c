@@ -29,12 +29,8 @@ static struct json_object *json_text(const char *s, size_t len)
         return NULL;
     p = fixed;
     for (size_t i = 0; i < len; ) {
-        size_t n = 1;
-        /* The longest well-formed prefix of at most 4 bytes. */
-        for (size_t k = 4; k >= 1; k--) {
-            if (i + k <= len && valid_utf8(s + i, k)) { n = k; break; }
-            if (k == 1) { n = 0; }
-        }
+        /* Each ill-formed byte becomes U+FFFD. */
+        size_t n = valid_utf8_char(s + i, len - i);
         if (n == 0) {
             memcpy(p, "\xEF\xBF\xBD", 3);
             p += 3;

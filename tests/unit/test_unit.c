@@ -352,6 +352,21 @@ static void test_get_args(void **state)
 
 /* ---- render.c ---- */
 
+/* A row written by hand with invalid UTF-8 is served with U+FFFD for each bad byte. */
+static void test_render_repairs_utf8(void **state)
+{
+    static const char bad[] = "a\xff" "b\xe2\x82" "\xc3\xa9";
+    struct store_msg m = { .id = 1, .ts = 2, .room = "r", .room_len = 1, .user = "", .user_len = 0,
+                           .text = bad, .text_len = sizeof bad - 1 };
+    size_t len;
+    char *json = render_message(&m, &len);
+
+    (void)state;
+    assert_non_null(json);
+    assert_non_null(strstr(json, "\"text\":\"a\xef\xbf\xbd" "b\xef\xbf\xbd\xef\xbf\xbd\xc3\xa9\""));
+    free(json);
+}
+
 static void test_render_page(void **state)
 {
     struct store_msg msgs[2] = {
@@ -1003,6 +1018,7 @@ int main(void)
         cmocka_unit_test(test_json_duplicates),
         cmocka_unit_test(test_get_args),
         cmocka_unit_test(test_render_page),
+        cmocka_unit_test(test_render_repairs_utf8),
         cmocka_unit_test(test_render_sent_and_error),
         cmocka_unit_test(test_util_put),
         cmocka_unit_test(test_util_parse_int),
