@@ -34,6 +34,7 @@
 #include "cli.h"
 #include "conn.h"
 #include "http.h"
+#include "listen.h"
 #include "log.h"
 #include "render.h"
 #include "rooms.h"
@@ -133,7 +134,8 @@ static void usage(FILE *out)
         "Usage: chat-ws [OPTION]...\n"
         "WebSocket companion of the chat: ws://HOST/ws?room=R&index=N (or &tail=T).\n"
         "\n"
-        "  -d, --db PATH          SQLite database shared with chat-fcgi (default: chat.db)\n"
+        "  -d, --db PATH|URI      SQLite database shared with chat-fcgi (default: chat.db),\n"
+        "                         or a postgresql:// URI\n"
         "  -l, --listen ADDR      HOST:PORT or :PORT (loopback) to listen on\n"
         "                         (default: 127.0.0.1:8081)\n"
         "      --origin LIST      comma-separated Origin allow-list (default: any)\n"
@@ -165,52 +167,33 @@ static void usage(FILE *out)
 
 static void parse_flags(int argc, char **argv, struct config *c)
 {
-    enum { OPT_ORIGIN = 256, OPT_CONNS, OPT_QUEUE, OPT_PING, OPT_HANDSHAKE, OPT_PROBE, OPT_BUSY, OPT_SYNC, OPT_SENDS };
+    enum { OPT_ORIGIN = 256, OPT_CONNS, OPT_QUEUE, OPT_PING, OPT_HANDSHAKE, OPT_SENDS };
     static const struct option opts[] = {
-        { "db", required_argument, NULL, 'd' },
-        { "listen", required_argument, NULL, 'l' },
+        CLI_COMMON_OPTIONS,
         { "origin", required_argument, NULL, OPT_ORIGIN },
         { "max-conns", required_argument, NULL, OPT_CONNS },
         { "max-queue", required_argument, NULL, OPT_QUEUE },
         { "ping-secs", required_argument, NULL, OPT_PING },
         { "handshake-secs", required_argument, NULL, OPT_HANDSHAKE },
         { "max-sends", required_argument, NULL, OPT_SENDS },
-        { "probe-ms", required_argument, NULL, OPT_PROBE },
-        { "busy-ms", required_argument, NULL, OPT_BUSY },
-        { "sync", required_argument, NULL, OPT_SYNC },
-        { "verbose", no_argument, NULL, 'v' },
-        { "quiet", no_argument, NULL, 'q' },
-        { "help", no_argument, NULL, 'h' },
-        { "version", no_argument, NULL, 'V' },
         { NULL, 0, NULL, 0 }
     };
     int ch;
 
-    while ((ch = getopt_long(argc, argv, "d:l:vqhV", opts, NULL)) != -1) {
+    while ((ch = getopt_long(argc, argv, CLI_COMMON_SHORT, opts, NULL)) != -1) {
+        if (cli_common_flag(ch, optarg, &c->common, usage, VERSION))
+            continue;
         switch (ch) {
-        case 'd': c->db_path = optarg; break;
-        case 'l': c->listen = optarg; break;
         case OPT_ORIGIN: c->origins = optarg; break;
         case OPT_CONNS: c->max_conns = cli_int("--max-conns", optarg, 1, 1000000); break;
         case OPT_QUEUE: c->max_queue = (unsigned)cli_int("--max-queue", optarg, CHAT_REPLAY_CHUNK, 1000000); break;
         case OPT_PING: c->ping_secs = cli_int("--ping-secs", optarg, 1, 3600); break;
         case OPT_HANDSHAKE: c->handshake_secs = cli_int("--handshake-secs", optarg, 1, 600); break;
-        case OPT_PROBE: c->probe_ms = cli_int("--probe-ms", optarg, 1, 10000); break;
         case OPT_SENDS: c->sends_per_sec = cli_int("--max-sends", optarg, 1, 100000); break;
-        case OPT_BUSY: c->busy_ms = cli_int("--busy-ms", optarg, 0, 600000); break;
-        case OPT_SYNC: c->sync_full = cli_sync_full(optarg); break;
-        case 'v': log_set_level(LOG_DEBUG); break;
-        case 'q': log_set_level(LOG_WARN); break;
-        case 'h': usage(stdout); exit(0);
-        case 'V': printf("chat-ws %s\n", VERSION); exit(0);
         default: usage(stderr); exit(2);
         }
     }
-    if (optind < argc) {
-        fprintf(stderr, "chat-ws: unexpected argument %s\n", argv[optind]);
-        usage(stderr);
-        exit(2);
-    }
+    cli_no_operands(argc, argv, usage);
 }
 
 static void on_signal(int sig)
@@ -255,26 +238,20 @@ int main(int argc, char **argv)
     struct store_opts so;
     struct chat_fail f;
     static lws_retry_bo_t retry;
-    char host[64] = "127.0.0.1";
-    const char *colon;
-    int64_t port;
-    int rc = 1;
+    char host[64];
+    int port, rc = 1;
+    bool v6;
 
-    *c = (struct config){ .db_path = "chat.db", .listen = "127.0.0.1:8081", .probe_ms = 5,
-                          .busy_ms = 2000, .ping_secs = 30, .handshake_secs = 10, .max_queue = 1024,
+    *c = (struct config){ .common = { .db_path = "chat.db", .listen = "127.0.0.1:8081",
+                                      .probe_ms = 5, .busy_ms = 2000 },
+                          .ping_secs = 30, .handshake_secs = 10, .max_queue = 1024,
                           .sends_per_sec = 20 };
     log_set_name("chat-ws");
     cli_set_name("chat-ws");
     parse_flags(argc, argv, c);
-    colon = strrchr(c->listen, ':');
-    if (!colon || !util_parse_int(colon + 1, strlen(colon + 1), 1, 65535, &port) ||
-        (size_t)(colon - c->listen) >= sizeof host) {
-        fprintf(stderr, "chat-ws: --listen must be HOST:PORT or :PORT\n");
+    if (listen_split(c->common.listen, host, sizeof host, &port, &v6, &f) < 0 || v6) {
+        fprintf(stderr, "chat-ws: --listen must be HOST:PORT or :PORT, with an IPv4 HOST\n");
         return 2;
-    }
-    if (colon > c->listen) {
-        memcpy(host, c->listen, (size_t)(colon - c->listen));
-        host[colon - c->listen] = '\0';
     }
     cli_raise_fd_limit();   /* each socket is a descriptor */
     {
@@ -293,7 +270,8 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     lws_set_log_level(LLL_ERR | LLL_WARN, lws_log_line);
 
-    so = (struct store_opts){ .path = c->db_path, .busy_ms = c->busy_ms, .sync_full = c->sync_full };
+    so = (struct store_opts){ .path = c->common.db_path, .busy_ms = c->common.busy_ms,
+                              .sync_full = c->common.sync_full };
     if (store_open(&so, &srv.store, &f) < 0) {
         log_error("%s", f.msg);
         return 1;
@@ -302,7 +280,7 @@ int main(int argc, char **argv)
     retry.secs_since_valid_ping = (uint16_t)c->ping_secs;
     retry.secs_since_valid_hangup = (uint16_t)(c->ping_secs + (c->ping_secs < 10 ? c->ping_secs : 10));
     memset(&info, 0, sizeof info);
-    info.port = (int)port;
+    info.port = port;
     info.iface = host;
     info.protocols = protocols;
     /* A handshake that does not complete: headers held too long, or none sent. */
@@ -313,11 +291,12 @@ int main(int argc, char **argv)
     info.options = LWS_SERVER_OPTION_DISABLE_IPV6;
     info.pt_serv_buf_size = 4096;
     if (!(srv.ctx = lws_create_context(&info))) {
-        log_error("cannot listen on %s", c->listen);
+        log_error("cannot listen on %s", c->common.listen);
         goto out;
     }
     {
-        struct feed_opts fo = { .store = so, .probe_ms = c->probe_ms, .wake = wake_loop, .wake_ctx = srv.ctx };
+        struct feed_opts fo = { .store = so, .probe_ms = c->common.probe_ms, .wake = wake_loop,
+                                .wake_ctx = srv.ctx };
         struct writer_opts wo;
         if (feed_start(&fo, &srv.feed, &f) < 0) {
             log_error("%s", f.msg);
@@ -332,7 +311,7 @@ int main(int argc, char **argv)
     }
     signal(SIGTERM, on_signal);
     signal(SIGINT, on_signal);
-    log_info("listening on %s, database %s", c->listen, c->db_path);
+    log_info("listening on %s, database %s", c->common.listen, c->common.db_path);
 
     {
         int64_t deadline = 0;

@@ -18,15 +18,15 @@
 #include "store.h"
 #include "writer.h"
 
+#include "cli.h"
+
 struct config {
-    const char *db_path;
-    const char *listen;
+    struct cli_common common;    /* --db, --listen, --probe-ms, --busy-ms, --sync */
     const char *origins;         /* comma-separated allow-list, or NULL */
-    int probe_ms, busy_ms, ping_secs, handshake_secs;
+    int ping_secs, handshake_secs;
     int sends_per_sec;           /* per connection; bursts of twice as many */
     unsigned max_queue;
     int max_conns;               /* connections open at once; 0: by the descriptor limit */
-    bool sync_full;
 };
 
 struct conn;

@@ -30,6 +30,8 @@
 #define CHAT_WATCH_BATCH      500    /* rows the watcher reads per query */
 #define CHAT_HOLD_BUCKETS     256    /* rooms hash into this many lists of parked long-polls */
 #define CHAT_HOLD_WRITE_MS    1000   /* a parked answer's write gives up after this */
+/* chat-fcgi: each read of a request must come within this (nginx writes it at once). */
+#define CHAT_READ_TIMEOUT_MS  2000
 #define CHAT_RETAIN_BATCH     500    /* messages retention deletes per write transaction */
 #define CHAT_REPLAY_CHUNK     100    /* chat-ws: stored messages read per replay step */
 

@@ -60,38 +60,55 @@ static int open_unix(const char *path, int backlog, unsigned mode, struct chat_f
     return fd;
 }
 
+int listen_split(const char *addr, char *host, size_t host_size, int *port, bool *v6,
+                 struct chat_fail *f)
+{
+    const char *colon = strrchr(addr, ':');
+    size_t n;
+    int64_t p;
+
+    if (!colon || !util_parse_int(colon + 1, strlen(colon + 1), 1, 65535, &p) ||
+        (size_t)(colon - addr) >= host_size)
+        return chat_fail(f, CHAT_EBADREQ, "listen address %s is not PATH, HOST:PORT or :PORT", addr);
+    n = (size_t)(colon - addr);
+    *v6 = n > 0 && addr[0] == '[';
+    if (*v6) {
+        if (n < 2 || addr[n - 1] != ']')
+            return chat_fail(f, CHAT_EBADREQ, "bad IPv6 address in %s", addr);
+        memcpy(host, addr + 1, n - 2);
+        host[n - 2] = '\0';
+    } else if (n == 0) {
+        snprintf(host, host_size, "127.0.0.1");
+    } else {
+        memcpy(host, addr, n);
+        host[n] = '\0';
+    }
+    *port = (int)p;
+    return 0;
+}
+
 static int open_tcp(const char *addr, int backlog, struct chat_fail *f)
 {
     struct sockaddr_storage ss = { 0 };
     socklen_t sslen;
     char host[128];
-    const char *colon = strrchr(addr, ':');
-    int64_t port;
-    int fd, one = 1;
+    int port, fd, one = 1, err;
+    bool v6;
 
-    if (!colon || !util_parse_int(colon + 1, strlen(colon + 1), 1, 65535, &port) ||
-        (size_t)(colon - addr) >= sizeof host)
-        return chat_fail(f, CHAT_EBADREQ, "listen address %s is not PATH, HOST:PORT or :PORT", addr);
-    memcpy(host, addr, (size_t)(colon - addr));
-    host[colon - addr] = '\0';
-    if (host[0] == '[') {
+    if ((err = listen_split(addr, host, sizeof host, &port, &v6, f)) < 0)
+        return err;
+    if (v6) {
         struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
-        size_t n = strlen(host);
-        if (n < 2 || host[n - 1] != ']')
-            return chat_fail(f, CHAT_EBADREQ, "bad IPv6 address in %s", addr);
-        host[n - 1] = '\0';
         s6->sin6_family = AF_INET6;
         s6->sin6_port = htons((uint16_t)port);
-        if (inet_pton(AF_INET6, host + 1, &s6->sin6_addr) != 1)
+        if (inet_pton(AF_INET6, host, &s6->sin6_addr) != 1)
             return chat_fail(f, CHAT_EBADREQ, "bad IPv6 address in %s", addr);
         sslen = sizeof *s6;
     } else {
         struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
         s4->sin_family = AF_INET;
         s4->sin_port = htons((uint16_t)port);
-        if (host[0] == '\0')
-            s4->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        else if (inet_pton(AF_INET, host, &s4->sin_addr) != 1)
+        if (inet_pton(AF_INET, host, &s4->sin_addr) != 1)
             return chat_fail(f, CHAT_EBADREQ, "bad IPv4 address in %s (use a numeric address)", addr);
         sslen = sizeof *s4;
     }

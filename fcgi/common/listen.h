@@ -19,6 +19,14 @@
 int listen_open(const char *addr, int backlog, unsigned mode, struct chat_fail *f);
 
 /*
+ * Splits a TCP address, HOST:PORT or :PORT, into host (an empty one is
+ * 127.0.0.1; [v6] loses its brackets and sets *v6) and port. Returns 0, or
+ * CHAT_EBADREQ with *f set.
+ */
+int listen_split(const char *addr, char *host, size_t host_size, int *port, bool *v6,
+                 struct chat_fail *f);
+
+/*
  * The listening socket this process inherited: systemd's first socket
  * (sd_listen_fds(): fd 3, when LISTEN_PID is ours; the LISTEN_* variables
  * are then unset) or fd 0 when it is a listening socket (spawn-fcgi).
