@@ -1,12 +1,11 @@
 /*
- * feed.h - the watcher of chat-ws: new rows, read once and rendered once.
+ * feed.h - chat-ws's consumer of the change watcher (common/watch.h): new
+ * rows, read once and rendered once.
  *
- * One thread probes SQLite for changes (PRAGMA data_version) every probe_ms
- * while anyone listens, at once when kicked, and at once when any process
- * writes the database (notify.h). Each new row, from any
- * writer, is read once, rendered once as a message object, and queued for
- * the event loop, which is woken through the wake callback and collects the
- * rows with feed_take().
+ * While anyone listens, each new row from any writer is rendered once as a
+ * message object and queued for the event loop, which is woken through the
+ * wake callback and collects the rows with feed_take(). The frames are
+ * shared by every connection that sends them (reference counts).
  */
 #ifndef CHAT_FEED_H
 #define CHAT_FEED_H

@@ -77,8 +77,7 @@ run_checks "$PY" - "$BASE" "$DB" <<'PY'
 import asyncio, base64, json, sqlite3, sys, websockets
 base, db = sys.argv[1], sys.argv[2]
 url = "ws" + base[4:] + "/ws?room=authws"
-def report(ok, name, detail=""):
-    print(("PASS " if ok else "FAIL ") + name + ("" if ok else ": " + str(detail)[:300]), flush=True)
+from checks import report
 def basic(user, pw):
     return ("Authorization", "Basic " + base64.b64encode(f"{user}:{pw}".encode()).decode())
 async def recv(ws):
@@ -187,8 +186,7 @@ check "(and the message is stored)" 1 "$(rows "where text = 'o2'")"
 run_checks "$PY" - "$BASE" <<'PY'
 import asyncio, base64, json, sys, websockets
 url = "ws" + sys.argv[1][4:] + "/ws?room=open"
-def report(ok, name, detail=""):
-    print(("PASS " if ok else "FAIL ") + name + ("" if ok else ": " + str(detail)[:300]), flush=True)
+from checks import report
 async def main():
     forged = [("X-Chat-User", "mallory"), ("Authorization", "Basic " + base64.b64encode(b"mallory:x").decode())]
     async with websockets.connect(url, extra_headers=forged) as ws:
