@@ -85,11 +85,13 @@ $(B)/chat-ws: $(WS_OBJS)
 	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(WS_LIBS) $(PKG_LIBS)
 
 # The unit tests: the shared modules, and the parking lot of chat-fcgi.
-$(B)/test_unit: $(B)/test_unit.o $(patsubst %,$(B)/obj/chat-fcgi/%.o,hold reply metrics retain) $(COMMON_OBJS)
+UNIT_OBJS := $(patsubst %,$(B)/obj/unit/%.o,test_unit test_fields test_store test_hold)
+$(B)/test_unit: $(UNIT_OBJS) $(patsubst %,$(B)/obj/chat-fcgi/%.o,hold reply metrics retain) $(COMMON_OBJS)
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(PKG_LIBS) -lcmocka
 
-$(B)/test_unit.o: tests/unit/test_unit.c | $(B)
+$(B)/obj/unit/%.o: tests/unit/%.c
+	@mkdir -p $(@D)
 	@$(if $(Q),echo "  CC      $@")
 	$(Q)$(CC) $(ALL_CFLAGS) -iquote fcgi/chat-fcgi $(INC_COMMON) -c -o $@ $<
 
