@@ -14,9 +14,11 @@
 #include <cmocka.h>
 #include <sqlite3.h>
 
+#include "chat_limits.h"
 #include "metrics.h"
 #include "notify.h"
 #include "retain.h"
+#include "sendq.h"
 #include "store.h"
 #include "unit.h"
 
@@ -258,7 +260,46 @@ static void test_metrics_request(void **state)
     free(after);
 }
 
+/* ---- sendq.c ---- */
+
+static void test_sendq(void **state)
+{
+    struct valid_send m = { .text = "t", .text_len = 1, .user = "", .room = "r", .room_len = 1 };
+    struct sendq_job *batch[CHAT_BATCH_MAX], *j;
+    struct sendq q;
+    struct chat_fail f;
+    bool drain;
+
+    (void)state;
+    assert_int_equal(sendq_init(&q, 3, 4, &f), 0);
+    /* The first push claims the drain; the others join it. */
+    for (int i = 0; i < 3; i++) {
+        assert_non_null(j = sendq_job_new(&m));
+        assert_int_equal(sendq_push(&q, j, &drain, &f), 0);
+        assert_true(drain == (i == 0));
+    }
+    /* Beyond max_queued: refused at once, the job freed. */
+    assert_non_null(j = sendq_job_new(&m));
+    assert_int_equal(sendq_push(&q, j, &drain, &f), CHAT_EUNAVAIL);
+    assert_int_equal(sendq_next_batch(&q, batch), 3);
+    assert_string_equal(batch[0]->msg.text, "t");
+    for (int i = 0; i < 3; i++)
+        free(batch[i]);
+    /* The empty take ends the drain, and is not a batch: the next drain gathers. */
+    assert_int_equal(sendq_next_batch(&q, batch), 0);
+    assert_int_equal(q.last_batch, 3);
+    assert_false(q.draining);
+    assert_non_null(j = sendq_job_new(&m));
+    assert_int_equal(sendq_push(&q, j, &drain, &f), 0);
+    assert_true(drain);
+    assert_int_equal(sendq_next_batch(&q, batch), 1);
+    free(batch[0]);
+    assert_int_equal(sendq_next_batch(&q, batch), 0);
+    sendq_destroy(&q);
+}
+
 static const struct CMUnitTest tests[] = {
+    cmocka_unit_test(test_sendq),
     cmocka_unit_test_setup_teardown(test_store_append_fetch, db_setup, db_teardown),
     cmocka_unit_test_setup_teardown(test_store_append_batch, db_setup, db_teardown),
     cmocka_unit_test_setup_teardown(test_store_changes, db_setup, db_teardown),
