@@ -52,6 +52,15 @@ stack_up() {
     STACK_DIR=$TMP/$name
 }
 
+# nginx_conf_head DIR WORKERS CONNECTIONS: the top of a test's own nginx.conf
+# (root keeps its identity so that workers reach the sockets under DIR); the
+# suite writes the http block after it.
+nginx_conf_head() {
+    [ "$(id -u)" = 0 ] && echo "user root;"
+    printf 'worker_processes %s;\npid %s/nginx.pid;\nerror_log %s/logs/error.log warn;\ndaemon off;\nevents { worker_connections %s; }\n' \
+        "$2" "$1" "$1" "$3"
+}
+
 stack_down_all() {
     local s
     for s in "${STACKS[@]}"; do "$ROOT/conf/stack.sh" stop "$s" >/dev/null 2>&1 || true; done

@@ -132,14 +132,7 @@ sed -e "s|listen 80;|listen 127.0.0.1:$port;|" -e '/listen \[::\]:80;/d' \
     "$ROOT/conf/nginx/chat-site.conf" > "$N/chat-site.conf"
 check "the example's three auth lines are there to uncomment" 3 \
     "$(grep -c -E '^    (auth_basic "chat";|auth_basic_user_file |set \$chat_user \$remote_user;)' "$N/chat-site.conf")"
-user=""; [ "$(id -u)" = 0 ] && user="user root;"
-cat > "$N/nginx.conf" <<NGINX
-$user
-worker_processes 1;
-pid $N/nginx.pid;
-error_log $N/logs/error.log warn;
-daemon off;
-events { worker_connections 256; }
+{ nginx_conf_head "$N" 1 256; cat <<NGINX
 http {
     types { text/html html; application/javascript js; }
     access_log $N/logs/access.log;
@@ -151,6 +144,7 @@ http {
     include $N/chat-site.conf;
 }
 NGINX
+} > "$N/nginx.conf"
 nginx -p "$N" -c "$N/nginx.conf" -e "$N/logs/error.log" >>"$N/logs/error.log" 2>&1 &
 prod_pid=$!
 trap 'kill $prod_pid 2>/dev/null; stack_down_all' EXIT

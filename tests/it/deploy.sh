@@ -32,14 +32,7 @@ sed -e "s|listen 80;|listen 127.0.0.1:$port;|" -e '/listen \[::\]:80;/d' \
     -e "s|unix:/run/chat/fcgi.sock|unix:$TMP/fcgi.sock|" -e "s|127.0.0.1:8081|127.0.0.1:$ws_port|" \
     -e "s|root /usr/local/share/chat/htdocs;|root $P/share/chat/htdocs;|" \
     "$P/share/chat/nginx/chat-site.conf" > "$N/chat-site.conf"
-user=""; [ "$(id -u)" = 0 ] && user="user root;"
-cat > "$N/nginx.conf" <<NGINX
-$user
-worker_processes 2;
-pid $N/nginx.pid;
-error_log $N/logs/error.log warn;
-daemon off;
-events { worker_connections 1024; }
+{ nginx_conf_head "$N" 2 1024; cat <<NGINX
 http {
     types { text/html html; text/css css; application/javascript js; image/svg+xml svg; }
     access_log $N/logs/access.log;
@@ -51,6 +44,7 @@ http {
     include $N/chat-site.conf;
 }
 NGINX
+} > "$N/nginx.conf"
 nginx -t -p "$N" -c "$N/nginx.conf" -e "$N/logs/error.log" >"$TMP/nginx-t.log" 2>&1
 check "nginx -t accepts the production server block" 0 $?
 grep -q "test is successful" "$TMP/nginx-t.log" || cat "$TMP/nginx-t.log"

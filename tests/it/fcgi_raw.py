@@ -38,7 +38,7 @@ import urllib.request
 BEGIN, END, PARAMS, STDIN, STDOUT, STDERR = 1, 3, 4, 5, 6, 7
 
 
-from checks import report
+from checks import parse_http_response, report
 
 
 def record(rtype, content, req_id=1):
@@ -396,14 +396,7 @@ def http_get(host, port, path, timeout):
             data += chunk
     finally:
         s.close()
-    head, _, body = data.partition(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
-    status = int(lines[0].split()[1]) if lines and len(lines[0].split()) > 1 else 0
-    headers = {}
-    for line in lines[1:]:
-        k, _, v = line.partition(":")
-        headers[k.strip().lower()] = v.strip()
-    return status, headers, body
+    return parse_http_response(data)
 
 
 def held_cap(base, log, m):

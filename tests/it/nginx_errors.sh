@@ -17,14 +17,7 @@ mkdir -p "$N/logs" "$N/tmp"
 cp -r "$STACK_DIR/nginx/snippets" "$N/"
 echo 'u:{PLAIN}pw' > "$N/htpasswd"
 port=$(free_port); auth_port=$(free_port)
-user=""; [ "$(id -u)" = 0 ] && user="user root;"
-cat > "$N/nginx.conf" <<NGINX
-$user
-worker_processes 1;
-pid $N/nginx.pid;
-error_log $N/logs/error.log warn;
-daemon off;
-events { worker_connections 64; }
+{ nginx_conf_head "$N" 1 64; cat <<NGINX
 http {
     access_log $N/logs/access.log;
     client_body_temp_path $N/tmp/body;
@@ -58,6 +51,7 @@ http {
     }
 }
 NGINX
+} > "$N/nginx.conf"
 nginx -p "$N" -c "$N/nginx.conf" -e "$N/logs/error.log" >>"$N/logs/error.log" 2>&1 </dev/null &
 echo $! > "$N/nginx.run.pid"
 trap '[ -f "$N/nginx.run.pid" ] && kill "$(cat "$N/nginx.run.pid")" 2>/dev/null; stack_down_all' EXIT
