@@ -133,14 +133,7 @@ sed -e "s|listen 80;|listen 127.0.0.1:$port;|" -e '/listen \[::\]:80;/d' \
 check "the example's three auth lines are there to uncomment" 3 \
     "$(grep -c -E '^    (auth_basic "chat";|auth_basic_user_file |set \$chat_user \$remote_user;)' "$N/chat-site.conf")"
 { nginx_conf_head "$N" 1 256; cat <<NGINX
-http {
     types { text/html html; application/javascript js; }
-    access_log $N/logs/access.log;
-    client_body_temp_path $N/tmp/body;
-    fastcgi_temp_path $N/tmp/fastcgi;
-    proxy_temp_path $N/tmp/proxy;
-    uwsgi_temp_path $N/tmp/uwsgi;
-    scgi_temp_path $N/tmp/scgi;
     include $N/chat-site.conf;
 }
 NGINX

@@ -33,14 +33,7 @@ sed -e "s|listen 80;|listen 127.0.0.1:$port;|" -e '/listen \[::\]:80;/d' \
     -e "s|root /usr/local/share/chat/htdocs;|root $P/share/chat/htdocs;|" \
     "$P/share/chat/nginx/chat-site.conf" > "$N/chat-site.conf"
 { nginx_conf_head "$N" 2 1024; cat <<NGINX
-http {
     types { text/html html; text/css css; application/javascript js; image/svg+xml svg; }
-    access_log $N/logs/access.log;
-    client_body_temp_path $N/tmp/body;
-    fastcgi_temp_path $N/tmp/fastcgi;
-    proxy_temp_path $N/tmp/proxy;
-    uwsgi_temp_path $N/tmp/uwsgi;
-    scgi_temp_path $N/tmp/scgi;
     include $N/chat-site.conf;
 }
 NGINX

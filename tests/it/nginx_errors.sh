@@ -18,13 +18,6 @@ cp -r "$STACK_DIR/nginx/snippets" "$N/"
 echo 'u:{PLAIN}pw' > "$N/htpasswd"
 port=$(free_port); auth_port=$(free_port)
 { nginx_conf_head "$N" 1 64; cat <<NGINX
-http {
-    access_log $N/logs/access.log;
-    client_body_temp_path $N/tmp/body;
-    fastcgi_temp_path $N/tmp/fastcgi;
-    proxy_temp_path $N/tmp/proxy;
-    uwsgi_temp_path $N/tmp/uwsgi;
-    scgi_temp_path $N/tmp/scgi;
     large_client_header_buffers 4 16k;
     upstream chat_fcgi { server unix:$STACK_DIR/fcgi.sock; }
     upstream chat_ws { server 127.0.0.1:$(free_port); }
