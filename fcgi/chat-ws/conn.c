@@ -51,13 +51,21 @@ void conn_queue_clear(struct conn *c)
     c->qcap = c->qhead = 0;
 }
 
+void conn_want_write(struct conn *c)
+{
+    if (c->kind == CONN_SSE)
+        sse_want_write(c);
+    else
+        lws_callback_on_writable(c->wsi);
+}
+
 void conn_close_later(struct conn *c, int code, const char *reason)
 {
     if (!c->close_code) {
         c->close_code = code;
         c->close_reason = reason;
     }
-    lws_callback_on_writable(c->wsi);
+    conn_want_write(c);
 }
 
 void conn_too_slow(struct conn *c)
@@ -87,7 +95,7 @@ void conn_reply(struct conn *c, char *json, size_t len)
     if (!conn_push(c, m))
         conn_close_later(c, LWS_CLOSE_STATUS_POLICY_VIOLATION, "too slow: resume from your last id");
     else
-        lws_callback_on_writable(c->wsi);
+        conn_want_write(c);
     feed_msg_unref(m);
 }
 

@@ -48,6 +48,7 @@ struct conn {
     /* Server-sent events only: */
     int64_t last_write_ms;       /* when the stream was last written to (for pings) */
     bool announce;               /* its ready event comes before the first replayed message */
+    bool rx_off;                 /* not polled for input while it has nothing to write (sse.c) */
     /* WebSocket only: */
     char *rx;                    /* the client message being reassembled */
     size_t rx_len;
@@ -68,6 +69,9 @@ bool conn_push(struct conn *c, struct feed_msg *m);
 void conn_queue_clear(struct conn *c);
 /* The frame at the head, written: drops it. */
 void conn_pop(struct conn *c);
+
+/* Asks for a writable callback, whatever the transport (a stream may need its polling back). */
+void conn_want_write(struct conn *c);
 
 /* Asks for the connection to be closed with code once it can write. */
 void conn_close_later(struct conn *c, int code, const char *reason);

@@ -130,8 +130,13 @@ static int callback_chat(struct lws *wsi, enum lws_callback_reasons reason, void
     }
 }
 
+/*
+ * Reads of 1 KiB; a write goes to the socket whole, up to 64 KiB (with
+ * tx_packet_size 0 libwebsockets would send 1 KiB a turn of the loop and
+ * copy the rest aside: a replay or a long message took many turns).
+ */
 static const struct lws_protocols protocols[] = {
-    { "chat", callback_chat, sizeof(struct conn), 1024, 0, NULL, 0 },
+    { "chat", callback_chat, sizeof(struct conn), 1024, 0, NULL, 65536 },
     { NULL, NULL, 0, 0, 0, NULL, 0 }
 };
 

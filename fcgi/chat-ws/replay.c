@@ -98,12 +98,12 @@ void replay_step(struct conn *c)
 {
     struct store_page page;
     struct chat_fail f;
-    /* A chunk fits in the queue (a stream's ready event may be in it). */
-    int limit = srv.cfg.max_queue - c->qlen < CHAT_REPLAY_CHUNK ?
-                (int)(srv.cfg.max_queue - c->qlen) : CHAT_REPLAY_CHUNK;
+    /* A chunk fits in the queue, beside a stream's ready event when it is due. */
+    unsigned room = srv.cfg.max_queue - c->qlen - (c->announce ? 1 : 0);
+    int limit = room < CHAT_REPLAY_CHUNK ? (int)room : CHAT_REPLAY_CHUNK;
 
     if (limit < 1) {
-        lws_callback_on_writable(c->wsi);     /* after the queue drains */
+        conn_want_write(c);                /* after the queue drains */
         return;
     }
     if (store_fetch(srv.store, c->room, c->room_len, c->cursor, limit, 0, &page, &f) < 0) {
@@ -135,5 +135,5 @@ void replay_step(struct conn *c)
         go_live(c, page.seen_id);
     store_page_free(&page);
     if (c->qlen)
-        lws_callback_on_writable(c->wsi);
+        conn_want_write(c);
 }

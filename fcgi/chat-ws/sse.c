@@ -28,9 +28,11 @@
  * stream holding a retry: line and one `event: error`, then ends it, and
  * the client comes back by itself with its Last-Event-ID.
  */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "handshake.h"
 #include "log.h"
@@ -97,7 +99,7 @@ static void push_text(struct conn *c, const char *text, size_t len)
         return;
     }
     feed_msg_unref(m);
-    lws_callback_on_writable(c->wsi);
+    conn_want_write(c);
 }
 
 /* "event: error" with {"error": why, "code": code}, after a retry: line when retry_ms. */
@@ -149,13 +151,39 @@ void sse_ready(struct conn *c, int64_t from, int64_t max_index, bool pruned)
 void sse_end_now(struct conn *c)
 {
     rooms_remove(c);
+    conn_queue_clear(c);
     c->replaying = false;
     if (!c->close_code) {
         c->close_code = LWS_CLOSE_STATUS_POLICY_VIOLATION;
-        c->close_reason = "too slow: resume from your last id";
+        c->close_reason = "ended";
     }
     /* Not at its next writable callback: a reader that stopped reading has none. */
     lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+}
+
+
+/*
+ * libwebsockets reads nothing of an HTTP/1 connection while it answers
+ * (LRS_DOING_TRANSACTION), so with POLLIN on, a client that closed would
+ * wake the loop again and again; and with it off (flow control), no
+ * writable callback comes. So a stream reads only while it has something
+ * to write, and the ping timer looks for clients that left.
+ */
+static void rx_off(struct conn *c)
+{
+    if (!c->rx_off) {
+        lws_rx_flow_control(c->wsi, LWS_RXFLOW_REASON_FLAG_PROCESS_NOW);
+        c->rx_off = true;
+    }
+}
+
+void sse_want_write(struct conn *c)
+{
+    if (c->rx_off) {
+        lws_rx_flow_control(c->wsi, 1 | LWS_RXFLOW_REASON_FLAG_PROCESS_NOW);
+        c->rx_off = false;
+    }
+    lws_callback_on_writable(c->wsi);
 }
 
 int sse_writable(struct conn *c)
@@ -219,7 +247,9 @@ int sse_writable(struct conn *c)
         return -1;
     }
     if (c->qlen)
-        lws_callback_on_writable(c->wsi);
+        conn_want_write(c);
+    else if (!lws_send_pipe_choked(c->wsi))
+        rx_off(c);
     return 0;
 }
 
@@ -302,20 +332,40 @@ int sse_serve(struct lws *wsi, struct conn *c)
     c->announce = true;
     c->last_write_ms = util_now_ms();
     conn_open(wsi, c);
-    lws_callback_on_writable(wsi);
+    conn_want_write(c);
     return 0;
 }
 
+/* Whether the client has closed its side (or reset it): a peek, never a wait. */
+static bool client_left(struct conn *c)
+{
+    char b;
+    ssize_t n = recv(lws_get_socket_fd(c->wsi), &b, 1, MSG_PEEK | MSG_DONTWAIT);
+
+    return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
+}
+
+/*
+ * Every tick: a ping to each stream idle for --sse-ping-secs, and a look
+ * at a quarter of the streams for a client that left (each once a second).
+ */
 static void on_ping_tick(lws_sorted_usec_list_t *sul)
 {
+    static unsigned tick;
     int64_t now = util_now_ms(), idle = (int64_t)srv.cfg.sse_ping_secs * 1000;
     struct conn *c;
 
+    tick++;
     LIST_FOREACH(c, &srv.conns, all) {
-        if (c->kind != CONN_SSE || c->close_code || c->qlen || now - c->last_write_ms < idle)
+        if (c->kind != CONN_SSE || c->close_code)
             continue;
-        if (conn_push(c, ping))
-            lws_callback_on_writable(c->wsi);
+        if ((c->id & 3) == (tick & 3) && client_left(c)) {
+            log_debug("event stream %llu in room %s: the client left", (unsigned long long)c->id, c->room);
+            sse_end_now(c);
+            continue;
+        }
+        if (c->qlen == 0 && now - c->last_write_ms >= idle && conn_push(c, ping))
+            conn_want_write(c);
     }
     lws_sul_schedule(srv.ctx, 0, sul, on_ping_tick, PING_TICK_MS * LWS_US_PER_MS);
 }

@@ -28,6 +28,9 @@
  */
 int sse_serve(struct lws *wsi, struct conn *c);
 
+/* Asks for a writable callback (see conn_want_write). */
+void sse_want_write(struct conn *c);
+
 /* LWS_CALLBACK_HTTP_WRITEABLE: writes what is queued; ends the stream when asked. -1 closes. */
 int sse_writable(struct conn *c);
 
@@ -38,7 +41,10 @@ int sse_writable(struct conn *c);
  */
 void sse_ready(struct conn *c, int64_t from, int64_t max_index, bool pruned);
 
-/* Ends a stream at once (too slow: its queue was cleared); it resumes by Last-Event-ID. */
+/*
+ * Ends a stream at once, whatever is queued (too slow, or its client left),
+ * on the loop's next turn; an EventSource resumes by Last-Event-ID.
+ */
 void sse_end_now(struct conn *c);
 
 /* Starts the timer of pings (every stream idle for --sse-ping-secs). Returns 0, -1 out of memory. */
