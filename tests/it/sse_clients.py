@@ -254,7 +254,7 @@ def g_writers():
     async def over_ws():
         import websockets
         async with websockets.connect(f"ws{BASE[4:]}/ws?room={room}") as ws:
-            await ws.send(json.dumps({"text": "over a websocket", "cid": "sse-w1"}))
+            await ws.send(json.dumps({"text": "over a websocket", "cid": f"sse-w{time.time_ns()}"}))
             m = json.loads(await asyncio.wait_for(ws.recv(), T))
             return m["id"]
     c = asyncio.run(over_ws())
@@ -272,6 +272,13 @@ def g_writers():
     report(ev and ev.json()["text"] == "A\ufffdB", "a row with invalid UTF-8 arrives repaired", ev)
     e = int(ev.id) if ev else 0
     report([a, b, c, d, e] == sorted({a, b, c, d, e}) and d > c, "each once, in id order", [a, b, c, d, e])
+    for name, text in [("a text with newlines and a tab", "line one\nline two\n\n\tline three"),
+                       ("the longest text, all escapes (an event of over 8 KiB)", '"' * 4096)]:
+        st, _, body = http(f"{BASE}/send/msg", data=json.dumps({"text": text, "room": room}).encode(),
+                           headers={"Content-Type": "application/json"})
+        ev = s.next(T)
+        report(st == 200 and ev and ev.json()["text"] == text and ev.id == str(json.loads(body)["id"]),
+               f"{name}: one event, the text exact", (st, ev))
     try:
         extra = s.next(1.5)
     except TimeoutError:
