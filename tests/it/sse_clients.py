@@ -665,8 +665,11 @@ def g_pruned():
 def g_fivek():
     """5,000 streams on one chat-ws, straight to its port."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < 6000 <= hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 20000), hard))
+    if hard != resource.RLIM_INFINITY and hard < 6000:
+        print(f"INFO 5,000 streams skipped: the descriptor limit is {hard}", flush=True)
+        return
+    if soft != resource.RLIM_INFINITY and soft < 6000:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (6000 if hard == resource.RLIM_INFINITY else min(hard, 20000), hard))
     pid = ws_pid()
 
     def rss():
