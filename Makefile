@@ -50,7 +50,7 @@ ALL_LDFLAGS = -pthread $(SANFLAGS) $(LDFLAGS)
 COMMON := util log valid params json_names store store_sqlite store_sqlite_prune render notify watch sendq listen cli prom
 COMMON_OBJS := $(COMMON:%=$(B)/obj/common/%.o) $(B)/schema_sql.o
 FCGI_OBJS := $(patsubst %,$(B)/obj/chat-fcgi/%.o,main workers reply hold commit api route metrics retain) $(COMMON_OBJS)
-WS_OBJS   := $(patsubst %,$(B)/obj/chat-ws/%.o,main conn rooms replay handshake ws http feed writer) $(COMMON_OBJS)
+WS_OBJS   := $(patsubst %,$(B)/obj/chat-ws/%.o,main conn rooms replay handshake ws sse http feed writer) $(COMMON_OBJS)
 INC_COMMON := -iquote fcgi/common
 
 .PHONY: all run test bench fuzz fuzz-build install uninstall clean deps deps-test

@@ -1,5 +1,7 @@
 // chat.js - the chat page: joins a room with its recent history, then follows
-// it over WebSocket, long-polling or polling, and sends over HTTP.
+// it over WebSocket, server-sent events, long-polling or polling, and sends
+// over HTTP. ?transport=ws|sse|longpoll|poll picks one; auto (the default)
+// tries WebSocket, then server-sent events, then long-polling.
 //
 // Never lose or repeat a message:
 //   - the cursor is the last message id shown; every transport resumes from
@@ -11,7 +13,11 @@
 // A WebSocket that fails tells the page nothing (close code 1006): the page
 // then asks the same URL with a plain GET. A 4xx (a bad URL, a foreign
 // Origin) will not pass by retrying: the page stops and says why; a 503 or
-// no answer is passing trouble: it backs off and tries again.
+// no answer is passing trouble: it backs off and tries again. An
+// EventSource reconnects by itself, from its last id (Last-Event-ID), as
+// long as the server answers with an event stream (a full or unreachable
+// server answers one holding `event: error`); one that gives up for good is
+// asked why the same way, and made again from the cursor, with back-off.
 // Texts are always rendered as text (textContent), never as HTML.
 'use strict';
 
@@ -24,7 +30,7 @@
 
   const params = new URLSearchParams(location.search);
   const room = pickRoom();
-  const wanted = ['poll', 'longpoll', 'ws', 'auto'].includes(params.get('transport'))
+  const wanted = ['poll', 'longpoll', 'ws', 'sse', 'auto'].includes(params.get('transport'))
     ? params.get('transport') : 'auto';
 
   const main = document.querySelector('main');
@@ -60,7 +66,7 @@
     document.body.dataset.transport = name || '';
   }
   function label(name) {
-    return { ws: 'WebSocket', longpoll: 'long-polling', poll: 'polling' }[name] || name;
+    return { ws: 'WebSocket', sse: 'server-sent events', longpoll: 'long-polling', poll: 'polling' }[name] || name;
   }
   function ok(name) {
     failures = 0;
@@ -245,6 +251,83 @@
     return { name: 'ws', stop() { stopped = true; clearTimeout(timer); sock.close(); } };
   }
 
+  // Server-sent events. The browser reconnects by itself with Last-Event-ID
+  // (the last id it saw: a message's, or the ready event's); onFail(opened,
+  // refused) is called once when the EventSource is closed for good, or did
+  // not open in time, or (auto) the server said `event: error` before ready.
+  function sseUrl() {
+    return '/events?room=' + encodeURIComponent(room) + '&index=' + cursor;
+  }
+  function sseLoop(onFail) {
+    let stopped = false, opened = false, timer = null;
+    const url = sseUrl();
+    const es = new EventSource(url);
+    const give = async () => {
+      if (stopped) return;
+      stopped = true;
+      clearTimeout(timer);
+      es.close();
+      onFail(opened, await sseRefusal(url));
+    };
+    // A proxy that holds the stream without passing anything: give up after a while.
+    const arm = () => { clearTimeout(timer); timer = setTimeout(() => { if (!opened) give(); }, 8000); };
+    arm();
+    es.addEventListener('ready', (ev) => {
+      // Its id is where the stream starts: below the cursor, the database was replaced.
+      const from = Number(ev.lastEventId);
+      if (cursor !== null && Number.isSafeInteger(from) && from < cursor) resync(from);
+      opened = true;
+      clearTimeout(timer);
+      ok('sse');
+    });
+    es.onmessage = (ev) => {
+      let m;
+      try { m = JSON.parse(ev.data); } catch (e) { return; }
+      if (m && typeof m.id === 'number' && typeof m.text === 'string') receive([m]);
+    };
+    es.addEventListener('error', (ev) => {
+      if (stopped) return;
+      if (es.readyState === EventSource.CLOSED) {
+        give();                   // not an event stream: the browser gave up
+        return;
+      }
+      if (ev.data !== undefined) {
+        // The server's own `event: error` (full, stopping, unreachable): the
+        // stream ends and the browser comes back later. Auto, not open (yet,
+        // or again since a drop), tries the next transport instead.
+        if (wanted === 'auto' && !opened) give();
+        return;
+      }
+      // The stream dropped: the browser reconnects by itself. Until its next
+      // ready it is not open, as a WebSocket that must reconnect.
+      if (opened) {
+        opened = false;
+        trouble('sse');
+        arm();
+      }
+    });
+    return { name: 'sse', stop() { stopped = true; clearTimeout(timer); es.close(); } };
+  }
+
+  // After an EventSource gave up: why, when the server refuses the URL for
+  // good (a 4xx other than 429), else null. Only the answer's head is read.
+  async function sseRefusal(url) {
+    const ctl = new AbortController();
+    const timer = setTimeout(() => ctl.abort(), 8000);
+    try {
+      const r = await fetch(url, { cache: 'no-store', signal: ctl.signal });
+      if (r.status < 400 || r.status >= 500 || r.status === 429) return null;
+      let why = 'HTTP ' + r.status;
+      try { why = (await r.json()).error || why; } catch (e) { /* not JSON */ }
+      return why;
+    } catch (e) {
+      return null;                // no answer: passing trouble
+    } finally {
+      clearTimeout(timer);
+      ctl.abort();                // a 200 is a stream: do not keep it
+    }
+  }
+
   // Before a socket resumes from the cursor: was the database replaced?
   async function checkCursor() {
     try {
@@ -260,7 +343,25 @@
     if (current) return;          // another start won the race
     if (name === 'poll') current = httpLoop('poll', false);
     else if (name === 'longpoll') current = httpLoop('longpoll', true);
-    else {
+    else if (name === 'sse') {
+      const loop = sseLoop((opened, refused) => {
+        if (current !== loop) return;   // another start replaced it meanwhile
+        if (refused && wanted !== 'auto') {
+          current = null;
+          setStatus('refused', 'sse', refused);
+          return;
+        }
+        trouble('sse');
+        if (wanted === 'auto' && !opened) {
+          // Streams do not get through either: long-poll (and try WebSocket later).
+          start('longpoll');
+          if (!wsRefused) scheduleWsProbe();
+        } else {
+          setTimeout(() => { if (current === loop) start('sse'); }, backoff());
+        }
+      });
+      current = loop;
+    } else {
       const loop = wsLoop((opened, refused) => {
         if (current !== loop) return;   // another start replaced it meanwhile
         if (refused && wanted !== 'auto') {
@@ -271,10 +372,11 @@
         }
         trouble('ws');
         if (wanted === 'auto' && !opened) {
-          // WebSocket does not get through here: long-poll, and try again
-          // later unless the server refuses it for good.
+          // WebSocket does not get through here: server-sent events (then
+          // long-polling), and try again later unless the server refuses it
+          // for good.
           wsRefused = refused;
-          start('longpoll');
+          start('sse');
           if (!refused) scheduleWsProbe();
         } else {
           setTimeout(() => { if (current === loop) start('ws'); }, backoff());
@@ -284,8 +386,8 @@
     }
   }
 
-  // auto: while long-polling, try a WebSocket now and then; switch when it
-  // opens, give up when the server refuses it for good.
+  // auto: while on another transport, try a WebSocket now and then; switch
+  // when it opens, give up when the server refuses it for good.
   let probeTimer = null;
   function scheduleWsProbe() {
     clearTimeout(probeTimer);

@@ -10,6 +10,7 @@
 #include "replay.h"
 #include "rooms.h"
 #include "server.h"
+#include "sse.h"
 
 bool conn_push(struct conn *c, struct feed_msg *m)
 {
@@ -50,21 +51,35 @@ void conn_queue_clear(struct conn *c)
     c->qcap = c->qhead = 0;
 }
 
+void conn_want_write(struct conn *c)
+{
+    if (c->kind == CONN_SSE)
+        sse_want_write(c);
+    else
+        lws_callback_on_writable(c->wsi);
+}
+
 void conn_close_later(struct conn *c, int code, const char *reason)
 {
     if (!c->close_code) {
         c->close_code = code;
         c->close_reason = reason;
     }
-    lws_callback_on_writable(c->wsi);
+    conn_want_write(c);
 }
 
 void conn_too_slow(struct conn *c)
 {
+    conn_queue_clear(c);
+    if (c->kind == CONN_SSE) {
+        log_info("event stream %llu in room %s too slow: ended", (unsigned long long)c->id, c->room);
+        srv.streams_closed_slow++;
+        sse_end_now(c);
+        return;
+    }
     log_info("connection %llu in room %s too slow: closed with 1008",
              (unsigned long long)c->id, c->room);
     srv.closed_slow++;
-    conn_queue_clear(c);
     conn_close_later(c, LWS_CLOSE_STATUS_POLICY_VIOLATION, "too slow: resume from your last id");
 }
 
@@ -80,7 +95,7 @@ void conn_reply(struct conn *c, char *json, size_t len)
     if (!conn_push(c, m))
         conn_close_later(c, LWS_CLOSE_STATUS_POLICY_VIOLATION, "too slow: resume from your last id");
     else
-        lws_callback_on_writable(c->wsi);
+        conn_want_write(c);
     feed_msg_unref(m);
 }
 
@@ -97,7 +112,12 @@ void conn_open(struct lws *wsi, struct conn *c)
     c->id = ++srv.next_id;
     LIST_INSERT_HEAD(&srv.conns, c, all);
     srv.nconns++;
-    srv.opened++;
+    if (c->kind == CONN_SSE) {
+        srv.nstreams++;
+        srv.streams_opened++;
+    } else {
+        srv.opened++;
+    }
     c->established = true;
     feed_set_listening(srv.feed, true);
     replay_start(c);
@@ -111,6 +131,8 @@ void conn_gone(struct conn *c)
     rooms_remove(c);
     LIST_REMOVE(c, all);
     srv.nconns--;
+    if (c->kind == CONN_SSE)
+        srv.nstreams--;
     conn_queue_clear(c);
     free(c->rx);
     c->rx = NULL;

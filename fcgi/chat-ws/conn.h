@@ -1,7 +1,7 @@
 /*
  * conn.h - one subscriber of chat-ws, whatever its transport: its room and
  * cursor, its bounded queue of frames, how it ends. The transports
- * (ws.c) feed and drain it; replay.c and rooms.c fill its queue.
+ * (ws.c, sse.c) feed and drain it; replay.c and rooms.c fill its queue.
  */
 #ifndef CHAT_WS_CONN_H
 #define CHAT_WS_CONN_H
@@ -19,9 +19,16 @@
 
 #define CLOSE_TRY_AGAIN_LATER 1013  /* RFC 6455 registry: try again later */
 
+/* The transports differ only in how a frame goes out and how a stream ends. */
+enum conn_kind {
+    CONN_WS,                     /* a WebSocket (ws.c) */
+    CONN_SSE                     /* a server-sent events stream (sse.c) */
+};
+
 /* Lives in libwebsockets' per-session storage. */
 struct conn {
     LIST_ENTRY(conn) all;        /* srv.conns */
+    enum conn_kind kind;
     LIST_ENTRY(conn) in_room;    /* rooms.c's index, once live */
     struct lws *wsi;
     uint64_t id;
@@ -38,6 +45,10 @@ struct conn {
     const char *close_reason;
     struct feed_msg **q;         /* ring of frames to send */
     unsigned qcap, qhead, qlen;
+    /* Server-sent events only: */
+    int64_t last_write_ms;       /* when the stream was last written to (for pings) */
+    bool announce;               /* its ready event comes before the first replayed message */
+    bool rx_off;                 /* not polled for input while it has nothing to write (sse.c) */
     /* WebSocket only: */
     char *rx;                    /* the client message being reassembled */
     size_t rx_len;
@@ -59,9 +70,15 @@ void conn_queue_clear(struct conn *c);
 /* The frame at the head, written: drops it. */
 void conn_pop(struct conn *c);
 
+/* Asks for a writable callback, whatever the transport (a stream may need its polling back). */
+void conn_want_write(struct conn *c);
+
 /* Asks for the connection to be closed with code once it can write. */
 void conn_close_later(struct conn *c, int code, const char *reason);
-/* A subscriber whose queue is full: cleared and closed as too slow (1008). */
+/*
+ * A subscriber whose queue is full: cleared and closed as too slow (a
+ * WebSocket with 1008, a stream ended at once).
+ */
 void conn_too_slow(struct conn *c);
 /* Queues a rendered reply (json, malloc'd, taken) for this connection alone. */
 void conn_reply(struct conn *c, char *json, size_t len);

@@ -10,11 +10,14 @@
 #include "params.h"
 #include "render.h"
 #include "server.h"
+#include "util.h"
 
 #define ARGS_MAX 2048            /* bytes of a URL's decoded arguments */
 #define AUTH_HEADER "x-chat-user:"  /* set by nginx: the name it authenticated (lws lower-cases names) */
+#define LAST_EVENT_ID "last-event-id:"  /* an EventSource's resume point */
 
-static bool origin_allowed(struct lws *wsi)
+/* Whether the Origin is in the allow-list; without_origin says when none is sent. */
+static bool origin_allowed(struct lws *wsi, bool without_origin)
 {
     char origin[256];
     const char *list = srv.cfg.origins;
@@ -22,6 +25,8 @@ static bool origin_allowed(struct lws *wsi)
 
     if (!list)
         return true;
+    if (lws_hdr_total_length(wsi, WSI_TOKEN_ORIGIN) <= 0)
+        return without_origin;
     if (lws_hdr_copy(wsi, origin, sizeof origin, WSI_TOKEN_ORIGIN) <= 0)
         return false;
     n = strlen(origin);
@@ -96,7 +101,7 @@ int handshake_check(struct lws *wsi, struct conn *c, struct chat_fail *f)
     memset(c, 0, sizeof *c);
     if (srv.closing_all || srv.stop_signal)
         return chat_fail(f, CHAT_EUNAVAIL, "the WebSocket server is stopping: retry shortly");
-    if (!origin_allowed(wsi))
+    if (!origin_allowed(wsi, false))
         return chat_fail(f, CHAT_EFORBIDDEN, "this page's Origin is not allowed to open a WebSocket here");
     if (read_args(wsi, c, f) < 0)
         return f->code;
@@ -106,11 +111,52 @@ int handshake_check(struct lws *wsi, struct conn *c, struct chat_fail *f)
     return 0;
 }
 
+/*
+ * Last-Event-ID, sent by an EventSource that reconnects: with the rules of
+ * index, it replaces index and tail. An empty one is none (a browser sends
+ * none before its first id).
+ */
+static int read_last_event_id(struct lws *wsi, struct conn *c, struct chat_fail *f)
+{
+    int n = lws_hdr_custom_length(wsi, LAST_EVENT_ID, (int)strlen(LAST_EVENT_ID));
+    char *v;
+    int64_t id;
+    bool ok;
+
+    if (n <= 0)
+        return 0;
+    /* Leading zeros are allowed, as in index: the value, not its length, is bounded. */
+    if (!(v = malloc((size_t)n + 1)))
+        return chat_fail(f, CHAT_EUNAVAIL, "out of memory");
+    ok = lws_hdr_custom_copy(wsi, v, n + 1, LAST_EVENT_ID, (int)strlen(LAST_EVENT_ID)) == n &&
+         util_parse_int(v, (size_t)n, 0, CHAT_INDEX_MAX, &id);
+    free(v);
+    if (!ok)
+        return chat_fail(f, CHAT_EBADREQ, "Last-Event-ID must be a whole number from 0 to %lld",
+                         (long long)CHAT_INDEX_MAX);
+    c->cursor = id;
+    c->tail = 0;
+    c->live_only = false;
+    return 0;
+}
+
+int handshake_check_stream(struct lws *wsi, struct conn *c, struct chat_fail *f)
+{
+    memset(c, 0, sizeof *c);
+    if (read_args(wsi, c, f) < 0 || read_last_event_id(wsi, c, f) < 0)
+        return f->code;
+    /* A same-origin EventSource sends no Origin; another site's page does. */
+    if (!origin_allowed(wsi, true))
+        return chat_fail(f, CHAT_EFORBIDDEN, "this page's Origin is not allowed to read events here");
+    return 0;
+}
+
 static const char *status_line(int status)
 {
     switch (status) {
     case 400: return "HTTP/1.1 400 Bad Request";
     case 403: return "HTTP/1.1 403 Forbidden";
+    case 405: return "HTTP/1.1 405 Method Not Allowed";
     case 426: return "HTTP/1.1 426 Upgrade Required";
     case 503: return "HTTP/1.1 503 Service Unavailable";
     default:  return "HTTP/1.1 500 Internal Server Error";
@@ -138,6 +184,7 @@ int handshake_answer(struct lws *wsi, int status, const char *msg)
         ADD("cache-control:", "no-store") || ADD("x-content-type-options:", "nosniff") ||
         (status == 503 && ADD("retry-after:", "1")) ||
         (status == 426 && ADD("upgrade:", "websocket")) ||
+        (status == 405 && ADD("allow:", "GET")) ||
         lws_finalize_write_http_header(wsi, start, &p, end))
         goto out;
 #undef ADD

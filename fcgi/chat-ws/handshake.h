@@ -20,13 +20,23 @@
  */
 int handshake_check(struct lws *wsi, struct conn *c, struct chat_fail *f);
 
+/*
+ * The checks of GET /events (SPEC section 8): fills *c (zeroed first) and
+ * returns 0, or the refusal in *f: CHAT_EBADREQ (room, index, tail or
+ * Last-Event-ID, with /get/msg's rules; Last-Event-ID replaces index and
+ * tail), CHAT_EFORBIDDEN (an Origin sent and outside the allow-list).
+ * Capacity is the caller's: its refusal is an event stream (sse.c).
+ */
+int handshake_check_stream(struct lws *wsi, struct conn *c, struct chat_fail *f);
+
 /* Reads the name nginx authenticated (X-Chat-User), if any, into c->auth. */
 void handshake_auth(struct lws *wsi, struct conn *c);
 
 /*
  * Answers status with {"error": msg} and the headers of every API answer
- * (SPEC section 5), Retry-After on a 503 and Upgrade on a 426. Returns 0,
- * or -1 when it could not be written (the connection is then dropped).
+ * (SPEC section 5), Retry-After on a 503, Upgrade on a 426 and Allow on a
+ * 405. Returns 0, or -1 when it could not be written (the connection is
+ * then dropped).
  */
 int handshake_answer(struct lws *wsi, int status, const char *msg);
 

@@ -8,6 +8,7 @@
 #include "http.h"
 #include "prom.h"
 #include "server.h"
+#include "sse.h"
 
 /* The counters of chat-ws in Prometheus text format. */
 static int serve_metrics(struct lws *wsi)
@@ -21,7 +22,8 @@ static int serve_metrics(struct lws *wsi)
     int rc = -1;
 
     prom_begin(&o);
-    prom_metric(&o, "chat_ws_open_sockets", "gauge", "WebSocket connections open now.", srv.nconns);
+    prom_metric(&o, "chat_ws_open_sockets", "gauge", "WebSocket connections open now.",
+                srv.nconns - srv.nstreams);
     prom_metric(&o, "chat_ws_connections_total", "counter", "WebSocket connections accepted.",
                 srv.opened);
     prom_metric(&o, "chat_ws_refused_total", "counter",
@@ -32,6 +34,15 @@ static int serve_metrics(struct lws *wsi)
                 srv.received);
     prom_metric(&o, "chat_ws_closed_slow_total", "counter",
                 "Connections closed with 1008 as too slow.", srv.closed_slow);
+    prom_metric(&o, "chat_ws_open_streams", "gauge", "Server-sent events streams open now.",
+                srv.nstreams);
+    prom_metric(&o, "chat_ws_streams_total", "counter", "Event streams opened.", srv.streams_opened);
+    prom_metric(&o, "chat_ws_streams_refused_total", "counter",
+                "Event streams answered with a retry (full or stopping).", srv.streams_refused);
+    prom_metric(&o, "chat_ws_events_sent_total", "counter", "Message events written to streams.",
+                srv.events_sent);
+    prom_metric(&o, "chat_ws_streams_closed_slow_total", "counter",
+                "Event streams ended as too slow.", srv.streams_closed_slow);
     if (!(page = prom_end(&o, &len)))
         return -1;
     /* lws_write wants LWS_PRE bytes before the data. */
@@ -50,8 +61,10 @@ out:
     return rc;
 }
 
-int http_serve(struct lws *wsi, const char *path)
+int http_serve(struct lws *wsi, struct conn *c, const char *path)
 {
+    if (path && (strcmp(path, "/events") == 0 || strcmp(path, "/events/") == 0))
+        return sse_serve(wsi, c);
     if (path && strcmp(path, "/ws") == 0) {
         struct conn probe;
         struct chat_fail f = { 0 };

@@ -1,6 +1,7 @@
 /*
  * main.c - main of chat-ws, the push companion: flags, start-up, and the
- * libwebsockets event loop that owns every connection (SPEC section 4).
+ * libwebsockets event loop that owns every connection: WebSockets at /ws
+ * (SPEC section 4) and server-sent events streams at /events (section 8).
  *
  * Design:
  *   - one event loop (libwebsockets) owns every connection; nothing in it
@@ -13,10 +14,10 @@
  *     in the room index (rooms.c); its cursor drops anything already
  *     replayed, so there is no gap and no duplicate between the two;
  *   - each connection's queue is bounded: a subscriber that falls behind
- *     is closed with 1008 and resumes by id when it returns;
+ *     is closed (1008; a stream is ended) and resumes by id when it returns;
  *   - a handshake is checked before it is accepted and refused with a real
  *     JSON answer (handshake.c); plain HTTP (/metrics, GET /ws) in http.c;
- *     the WebSocket transport itself in srv.c;
+ *     the transports themselves in ws.c and sse.c, which share the rest;
  *   - behind authentication nginx sets X-Chat-User (never the client's), and
  *     that name is the user of every message the socket sends.
  */
@@ -39,6 +40,7 @@
 #include "render.h"
 #include "rooms.h"
 #include "server.h"
+#include "sse.h"
 #include "util.h"
 #include "ws.h"
 
@@ -94,7 +96,14 @@ static int callback_chat(struct lws *wsi, enum lws_callback_reasons reason, void
     case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
         return ws_filter(wsi, c);
     case LWS_CALLBACK_HTTP:
-        return http_serve(wsi, in);
+        return http_serve(wsi, c, in);
+    case LWS_CALLBACK_HTTP_WRITEABLE:
+        return sse_writable(c);
+    case LWS_CALLBACK_HTTP_DROP_PROTOCOL:   /* the end of an HTTP request (a stream's too) */
+    case LWS_CALLBACK_CLOSED_HTTP:
+        if (c)
+            conn_gone(c);
+        return 0;
     case LWS_CALLBACK_ESTABLISHED:
         conn_open(wsi, c);
         return 0;
@@ -121,8 +130,13 @@ static int callback_chat(struct lws *wsi, enum lws_callback_reasons reason, void
     }
 }
 
+/*
+ * Reads of 1 KiB; a write goes to the socket whole, up to 64 KiB (with
+ * tx_packet_size 0 libwebsockets would send 1 KiB a turn of the loop and
+ * copy the rest aside: a replay or a long message took many turns).
+ */
 static const struct lws_protocols protocols[] = {
-    { "chat", callback_chat, sizeof(struct conn), 1024, 0, NULL, 0 },
+    { "chat", callback_chat, sizeof(struct conn), 1024, 0, NULL, 65536 },
     { NULL, NULL, 0, 0, 0, NULL, 0 }
 };
 
@@ -132,17 +146,21 @@ static void usage(FILE *out)
 {
     fprintf(out,
         "Usage: chat-ws [OPTION]...\n"
-        "WebSocket companion of the chat: ws://HOST/ws?room=R&index=N (or &tail=T).\n"
+        "Push companion of the chat: WebSockets at ws://HOST/ws?room=R&index=N (or &tail=T),\n"
+        "server-sent events at http://HOST/events?room=R&index=N (or &tail=T).\n"
         "\n"
         "  -d, --db PATH|URI      SQLite database shared with chat-fcgi (default: chat.db),\n"
         "                         or a postgresql:// URI\n"
         "  -l, --listen ADDR      HOST:PORT or :PORT (loopback) to listen on\n"
         "                         (default: 127.0.0.1:8081)\n"
         "      --origin LIST      comma-separated Origin allow-list (default: any)\n"
-        "      --max-conns N      WebSockets open at once; beyond, a handshake gets 503\n"
-        "                         (default: the descriptor limit less %d)\n"
+        "      --max-conns N      connections open at once (sockets and streams); beyond,\n"
+        "                         a handshake gets 503 (default: the descriptor limit less %d)\n"
+        "      --max-streams N    event streams open at once, within --max-conns; beyond,\n"
+        "                         a 200 stream with event: error 503 (default: --max-conns)\n"
         "      --max-queue N      frames queued for one client before it is closed\n"
-        "                         with 1008 as too slow (default: 1024)\n"
+        "                         with 1008 (a stream: ended) as too slow (default: 1024)\n"
+        "      --sse-ping-secs N  write \": ping\" to a stream idle this long (default: 15)\n"
         "      --ping-secs N      ping a connection idle this long; drop it when no pong\n"
         "                         comes within as long again, at most 10 s (default: 30)\n"
         "      --handshake-secs N drop a connection whose handshake takes longer (default: 10)\n"
@@ -162,12 +180,15 @@ static void usage(FILE *out)
         "Behind authentication nginx sets X-Chat-User to the name it authenticated: it\n"
         "becomes the user of every message the socket sends (a different user is a 403\n"
         "error frame). Listen where only nginx can connect: the header is trusted.\n"
-        "SIGTERM or SIGINT closes every connection with 1001 and stops it.\n", FD_RESERVE);
+        "An event stream with a bad room, index, tail or Last-Event-ID gets 400 JSON.\n"
+        "SIGTERM or SIGINT closes every connection with 1001, ends every stream, and stops.\n",
+        FD_RESERVE);
 }
 
 static void parse_flags(int argc, char **argv, struct config *c)
 {
-    enum { OPT_ORIGIN = 256, OPT_CONNS, OPT_QUEUE, OPT_PING, OPT_HANDSHAKE, OPT_SENDS };
+    enum { OPT_ORIGIN = 256, OPT_CONNS, OPT_QUEUE, OPT_PING, OPT_HANDSHAKE, OPT_SENDS, OPT_STREAMS,
+           OPT_SSE_PING };
     static const struct option opts[] = {
         CLI_COMMON_OPTIONS,
         { "origin", required_argument, NULL, OPT_ORIGIN },
@@ -176,6 +197,8 @@ static void parse_flags(int argc, char **argv, struct config *c)
         { "ping-secs", required_argument, NULL, OPT_PING },
         { "handshake-secs", required_argument, NULL, OPT_HANDSHAKE },
         { "max-sends", required_argument, NULL, OPT_SENDS },
+        { "max-streams", required_argument, NULL, OPT_STREAMS },
+        { "sse-ping-secs", required_argument, NULL, OPT_SSE_PING },
         { NULL, 0, NULL, 0 }
     };
     int ch;
@@ -190,6 +213,8 @@ static void parse_flags(int argc, char **argv, struct config *c)
         case OPT_PING: c->ping_secs = cli_int("--ping-secs", optarg, 1, 3600); break;
         case OPT_HANDSHAKE: c->handshake_secs = cli_int("--handshake-secs", optarg, 1, 600); break;
         case OPT_SENDS: c->sends_per_sec = cli_int("--max-sends", optarg, 1, 100000); break;
+        case OPT_STREAMS: c->max_streams = cli_int("--max-streams", optarg, 1, 1000000); break;
+        case OPT_SSE_PING: c->sse_ping_secs = cli_int("--sse-ping-secs", optarg, 1, 3600); break;
         default: usage(stderr); exit(2);
         }
     }
@@ -245,7 +270,7 @@ int main(int argc, char **argv)
     *c = (struct config){ .common = { .db_path = "chat.db", .listen = "127.0.0.1:8081",
                                       .probe_ms = 5, .busy_ms = 2000 },
                           .ping_secs = 30, .handshake_secs = 10, .max_queue = 1024,
-                          .sends_per_sec = 20 };
+                          .sends_per_sec = 20, .sse_ping_secs = 15 };
     log_set_name("chat-ws");
     cli_set_name("chat-ws");
     parse_flags(argc, argv, c);
@@ -266,6 +291,8 @@ int main(int argc, char **argv)
                 log_warn("--max-conns %d is above the descriptor limit: %d", c->max_conns, cap);
             c->max_conns = cap;
         }
+        if (c->max_streams == 0 || c->max_streams > c->max_conns)
+            c->max_streams = c->max_conns;
     }
     signal(SIGPIPE, SIG_IGN);
     lws_set_log_level(LLL_ERR | LLL_WARN, lws_log_line);
@@ -292,6 +319,10 @@ int main(int argc, char **argv)
     info.pt_serv_buf_size = 4096;
     if (!(srv.ctx = lws_create_context(&info))) {
         log_error("cannot listen on %s", c->common.listen);
+        goto out;
+    }
+    if (sse_start() < 0) {
+        log_error("out of memory");
         goto out;
     }
     {
@@ -337,6 +368,7 @@ out:
     pthread_mutex_lock(&wake_lock);
     loop_gone = true;
     pthread_mutex_unlock(&wake_lock);
+    sse_stop();
     if (srv.ctx) {
         lws_context_destroy(srv.ctx);
         srv.ctx = NULL;

@@ -53,7 +53,7 @@ static void deliver_one(struct feed_msg *m)
         }
         c->cursor = m->id;
         if (c->qlen == 1)
-            lws_callback_on_writable(c->wsi);   /* else asked already, by the first */
+            conn_want_write(c);   /* else asked already, by the first */
     }
 }
 

@@ -27,6 +27,8 @@ struct config {
     int sends_per_sec;           /* per connection; bursts of twice as many */
     unsigned max_queue;
     int max_conns;               /* connections open at once; 0: by the descriptor limit */
+    int max_streams;             /* event streams open at once (within max_conns); 0: max_conns */
+    int sse_ping_secs;           /* a stream idle this long gets a ": ping" comment */
 };
 
 struct conn;
@@ -39,12 +41,14 @@ struct server {
     struct feed *feed;
     struct writer *writer;
     struct conn_list conns;      /* every open connection */
-    size_t nconns;
+    size_t nconns;               /* of every transport */
+    size_t nstreams;             /* of them, server-sent events streams */
     uint64_t next_id;
     volatile sig_atomic_t stop_signal;
     bool closing_all;
     /* counters for /metrics */
     unsigned long long opened, frames_sent, received, refused, closed_slow;
+    unsigned long long streams_opened, streams_refused, events_sent, streams_closed_slow;
 };
 
 extern struct server srv;

@@ -139,6 +139,20 @@ char *render_health(size_t held, int64_t probes, size_t *len)
     return finish(o, len);
 }
 
+char *render_sse_ready(const char *room, size_t room_len, int64_t max_index, bool pruned,
+                       size_t *len)
+{
+    struct json_object *o = json_object_new_object();
+
+    if (!o)
+        return NULL;
+    json_object_object_add(o, "room", json_text(room, room_len));
+    json_object_object_add(o, "max_index", json_object_new_int64(max_index));
+    if (pruned)
+        json_object_object_add(o, "pruned", json_object_new_boolean(true));
+    return finish(o, len);
+}
+
 char *render_error(const char *msg, size_t *len)
 {
     struct json_object *o = json_object_new_object();

@@ -133,19 +133,33 @@ async function main() {
     await check('poll -> long-poll', () => sees(b, 'from poll to longpoll'));
     await check('poll -> ws', () => sees(a, 'from poll to longpoll'));
 
+    // server-sent events: the page on transport=sse with the other transports
+    const s = await openPage(browser, `?room=${room}&transport=sse`);
+    await check('sse page says server-sent events', async () => /server-sent events/.test(await s.textContent('#transport')));
+    await check('sse page shows the recent history', () => sees(s, 'from poll to longpoll'));
+    await say(a, 'from ws to sse');
+    await check('ws -> sse', () => sees(s, 'from ws to sse'));
+    await say(s, 'from sse to the others');
+    await check('sse -> long-poll', () => sees(b, 'from sse to the others'));
+    await check('sse -> ws', () => sees(a, 'from sse to the others'));
+    await check('sse -> poll', () => sees(c, 'from sse to the others'));
+
     // a row written with the sqlite3 CLI appears everywhere
     execFileSync('sqlite3', [db, `insert into messages(room, user, text) values('${room}', 'ops', 'written with sqlite3')`]);
     await check('sqlite3 row on the ws page', () => sees(a, 'written with sqlite3'));
     await check('sqlite3 row on the long-poll page', () => sees(b, 'written with sqlite3'));
     await check('sqlite3 row on the poll page', () => sees(c, 'written with sqlite3'));
+    await check('sqlite3 row on the sse page', () => sees(s, 'written with sqlite3'));
 
     // a text that looks like HTML is text
     const evil = '<img src=x onerror=alert(1)>';
     await say(a, evil);
     await check('markup shows as text', () => sees(b, evil));
+    await check('markup shows as text over sse', () => sees(s, evil));
     await check('no element was made from it', async () =>
-      (await a.$$('#messages img')).length === 0 && (await b.$$('#messages img')).length === 0);
-    await check('no script ran from it', async () => a.dialogs === 0 && b.dialogs === 0);
+      (await a.$$('#messages img')).length === 0 && (await b.$$('#messages img')).length === 0 &&
+      (await s.$$('#messages img')).length === 0);
+    await check('no script ran from it', async () => a.dialogs === 0 && b.dialogs === 0 && s.dialogs === 0);
 
     // a reload resumes without duplicates; the nickname is remembered
     await a.reload();
@@ -154,15 +168,22 @@ async function main() {
     await check('the reloaded page gets new messages', () => sees(a, 'after the reload'));
     await check('the reloaded page shows no message twice', async () => unique(await ids(a)) && unique(await texts(a)));
     await check('the nickname is kept in localStorage', async () => (await a.inputValue('#user')) === 'alice');
+    await s.reload();
+    await s.waitForSelector('#status[data-state="connected"]', { timeout: T });
+    await say(b, 'after the sse reload');
+    await check('the reloaded sse page gets new messages', () => sees(s, 'after the sse reload'));
+    await check('the reloaded sse page shows no message twice', async () => unique(await ids(s)) && unique(await texts(s)));
 
     // every page shows the same messages in the same order
     await check('all pages agree, in id order', async () => {
-      await sees(c, 'after the reload');
-      const [ia, ib, ic] = [await ids(a), await ids(b), await ids(c)];
-      return increasing(ia) && increasing(ib) && increasing(ic) &&
-        JSON.stringify(ib.slice(-ia.length)) === JSON.stringify(ia);
+      await sees(c, 'after the sse reload');
+      await sees(a, 'after the sse reload');
+      const [ia, ib, ic, is] = [await ids(a), await ids(b), await ids(c), await ids(s)];
+      return increasing(ia) && increasing(ib) && increasing(ic) && increasing(is) &&
+        JSON.stringify(ib.slice(-ia.length)) === JSON.stringify(ia) &&
+        JSON.stringify(ib.slice(-is.length)) === JSON.stringify(is);
     });
-    await Promise.all([b.close(), c.close()]);
+    await Promise.all([b.close(), c.close(), s.close()]);
 
     // chat-ws stops and comes back: the auto page falls back or reconnects and loses nothing
     const d = await openPage(browser, `?room=${room}`);
@@ -204,6 +225,68 @@ async function main() {
       return want.every((w) => t.filter((x) => x === w).length === 1) && unique(await ids(d)) && increasing(await ids(d));
     });
 
+    // kill -9 of chat-ws under a page on server-sent events and under a
+    // plain EventSource (Chromium's own): nginx answers its retry stream
+    // meanwhile, so both come back by themselves and lose nothing
+    {
+      const sp = await openPage(browser, `?room=${room}&transport=sse`);
+      const raw = await browser.newPage();
+      raw.on('pageerror', (err) => problems.push('pageerror: ' + err.message));
+      await raw.goto(base + '/favicon.svg');
+      const start = JSON.parse(execFileSync('curl', ['-sf', `${base}/get/msg?room=${room}&tail=1`])).max_index;
+      await raw.evaluate((url) => {
+        window.got = []; window.readys = []; window.errors = 0;
+        const es = new EventSource(url);
+        es.addEventListener('ready', (e) => window.readys.push([+e.lastEventId, JSON.parse(e.data)]));
+        es.onmessage = (e) => window.got.push(JSON.parse(e.data).id);
+        es.addEventListener('error', () => { window.errors++; });
+        window.es = es;
+      }, `/events?room=${room}&index=${start - 1}`);
+      await check('a plain EventSource gets the ready event', () =>
+        until(() => raw.evaluate(() => window.readys.length === 1)));
+      await check('whose id is the index given, with the room\'s latest', async () => {
+        const [[id, data]] = await raw.evaluate(() => window.readys);
+        return id === start - 1 && data.max_index === start && data.room === room;
+      });
+      await check('then the replay after it', () => until(() => raw.evaluate((st) => window.got[0] === st, start)));
+      sendHttp('before the kill', room);
+      await check('both get a message before the kill', async () =>
+        await sees(sp, 'before the kill') && until(() => raw.evaluate(() => window.got.length === 2)));
+      const wsPid = +fs.readFileSync(wsPidFile, 'utf8');
+      process.kill(wsPid, 'SIGKILL');
+      await new Promise((r) => setTimeout(r, 300));
+      for (let i = 0; i < 3; i++) sendHttp('while killed ' + i, room);
+      await new Promise((r) => setTimeout(r, 3000));
+      await check('while chat-ws is down the EventSource keeps retrying (nginx\'s retry stream)', async () =>
+        (await raw.evaluate(() => window.es.readyState)) !== 2 && (await raw.evaluate(() => window.errors)) >= 1);
+      await check('and so does the page', async () => (await sp.getAttribute('#status', 'data-state')) !== 'refused');
+      const ws2 = spawn(path.join(binDir, 'chat-ws'), ['--db', db, '--listen', '127.0.0.1:' + wsPort],
+                        { stdio: ['ignore', log, log], detached: true });
+      fs.writeFileSync(wsPidFile, String(ws2.pid));
+      ws2.unref();
+      for (let i = 0; i < 3; i++) sendHttp('after the restart ' + i, room);
+      await check('the page on sse resumes after kill -9', () => sees(sp, 'after the restart 2', 30000));
+      const want = execFileSync('sqlite3', [db, `select id from messages where room='${room}' and id >= ${start} order by id`])
+        .toString().trim().split('\n').map(Number);
+      await check('the plain EventSource resumes after kill -9 with Last-Event-ID', () =>
+        until(() => raw.evaluate((n) => window.got.length >= n, want.length), 30000));
+      await check('it lost nothing and got nothing twice', async () => {
+        const got = await raw.evaluate(() => window.got);
+        if (JSON.stringify(got) !== JSON.stringify(want)) throw new Error(`got ${got.join(',')} want ${want.join(',')}`);
+        return (await raw.evaluate(() => window.readys.length)) >= 2;
+      });
+      await check('the page lost nothing either', async () => {
+        const t = await texts(sp);
+        return [0, 1, 2].every((i) => t.filter((x) => x === 'while killed ' + i).length === 1 &&
+                                      t.filter((x) => x === 'after the restart ' + i).length === 1) &&
+          unique(await ids(sp)) && increasing(await ids(sp));
+      });
+      await check('and says server-sent events again', async () =>
+        /server-sent events/.test(await sp.textContent('#transport')) &&
+        (await sp.getAttribute('#status', 'data-state')) === 'connected');
+      await Promise.all([sp.close(), raw.close()]);
+    }
+
     await d.screenshot({ path: path.join(artifacts, 'desktop.png') });
 
     // a socket the server refuses for good (chat-ws's Origin allow-list
@@ -225,9 +308,9 @@ async function main() {
       });
       await p.close();
       const q = await openPage(browser, `?room=${room}`, undefined, refusedBase);
-      await check('auto on the refusing server long-polls and says why', async () => {
+      await check('auto on the refusing server falls back to server-sent events and says why', async () => {
         const t = await q.textContent('#transport');
-        return /long-polling/.test(t) && /WebSocket refused: .*Origin/.test(t);
+        return /server-sent events/.test(t) && /WebSocket refused: .*Origin/.test(t);
       });
       await check('and still exchanges messages', async () => {
         sendHttp('seen despite the refused socket', room, refusedBase);

@@ -104,7 +104,29 @@ req --interface 127.0.0.2 "$BASE/get/msg?index=$latest&wait=5&room=held"
 check_error "the 21st held long-poll from one address" 429
 req --interface 127.0.0.3 "$BASE/get/msg?index=$latest&wait=1&room=held"
 check "another address is not limited" 200 "$STATUS"
+# An event stream beyond the limit: EventSource would give up on a 429, so a 200 retry stream
+out=$(curl -s -N -m 3 -D "$TMP/ev.head" --interface 127.0.0.2 "$BASE/events?room=held")
+check "the 21st held connection on /events: 200" 200 "$(sed -n '1s/^HTTP\/[0-9.]* \([0-9]*\).*/\1/p' "$TMP/ev.head")"
+case $out in *"retry: "*"event: error"*'"code":429'*) pass "a retry stream with event: error 429" ;;
+    *) fail "a retry stream with event: error 429" "${out:0:200}" ;; esac
 wait "${held[@]}"
+# Event streams count with them: 20 streams from one address, then its long-poll is a 429
+streams=()
+for i in $(seq 1 20); do
+    curl -s -N -o /dev/null -m 6 --interface 127.0.0.4 "$BASE/events?room=held" &
+    streams+=($!)
+done
+sleep 1.5
+req --interface 127.0.0.4 "$BASE/get/msg?index=$latest&wait=1&room=held"
+check_error "a long-poll after 20 event streams from one address" 429
+out=$(curl -s -N -m 2 "$BASE/events?room=held&tail=1")
+case $out in *"event: ready"*) pass "an event stream through the production block" ;;
+    *) fail "an event stream through the production block" "${out:0:200}" ;; esac
+req -H 'Origin: http://evil.example' "$BASE/events?room=held"
+check_error "a page from another site may not read /events" 403
+req -H 'Origin: http://evil.example' "$BASE/ws"
+check_error "nor GET /ws (the refusal is JSON, not nginx's page)" 403
+wait "${streams[@]}"
 
 # The Origin allow-list of /ws in the site
 run_checks /usr/bin/python3 - "$BASE" <<'PY'

@@ -462,6 +462,24 @@ static void test_render_sent_and_error(void **state)
     free(s);
 }
 
+/* The data of an event stream's ready event; never a raw newline (an event's data is one line). */
+static void test_render_sse_ready(void **state)
+{
+    size_t len;
+    char *s = render_sse_ready("lobby", 5, 41, false, &len);
+    (void)state;
+    assert_string_equal(s, "{\"room\":\"lobby\",\"max_index\":41}");
+    assert_int_equal(len, strlen(s));
+    free(s);
+    s = render_sse_ready("dev", 3, 0, true, &len);
+    assert_string_equal(s, "{\"room\":\"dev\",\"max_index\":0,\"pruned\":true}");
+    free(s);
+    s = render_ws_error("line one\nline two\r", 503, &len);
+    assert_null(strchr(s, '\n'));
+    assert_null(strchr(s, '\r'));
+    free(s);
+}
+
 static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_utf8),
     cmocka_unit_test(test_chars),
@@ -476,6 +494,7 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_render_page),
     cmocka_unit_test(test_render_repairs_utf8),
     cmocka_unit_test(test_render_sent_and_error),
+    cmocka_unit_test(test_render_sse_ready),
     cmocka_unit_test(test_util_put),
     cmocka_unit_test(test_util_parse_int),
 };
