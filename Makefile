@@ -16,12 +16,12 @@ CC         ?= cc
 CFLAGS     ?= -O2 -g
 PORT       ?= 8080
 
-PKGS := fcgi sqlite3 json-c libpq
+PKGS := fcgi sqlite3 json-c libsystemd libpq
 WS_PKGS := libwebsockets
 # Debian packages that building and running need, then those the tests add
 # (Node and npm too, where no npm is on the PATH: a machine may have its own).
 DEB_PKGS  := gcc make pkg-config libc6-dev libfcgi-dev libsqlite3-dev libjson-c-dev libwebsockets-dev \
-             libpq-dev sqlite3 curl python3 procps
+             libsystemd-dev libpq-dev sqlite3 curl python3 procps
 TEST_PKGS := libcmocka-dev jq python3-websockets chromium systemd clang libclang-rt-14-dev postgresql-15
 
 ifeq ($(SAN),1)
@@ -47,10 +47,10 @@ ALL_LDFLAGS = -pthread $(SANFLAGS) $(LDFLAGS)
 
 # Source layout: fcgi/common/ is shared by both programs, fcgi/chat-fcgi/
 # and fcgi/chat-ws/ are each program's own (see README.md, "Source layout").
-COMMON := util log valid params store store_sqlite store_pg render notify watch sendq listen cli
+COMMON := util log valid params json_names store store_sqlite store_sqlite_prune store_pg render notify watch sendq listen cli prom
 COMMON_OBJS := $(COMMON:%=$(B)/obj/common/%.o) $(B)/schema_sql.o $(B)/schema_pg_sql.o
-FCGI_OBJS := $(patsubst %,$(B)/obj/chat-fcgi/%.o,main reply hold commit api route metrics retain) $(COMMON_OBJS)
-WS_OBJS   := $(patsubst %,$(B)/obj/chat-ws/%.o,main feed writer) $(COMMON_OBJS)
+FCGI_OBJS := $(patsubst %,$(B)/obj/chat-fcgi/%.o,main workers reply hold commit api route metrics retain) $(COMMON_OBJS)
+WS_OBJS   := $(patsubst %,$(B)/obj/chat-ws/%.o,main conn rooms replay handshake ws sse http feed writer) $(COMMON_OBJS)
 INC_COMMON := -iquote fcgi/common
 
 .PHONY: all run test bench fuzz fuzz-build install uninstall clean deps deps-test
@@ -89,11 +89,13 @@ $(B)/chat-ws: $(WS_OBJS)
 	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(WS_LIBS) $(PKG_LIBS)
 
 # The unit tests: the shared modules, and the parking lot of chat-fcgi.
-$(B)/test_unit: $(B)/test_unit.o $(patsubst %,$(B)/obj/chat-fcgi/%.o,hold reply metrics retain) $(COMMON_OBJS)
+UNIT_OBJS := $(patsubst %,$(B)/obj/unit/%.o,test_unit test_fields test_store test_hold)
+$(B)/test_unit: $(UNIT_OBJS) $(patsubst %,$(B)/obj/chat-fcgi/%.o,hold reply metrics retain) $(COMMON_OBJS)
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(PKG_LIBS) -lcmocka
 
-$(B)/test_unit.o: tests/unit/test_unit.c | $(B)
+$(B)/obj/unit/%.o: tests/unit/%.c
+	@mkdir -p $(@D)
 	@$(if $(Q),echo "  CC      $@")
 	$(Q)$(CC) $(ALL_CFLAGS) -iquote fcgi/chat-fcgi $(INC_COMMON) -c -o $@ $<
 
@@ -130,7 +132,7 @@ test: deps-test
 
 # libFuzzer targets of the parsers (clang); `make test` runs each briefly,
 # `make fuzz` for FUZZ_SECONDS each (default 300).
-FUZZ_SRC := $(patsubst %,fcgi/common/%.c,params valid util render)
+FUZZ_SRC := $(patsubst %,fcgi/common/%.c,params json_names valid util render)
 build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_SRC) fcgi/common/*.h
 	$(Q)mkdir -p build/fuzz
 	$(Q)clang -g -O1 -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -fsanitize=fuzzer,address,undefined \

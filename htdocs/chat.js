@@ -1,5 +1,7 @@
 // chat.js - the chat page: joins a room with its recent history, then follows
-// it over WebSocket, long-polling or polling, and sends over HTTP.
+// it over WebSocket, server-sent events, long-polling or polling, and sends
+// over HTTP. ?transport=ws|sse|longpoll|poll picks one; auto (the default)
+// tries WebSocket, then server-sent events, then long-polling.
 //
 // Never lose or repeat a message:
 //   - the cursor is the last message id shown; every transport resumes from
@@ -8,6 +10,14 @@
 //   - every send carries a cid and is retried with the same cid, so a retry
 //     after a timeout stores the message once; the server's answer carries
 //     the message's id, which ties the pending line to the stored message.
+// A WebSocket that fails tells the page nothing (close code 1006): the page
+// then asks the same URL with a plain GET. A 4xx (a bad URL, a foreign
+// Origin) will not pass by retrying: the page stops and says why; a 503 or
+// no answer is passing trouble: it backs off and tries again. An
+// EventSource reconnects by itself, from its last id (Last-Event-ID), as
+// long as the server answers with an event stream (a full or unreachable
+// server answers one holding `event: error`); one that gives up for good is
+// asked why the same way, and made again from the cursor, with back-off.
 // Texts are always rendered as text (textContent), never as HTML.
 'use strict';
 
@@ -20,7 +30,7 @@
 
   const params = new URLSearchParams(location.search);
   const room = pickRoom();
-  const wanted = ['poll', 'longpoll', 'ws', 'auto'].includes(params.get('transport'))
+  const wanted = ['poll', 'longpoll', 'ws', 'sse', 'auto'].includes(params.get('transport'))
     ? params.get('transport') : 'auto';
 
   const main = document.querySelector('main');
@@ -36,6 +46,7 @@
   const pendingById = new Map(); // id -> pending <li> whose send was acknowledged
   let current = null;            // the running transport: {name, stop()}
   let failures = 0;              // consecutive failures, for backoff and status
+  let wsRefused = null;          // auto: why the server refuses sockets for good, or null
 
   function pickRoom() {
     let r = params.get('room');
@@ -47,14 +58,15 @@
 
   // ---- status ----
 
-  function setStatus(state, name) {
+  function setStatus(state, name, why) {
     statusEl.dataset.state = state;
-    statusEl.textContent = state;
-    transportEl.textContent = name ? 'via ' + label(name) : '';
+    statusEl.textContent = why ? state + ': ' + why : state;
+    transportEl.textContent = (name ? 'via ' + label(name) : '') +
+      (name && name !== 'ws' && wsRefused ? ' (WebSocket refused: ' + wsRefused + ')' : '');
     document.body.dataset.transport = name || '';
   }
   function label(name) {
-    return { ws: 'WebSocket', longpoll: 'long-polling', poll: 'polling' }[name] || name;
+    return { ws: 'WebSocket', sse: 'server-sent events', longpoll: 'long-polling', poll: 'polling' }[name] || name;
   }
   function ok(name) {
     failures = 0;
@@ -187,16 +199,45 @@
     return { name, stop() { stopped = true; clearTimeout(timer); ctl.abort(); } };
   }
 
-  function wsUrl() {
+  // The socket's path and query; a probe asks for live messages only.
+  function wsPath(live) {
+    return '/ws?room=' + encodeURIComponent(room) + (live ? '' : '&index=' + cursor);
+  }
+  function wsUrl(live) {
     const scheme = location.protocol === 'https:' ? 'wss:' : 'ws:';
-    return scheme + '//' + location.host + '/ws?room=' + encodeURIComponent(room) + '&index=' + cursor;
+    return scheme + '//' + location.host + wsPath(live);
   }
 
-  // WebSocket; onFail(opened) is called once when it fails or closes.
+  // After a socket failed to open: why, when the server refuses the URL for
+  // good (a 4xx other than 426 Upgrade Required and 429), else null.
+  async function wsRefusal(live) {
+    const ctl = new AbortController();
+    const timer = setTimeout(() => ctl.abort(), 8000);
+    try {
+      const r = await fetch(wsPath(live), { cache: 'no-store', signal: ctl.signal });
+      if (r.status < 400 || r.status >= 500 || r.status === 426 || r.status === 429) return null;
+      let why = 'HTTP ' + r.status;
+      try { why = (await r.json()).error || why; } catch (e) { /* not JSON */ }
+      return why;
+    } catch (e) {
+      return null;                // no answer: passing trouble
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  // WebSocket; onFail(opened, refused) is called once when it fails or
+  // closes (refused: why the server refuses it for good, or null).
   function wsLoop(onFail) {
     let stopped = false, opened = false, timer = null;
-    const sock = new WebSocket(wsUrl());
-    const give = () => { if (!stopped) { stopped = true; clearTimeout(timer); onFail(opened); } };
+    const sock = new WebSocket(wsUrl(false));
+    const give = async () => {
+      if (stopped) return;
+      stopped = true;
+      clearTimeout(timer);
+      const refused = opened ? null : await wsRefusal(false);
+      onFail(opened, refused);
+    };
     // A proxy that swallows the upgrade never opens nor fails: give up after a while.
     timer = setTimeout(() => { if (!opened) { try { sock.close(); } catch (e) { /* closing */ } give(); } }, 8000);
     sock.onopen = () => { opened = true; clearTimeout(timer); ok('ws'); };
@@ -208,6 +249,83 @@
     sock.onerror = () => { /* onclose follows */ };
     sock.onclose = () => give();
     return { name: 'ws', stop() { stopped = true; clearTimeout(timer); sock.close(); } };
+  }
+
+  // Server-sent events. The browser reconnects by itself with Last-Event-ID
+  // (the last id it saw: a message's, or the ready event's); onFail(opened,
+  // refused) is called once when the EventSource is closed for good, or did
+  // not open in time, or (auto) the server said `event: error` before ready.
+  function sseUrl() {
+    return '/events?room=' + encodeURIComponent(room) + '&index=' + cursor;
+  }
+  function sseLoop(onFail) {
+    let stopped = false, opened = false, timer = null;
+    const url = sseUrl();
+    const es = new EventSource(url);
+    const give = async () => {
+      if (stopped) return;
+      stopped = true;
+      clearTimeout(timer);
+      es.close();
+      onFail(opened, await sseRefusal(url));
+    };
+    // A proxy that holds the stream without passing anything: give up after a while.
+    const arm = () => { clearTimeout(timer); timer = setTimeout(() => { if (!opened) give(); }, 8000); };
+    arm();
+    es.addEventListener('ready', (ev) => {
+      // Its id is where the stream starts: below the cursor, the database was replaced.
+      const from = Number(ev.lastEventId);
+      if (cursor !== null && Number.isSafeInteger(from) && from < cursor) resync(from);
+      opened = true;
+      clearTimeout(timer);
+      ok('sse');
+    });
+    es.onmessage = (ev) => {
+      let m;
+      try { m = JSON.parse(ev.data); } catch (e) { return; }
+      if (m && typeof m.id === 'number' && typeof m.text === 'string') receive([m]);
+    };
+    es.addEventListener('error', (ev) => {
+      if (stopped) return;
+      if (es.readyState === EventSource.CLOSED) {
+        give();                   // not an event stream: the browser gave up
+        return;
+      }
+      if (ev.data !== undefined) {
+        // The server's own `event: error` (full, stopping, unreachable): the
+        // stream ends and the browser comes back later. Auto, not open (yet,
+        // or again since a drop), tries the next transport instead.
+        if (wanted === 'auto' && !opened) give();
+        return;
+      }
+      // The stream dropped: the browser reconnects by itself. Until its next
+      // ready it is not open, as a WebSocket that must reconnect.
+      if (opened) {
+        opened = false;
+        trouble('sse');
+        arm();
+      }
+    });
+    return { name: 'sse', stop() { stopped = true; clearTimeout(timer); es.close(); } };
+  }
+
+  // After an EventSource gave up: why, when the server refuses the URL for
+  // good (a 4xx other than 429), else null. Only the answer's head is read.
+  async function sseRefusal(url) {
+    const ctl = new AbortController();
+    const timer = setTimeout(() => ctl.abort(), 8000);
+    try {
+      const r = await fetch(url, { cache: 'no-store', signal: ctl.signal });
+      if (r.status < 400 || r.status >= 500 || r.status === 429) return null;
+      let why = 'HTTP ' + r.status;
+      try { why = (await r.json()).error || why; } catch (e) { /* not JSON */ }
+      return why;
+    } catch (e) {
+      return null;                // no answer: passing trouble
+    } finally {
+      clearTimeout(timer);
+      ctl.abort();                // a 200 is a stream: do not keep it
+    }
   }
 
   // Before a socket resumes from the cursor: was the database replaced?
@@ -225,29 +343,66 @@
     if (current) return;          // another start won the race
     if (name === 'poll') current = httpLoop('poll', false);
     else if (name === 'longpoll') current = httpLoop('longpoll', true);
-    else current = wsLoop((opened) => {
-      trouble('ws');
-      if (wanted === 'auto' && !opened) {
-        // WebSocket does not get through here: long-poll, and try again later.
-        start('longpoll');
-        scheduleWsProbe();
-      } else {
-        setTimeout(() => start('ws'), backoff());
-      }
-    });
+    else if (name === 'sse') {
+      const loop = sseLoop((opened, refused) => {
+        if (current !== loop) return;   // another start replaced it meanwhile
+        if (refused && wanted !== 'auto') {
+          current = null;
+          setStatus('refused', 'sse', refused);
+          return;
+        }
+        trouble('sse');
+        if (wanted === 'auto' && !opened) {
+          // Streams do not get through either: long-poll (and try WebSocket later).
+          start('longpoll');
+          if (!wsRefused) scheduleWsProbe();
+        } else {
+          setTimeout(() => { if (current === loop) start('sse'); }, backoff());
+        }
+      });
+      current = loop;
+    } else {
+      const loop = wsLoop((opened, refused) => {
+        if (current !== loop) return;   // another start replaced it meanwhile
+        if (refused && wanted !== 'auto') {
+          // Retrying will not help: stop, and say why.
+          current = null;
+          setStatus('refused', 'ws', refused);
+          return;
+        }
+        trouble('ws');
+        if (wanted === 'auto' && !opened) {
+          // WebSocket does not get through here: server-sent events (then
+          // long-polling), and try again later unless the server refuses it
+          // for good.
+          wsRefused = refused;
+          start('sse');
+          if (!refused) scheduleWsProbe();
+        } else {
+          setTimeout(() => { if (current === loop) start('ws'); }, backoff());
+        }
+      });
+      current = loop;
+    }
   }
 
-  // auto: while long-polling, try a WebSocket now and then; switch when it opens.
+  // auto: while on another transport, try a WebSocket now and then; switch
+  // when it opens, give up when the server refuses it for good.
   let probeTimer = null;
   function scheduleWsProbe() {
     clearTimeout(probeTimer);
     probeTimer = setTimeout(() => {
       if (!current || current.name === 'ws') return;
-      const scheme = location.protocol === 'https:' ? 'wss:' : 'ws:';
       // Live only: the probe needs no replay; it only asks whether sockets get through.
-      const probe = new WebSocket(scheme + '//' + location.host + '/ws?room=' + encodeURIComponent(room));
+      const probe = new WebSocket(wsUrl(true));
       let settled = false;
-      const retry = () => { if (!settled) { settled = true; try { probe.close(); } catch (e) { /* closing */ } scheduleWsProbe(); } };
+      const retry = async () => {
+        if (settled) return;
+        settled = true;
+        try { probe.close(); } catch (e) { /* closing */ }
+        wsRefused = await wsRefusal(true);
+        if (!wsRefused) scheduleWsProbe();
+      };
       const timer = setTimeout(retry, 8000);
       probe.onopen = () => { settled = true; clearTimeout(timer); probe.close(); start('ws'); };
       probe.onerror = () => { clearTimeout(timer); retry(); };

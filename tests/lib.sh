@@ -53,6 +53,20 @@ stack_up() {
     STACK_DIR=$TMP/$name
 }
 
+# nginx_conf_head DIR WORKERS CONNECTIONS: the top of a test's own nginx.conf,
+# up to the opening of its http block, with logs and temporary files under DIR
+# (root keeps its identity so that workers reach the sockets under DIR); the
+# suite writes the rest of the http block and its closing brace.
+nginx_conf_head() {
+    local d=$1
+    [ "$(id -u)" = 0 ] && echo "user root;"
+    printf 'worker_processes %s;\npid %s/nginx.pid;\nerror_log %s/logs/error.log warn;\ndaemon off;\n' "$2" "$d" "$d"
+    printf 'events { worker_connections %s; }\nhttp {\n    access_log %s/logs/access.log;\n' "$3" "$d"
+    for t in client_body fastcgi proxy uwsgi scgi; do
+        printf '    %s_temp_path %s/tmp/%s;\n' "$t" "$d" "${t#client_}"
+    done
+}
+
 stack_down_all() {
     local s
     for s in "${STACKS[@]}"; do "$ROOT/conf/stack.sh" stop "$s" >/dev/null 2>&1 || true; done

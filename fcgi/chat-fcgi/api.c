@@ -27,15 +27,19 @@ static int answer(FCGX_Request *r, enum metrics_route route, char *body, size_t 
  *   GET ?text=&user=&room=&cid=, or POST the same as a form or a JSON object.
  *   200 {"ok":true,"id":N,"room":"lobby","ts":MS}, plus "duplicate":true when
  *   the cid was used before in the room (id is then the first message's).
+ *   Behind authentication (nginx passes the name as REMOTE_USER) the user
+ *   is that name: 403 when the client's user differs, the name when absent.
  *   The message is stored with those sent meanwhile in one transaction
  *   (commit.c), and answered by api_send_answer once it is committed.
  */
 int api_send(struct api_ctx *c, FCGX_Request *r, const struct params *p, struct chat_fail *f)
 {
+    const char *auth = FCGX_GetParam("REMOTE_USER", r->envp);
     struct valid_send m;
     int err;
 
-    if ((err = params_send(p, &m, f)) < 0)
+    if ((err = params_send(p, &m, f)) < 0 ||
+        (err = params_auth_user(&m, auth, auth ? strlen(auth) : 0, f)) < 0)
         return err;
     return commit_submit(c->commit, r, &m, f);
 }

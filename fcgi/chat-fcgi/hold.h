@@ -1,14 +1,12 @@
 /*
- * hold.h - the parking lot of long-polls, and the watcher that wakes them.
+ * hold.h - the parking lot of long-polls, on the process's change watcher.
  *
  * A /get/msg request that must wait is parked here: its FCGX_Request stays
- * open but no thread waits on it. One thread per process (the watcher)
- *   - probes SQLite for changes (PRAGMA data_version) every probe_ms while
- *     requests are parked, at once when this process stored a message, and
- *     at once when any process writes the database (notify.h);
- *   - on a change, learns which rooms got new rows, reads each room's answer
- *     once per distinct cursor, renders it once and writes it to every parked
- *     request of that cursor;
+ * open but no thread waits on it. The watcher (common/watch.h) listens
+ * while requests are parked, and on its thread the hold
+ *   - takes the waiters of the rooms each batch of new rows names, reads
+ *     each room's answer once per distinct cursor, renders it once and
+ *     writes it to every parked request of that cursor;
  *   - answers requests whose wait expired with an empty page;
  *   - releases requests whose client went away (nginx closed the socket).
  */

@@ -1,28 +1,29 @@
 /*
- * chat_fcgi.c - main of the FastCGI program: flags, threads, accept loop.
+ * main.c - main of chat-fcgi, the FastCGI program: flags and start-up.
  *
  * Design:
- *   - a small pool of worker threads accepts requests with libfcgi and
- *     answers short polls at once, each on its own SQLite connection;
+ *   - a small pool of worker threads (workers.c) accepts requests and
+ *     answers short polls at once, each on its own database connection;
  *   - sends are group-committed: those that arrive while one is being
  *     stored are stored together in one transaction (commit.c);
  *   - a long-poll with nothing to return is parked in the hold (hold.c): no
- *     thread waits on it, so one process holds thousands;
- *   - one watcher thread per process notices new rows from any writer and
- *     answers the parked requests (hold.c);
- *   - the main thread waits for SIGTERM/SIGINT, then shuts the listening
- *     socket (which wakes the workers blocked in accept), answers parked
- *     requests as expired and exits, well within a second.
+ *     thread waits on it, so one process holds thousands; the process's one
+ *     change watcher (common/watch.c) answers the parked requests;
+ *   - the main thread waits for SIGTERM/SIGINT, then stops the workers,
+ *     answers parked requests as expired and exits, well within a second.
+ *     The listening socket is shut down only when this process opened it:
+ *     an inherited one (systemd, spawn-fcgi) belongs to whoever passed it
+ *     and serves the next process, with the connections already queued on
+ *     it; shutdown() would kill it for its owner too.
  */
 #include <errno.h>
 #include <getopt.h>
 #include <malloc.h>
-#include <pthread.h>
 #include <signal.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <fcntl.h>
@@ -31,31 +32,28 @@
 #include <fcgiapp.h>
 
 #include "api.h"
+#include "chat_limits.h"
 #include "cli.h"
 #include "commit.h"
 #include "hold.h"
 #include "listen.h"
 #include "retain.h"
 #include "log.h"
-#include "route.h"
 #include "store.h"
 #include "util.h"
+#include "workers.h"
 
 #define VERSION "1.0.0"
 
 struct config {
-    const char *db_path;
-    const char *listen;      /* NULL: inherited socket */
+    struct cli_common common; /* listen NULL: an inherited socket */
     unsigned socket_mode;
     int threads;
     int backlog;
-    int busy_ms;
-    bool sync_full;
     struct hold_opts hold;
     struct retain_opts retain;
 };
 
-static atomic_bool stopping;
 static int listen_fd = -1;
 
 static void usage(FILE *out)
@@ -64,14 +62,15 @@ static void usage(FILE *out)
         "Usage: chat-fcgi [OPTION]...\n"
         "FastCGI server of the chat: /send/msg, /get/msg (short and long polls), /healthz.\n"
         "\n"
-        "  -d, --db PATH          SQLite database, created with the schema when new\n"
-        "                         (default: chat.db)\n"
+        "  -d, --db PATH|URI      SQLite database, created with the schema when new\n"
+        "                         (default: chat.db), or a postgresql:// URI\n"
         "  -l, --listen ADDR      unix socket PATH (with a '/'), HOST:PORT or :PORT\n"
         "                         (loopback); without it, the socket inherited from\n"
         "                         systemd (LISTEN_FDS) or spawn-fcgi (fd 0)\n"
         "      --socket-mode MODE permissions of a unix socket, octal (default: 0660)\n"
         "  -t, --threads N        worker threads for short requests (default: 8)\n"
-        "      --max-held N       long-polls held at once; beyond, 503 (default: 4096)\n"
+        "      --max-held N       long-polls held at once; beyond, 503 (default: 4096;\n"
+        "                         at most what the descriptor limit leaves room for)\n"
         "      --probe-ms N       change probe interval while long-polls wait, 1..10000\n"
         "                         ms (default: 5, at most 200 probes a second)\n"
         "      --busy-ms N        wait for another writer's lock, then 503 (default: 2000)\n"
@@ -93,33 +92,25 @@ static void usage(FILE *out)
 
 static void parse_flags(int argc, char **argv, struct config *c)
 {
-    enum { OPT_MODE = 256, OPT_MAXHELD, OPT_PROBE, OPT_BUSY, OPT_SYNC, OPT_BACKLOG,
-           OPT_RETAIN_AGE, OPT_RETAIN_ROOM, OPT_RETAIN_EVERY };
+    enum { OPT_MODE = 256, OPT_MAXHELD, OPT_BACKLOG, OPT_RETAIN_AGE, OPT_RETAIN_ROOM,
+           OPT_RETAIN_EVERY };
     static const struct option opts[] = {
-        { "db", required_argument, NULL, 'd' },
-        { "listen", required_argument, NULL, 'l' },
+        CLI_COMMON_OPTIONS,
         { "socket-mode", required_argument, NULL, OPT_MODE },
         { "threads", required_argument, NULL, 't' },
         { "max-held", required_argument, NULL, OPT_MAXHELD },
-        { "probe-ms", required_argument, NULL, OPT_PROBE },
-        { "busy-ms", required_argument, NULL, OPT_BUSY },
-        { "sync", required_argument, NULL, OPT_SYNC },
         { "backlog", required_argument, NULL, OPT_BACKLOG },
         { "retain-age", required_argument, NULL, OPT_RETAIN_AGE },
         { "retain-per-room", required_argument, NULL, OPT_RETAIN_ROOM },
         { "retain-every", required_argument, NULL, OPT_RETAIN_EVERY },
-        { "verbose", no_argument, NULL, 'v' },
-        { "quiet", no_argument, NULL, 'q' },
-        { "help", no_argument, NULL, 'h' },
-        { "version", no_argument, NULL, 'V' },
         { NULL, 0, NULL, 0 }
     };
     int ch;
 
-    while ((ch = getopt_long(argc, argv, "d:l:t:vqhV", opts, NULL)) != -1) {
+    while ((ch = getopt_long(argc, argv, CLI_COMMON_SHORT "t:", opts, NULL)) != -1) {
+        if (cli_common_flag(ch, optarg, &c->common, usage, VERSION))
+            continue;
         switch (ch) {
-        case 'd': c->db_path = optarg; break;
-        case 'l': c->listen = optarg; break;
         case OPT_MODE: {
             char *end;
             unsigned long m = strtoul(optarg, &end, 8);
@@ -132,9 +123,6 @@ static void parse_flags(int argc, char **argv, struct config *c)
         }
         case 't': c->threads = cli_int("--threads", optarg, 1, 256); break;
         case OPT_MAXHELD: c->hold.max_held = (size_t)cli_int("--max-held", optarg, 0, 1000000); break;
-        case OPT_PROBE: c->hold.probe_ms = cli_int("--probe-ms", optarg, 1, 10000); break;
-        case OPT_BUSY: c->busy_ms = cli_int("--busy-ms", optarg, 0, 600000); break;
-        case OPT_SYNC: c->sync_full = cli_sync_full(optarg); break;
         case OPT_BACKLOG: c->backlog = cli_int("--backlog", optarg, 1, 65535); break;
         case OPT_RETAIN_AGE:
             if ((c->retain.max_age_ms = retain_parse_age(optarg)) < 0) {
@@ -144,24 +132,19 @@ static void parse_flags(int argc, char **argv, struct config *c)
             break;
         case OPT_RETAIN_ROOM: c->retain.per_room = cli_int("--retain-per-room", optarg, 1, 100000000); break;
         case OPT_RETAIN_EVERY: c->retain.every_s = cli_int("--retain-every", optarg, 1, 86400); break;
-        case 'v': log_set_level(LOG_DEBUG); break;
-        case 'q': log_set_level(LOG_WARN); break;
-        case 'h': usage(stdout); exit(0);
-        case 'V': printf("chat-fcgi %s\n", VERSION); exit(0);
         default: usage(stderr); exit(2);
         }
     }
-    if (optind < argc) {
-        fprintf(stderr, "chat-fcgi: unexpected argument %s\n", argv[optind]);
-        usage(stderr);
-        exit(2);
-    }
+    cli_no_operands(argc, argv, usage);
 }
 
-/* Makes sure fds 1 and 2 are open, so no socket or database lands on them. */
+/*
+ * Makes sure fds 0 to 2 are open, so no socket or database lands on them
+ * (fd 0 may be the inherited listening socket: then it is open).
+ */
 static void ensure_std_fds(void)
 {
-    for (int fd = 1; fd <= 2; fd++) {
+    for (int fd = 0; fd <= 2; fd++) {
         if (fcntl(fd, F_GETFD) < 0) {
             int n = open("/dev/null", O_RDWR);
             if (n >= 0 && n != fd) {
@@ -172,44 +155,55 @@ static void ensure_std_fds(void)
     }
 }
 
-struct worker {
-    pthread_t thread;
-    struct api_ctx ctx;
-};
-
-static void *worker_main(void *arg)
+/* Descriptors open now, or -1 when /proc does not tell. */
+static int open_fds(void)
 {
-    struct worker *w = arg;
+    DIR *d = opendir("/proc/self/fd");
+    struct dirent *e;
+    int n = 0;
 
-    while (!atomic_load(&stopping)) {
-        FCGX_Request *r = malloc(sizeof *r);
-        if (!r) {
-            log_error("out of memory: pausing accepts");
-            usleep(100000);
-            continue;
-        }
-        FCGX_InitRequest(r, listen_fd, FCGI_FAIL_ACCEPT_ON_INTR);
-        if (FCGX_Accept_r(r) < 0) {
-            FCGX_Free(r, 1);
-            free(r);
-            if (atomic_load(&stopping))
-                break;
-            /* EMFILE and the like: back off instead of spinning. */
-            log_warn("accept failed: %s", strerror(errno));
-            usleep(50000);
-            continue;
-        }
-        route_request(&w->ctx, r);
+    if (!d)
+        return -1;
+    while ((e = readdir(d)))
+        if (e->d_name[0] != '.')
+            n++;
+    closedir(d);
+    return n - 1;   /* the directory's own */
+}
+
+/*
+ * Caps --max-held by the descriptor limit. Each held long-poll keeps its
+ * connection open; a full hold must still leave a descriptor for each
+ * worker's connection, the database connections (the database and its
+ * WAL each, one shared -shm), the watcher's epoll, eventfd and inotify, and
+ * what SQLite opens for a moment (a journal, a temporary file). Without
+ * the cap accept() fails with EMFILE, and then no request is answered,
+ * instead of a park being refused with 503.
+ */
+static void cap_held(struct config *c, long fd_limit)
+{
+    int open_now = open_fds();
+    long stores = c->threads + 3;   /* the workers', the watcher's, commit's, retention's */
+    long reserve = (open_now > 0 ? open_now : 16) + stores * 3 + c->threads + 16;
+    size_t cap;
+
+    if (fd_limit < 0)
+        return;
+    cap = fd_limit > reserve ? (size_t)(fd_limit - reserve) : 0;
+    if (cap < c->hold.max_held) {
+        log_warn("--max-held %zu capped to %zu by the descriptor limit (%ld open files, %ld kept "
+                 "for the rest); raise it with ulimit -n or LimitNOFILE=",
+                 c->hold.max_held, cap, fd_limit, reserve);
+        c->hold.max_held = cap;
     }
-    return NULL;
 }
 
 int main(int argc, char **argv)
 {
     struct config c = {
-        .db_path = "chat.db", .socket_mode = 0660, .threads = 8, .backlog = 1024,
-        .busy_ms = 2000,
-        .hold = { .max_held = 4096, .probe_ms = 5 },
+        .common = { .db_path = "chat.db", .busy_ms = 2000, .probe_ms = 5 },
+        .socket_mode = 0660, .threads = 8, .backlog = 1024,
+        .hold = { .max_held = 4096 },
         .retain = { .every_s = 60 },
     };
     struct retain *retain = NULL;
@@ -218,15 +212,17 @@ int main(int argc, char **argv)
     struct store *probe = NULL;
     struct hold *hold = NULL;
     struct commit *commit = NULL;
-    struct worker *workers;
+    struct workers *workers = NULL;
     sigset_t sigs;
-    int sig, started = 0;
+    long fd_limit;
+    int sig = 0, left;
 
     log_set_name("chat-fcgi");
     cli_set_name("chat-fcgi");
     parse_flags(argc, argv, &c);
+    c.hold.probe_ms = c.common.probe_ms;
     ensure_std_fds();
-    cli_raise_fd_limit();   /* each held long-poll is a descriptor */
+    fd_limit = cli_raise_fd_limit();   /* each held long-poll is a descriptor */
     signal(SIGPIPE, SIG_IGN);
     /*
      * libfcgi allocates and frees a request's buffers on each request, on
@@ -241,16 +237,17 @@ int main(int argc, char **argv)
     sigaddset(&sigs, SIGINT);
     sigaddset(&sigs, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    workers_signals();   /* before FCGX_Init, which then keeps the handler */
 
-    if (c.listen)
-        listen_fd = listen_open(c.listen, c.backlog, c.socket_mode, &f);
+    if (c.common.listen)
+        listen_fd = listen_open(c.common.listen, c.backlog, c.socket_mode, &f);
     else if ((listen_fd = listen_inherited()) < 0)
         chat_fail(&f, CHAT_EBADREQ, "no --listen address and no inherited socket (see --help)");
     if (listen_fd < 0) {
         log_error("%s", f.msg);
         return 1;
     }
-    so = (struct store_opts){ .path = c.db_path, .busy_ms = c.busy_ms, .sync_full = c.sync_full };
+    so = (struct store_opts){ .path = c.common.db_path, .busy_ms = c.common.busy_ms, .sync_full = c.common.sync_full };
     c.hold.store = so;
     c.retain.store = so;
     /* Create or check the database before accepting anything. */
@@ -263,56 +260,48 @@ int main(int argc, char **argv)
         log_error("libfcgi initialisation failed");
         return 1;
     }
+    cap_held(&c, fd_limit);
     if (hold_start(&c.hold, &hold, &f) < 0 || retain_start(&c.retain, &retain, &f) < 0 ||
         commit_open(&(struct commit_opts){ .store = so, .hold = hold, .answer = api_send_answer,
                                            .gather = (size_t)c.threads }, &commit, &f) < 0) {
         log_error("%s", f.msg);
         return 1;
     }
-    if (!(workers = calloc((size_t)c.threads, sizeof *workers))) {
-        log_error("out of memory");
-        return 1;
-    }
-    for (int i = 0; i < c.threads; i++) {
-        workers[i].ctx.hold = hold;
-        workers[i].ctx.commit = commit;
-        if (store_open(&so, &workers[i].ctx.store, &f) < 0) {
-            log_error("%s", f.msg);
-            break;
-        }
-        if (pthread_create(&workers[i].thread, NULL, worker_main, &workers[i]) != 0) {
-            log_error("cannot start worker thread %d", i);
-            store_close(workers[i].ctx.store);
-            break;
-        }
-        started++;
-    }
-    if (started == c.threads) {
+    if (workers_start(&(struct workers_opts){ .threads = c.threads, .listen_fd = listen_fd,
+                                              .store = so, .hold = hold, .commit = commit },
+                      &workers, &f) == 0) {
         log_info("listening on %s with %d threads, database %s, at most %zu held",
-                 c.listen ? c.listen : "an inherited socket", c.threads, c.db_path, c.hold.max_held);
+                 c.common.listen ? c.common.listen : "an inherited socket", c.threads, c.common.db_path, c.hold.max_held);
+        /* Once a second, a worker reading one request for too long is woken to drop it. */
         for (;;) {
-            if (sigwait(&sigs, &sig) != 0 || sig != SIGHUP)
+            sig = sigtimedwait(&sigs, NULL, &(struct timespec){ .tv_sec = 1 });
+            if (sig < 0 && (errno == EAGAIN || errno == EINTR)) {
+                workers_tick(workers);
+                continue;
+            }
+            if (sig != SIGHUP)
                 break;
             log_info("SIGHUP ignored: nothing to reload");
         }
         log_info("signal %d: stopping", sig);
+    } else {
+        log_error("%s", f.msg);
     }
 
-    atomic_store(&stopping, true);
-    FCGX_ShutdownPending();
-    /* Wakes every worker blocked in accept(): it returns EINVAL. */
-    shutdown(listen_fd, SHUT_RDWR);
-    for (int i = 0; i < started; i++) {
-        pthread_join(workers[i].thread, NULL);
-        store_close(workers[i].ctx.store);
+    /* Our own socket dies with us: refuse new connections at once. */
+    if (c.common.listen)
+        shutdown(listen_fd, SHUT_RDWR);
+    if ((left = workers_stop(workers, c.common.busy_ms + 2 * CHAT_READ_TIMEOUT_MS + 1000)) > 0) {
+        log_error("%d worker(s) still busy; exiting without them", left);
+        _exit(1);
     }
-    free(workers);
+    workers_free(workers);
     commit_close(commit);
     retain_stop(retain);
     hold_stop(hold);
     close(listen_fd);
-    if (c.listen && strchr(c.listen, '/'))
-        unlink(c.listen);
+    if (c.common.listen && strchr(c.common.listen, '/'))
+        unlink(c.common.listen);
     log_info("stopped");
-    return started == c.threads ? 0 : 1;
+    return workers ? 0 : 1;
 }

@@ -8,12 +8,13 @@
 #include <stdlib.h>
 
 #include "metrics.h"
+#include "prom.h"
 
 static const char *const route_names[MR_COUNT] = {
     [MR_SEND] = "/send/msg", [MR_GET] = "/get/msg", [MR_HEALTHZ] = "/healthz",
     [MR_METRICS] = "/metrics", [MR_OTHER] = "other",
 };
-static const int statuses[] = { 200, 400, 404, 405, 413, 415, 500, 503 };
+static const int statuses[] = { 200, 400, 403, 404, 405, 413, 415, 500, 503 };
 #define NSTATUS (sizeof statuses / sizeof statuses[0])
 
 /* Upper bounds of the wake-up latency buckets, in ms; the last is +Inf. */
@@ -55,77 +56,42 @@ void metrics_wakeup(int64_t ms)
     atomic_fetch_add(&wake_sum_ms, (unsigned long long)ms);
 }
 
-struct out { char *s; size_t len, cap; bool failed; };
-
-static void put(struct out *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void put(struct out *o, const char *fmt, ...)
-{
-    va_list ap;
-    int n;
-
-    if (o->failed)
-        return;
-    for (;;) {
-        va_start(ap, fmt);
-        n = vsnprintf(o->s + o->len, o->cap - o->len, fmt, ap);
-        va_end(ap);
-        if (n >= 0 && (size_t)n < o->cap - o->len) {
-            o->len += (size_t)n;
-            return;
-        }
-        char *ns = n < 0 ? NULL : realloc(o->s, o->cap * 2 + (size_t)n);
-        if (!ns) {
-            o->failed = true;
-            return;
-        }
-        o->s = ns;
-        o->cap = o->cap * 2 + (size_t)n;
-    }
-}
-
 char *metrics_render(size_t held, int64_t probes, size_t *len)
 {
-    struct out o = { .s = malloc(4096), .cap = 4096 };
+    struct prom o;
     unsigned long long cum = 0;
 
-    if (!o.s)
-        return NULL;
-    o.s[0] = '\0';
-    put(&o, "# HELP chat_requests_total Requests answered by chat-fcgi, by route and status.\n"
+    prom_begin(&o);
+    prom_put(&o, "# HELP chat_requests_total Requests answered by chat-fcgi, by route and status.\n"
             "# TYPE chat_requests_total counter\n");
     for (int r = 0; r < MR_COUNT; r++)
         for (size_t i = 0; i < NSTATUS; i++)
-            put(&o, "chat_requests_total{route=\"%s\",status=\"%d\"} %llu\n",
+            prom_put(&o, "chat_requests_total{route=\"%s\",status=\"%d\"} %llu\n",
                 route_names[r], statuses[i], atomic_load(&requests[r][i]));
-    put(&o, "# HELP chat_messages_stored_total Messages stored through this process.\n"
+    prom_put(&o, "# HELP chat_messages_stored_total Messages stored through this process.\n"
             "# TYPE chat_messages_stored_total counter\n"
             "chat_messages_stored_total %llu\n", atomic_load(&stored));
-    put(&o, "# HELP chat_commits_total Transactions that stored them: sends that arrive "
+    prom_put(&o, "# HELP chat_commits_total Transactions that stored them: sends that arrive "
             "together share one.\n"
             "# TYPE chat_commits_total counter\n"
             "chat_commits_total %llu\n", atomic_load(&commits));
-    put(&o, "# HELP chat_held_longpolls Long-polls parked now.\n"
+    prom_put(&o, "# HELP chat_held_longpolls Long-polls parked now.\n"
             "# TYPE chat_held_longpolls gauge\n"
             "chat_held_longpolls %zu\n", held);
-    put(&o, "# HELP chat_change_probes_total Change probes (PRAGMA data_version) made.\n"
+    prom_put(&o, "# HELP chat_change_probes_total Change probes (PRAGMA data_version) made.\n"
             "# TYPE chat_change_probes_total counter\n"
             "chat_change_probes_total %lld\n", (long long)probes);
-    put(&o, "# HELP chat_wakeup_seconds From a message's storing to a parked long-poll's answer.\n"
+    prom_put(&o, "# HELP chat_wakeup_seconds From a message's storing to a parked long-poll's answer.\n"
             "# TYPE chat_wakeup_seconds histogram\n");
     for (size_t b = 0; b < NBOUNDS; b++) {
         cum += atomic_load(&wake_buckets[b]);
-        put(&o, "chat_wakeup_seconds_bucket{le=\"%g\"} %llu\n", (double)bounds[b] / 1000, cum);
+        prom_put(&o, "chat_wakeup_seconds_bucket{le=\"%g\"} %llu\n", (double)bounds[b] / 1000, cum);
     }
     cum += atomic_load(&wake_buckets[NBOUNDS]);
     unsigned long long sum_ms = atomic_load(&wake_sum_ms);
-    put(&o, "chat_wakeup_seconds_bucket{le=\"+Inf\"} %llu\n"
+    prom_put(&o, "chat_wakeup_seconds_bucket{le=\"+Inf\"} %llu\n"
             "chat_wakeup_seconds_sum %llu.%03llu\n"
             "chat_wakeup_seconds_count %llu\n",
         cum, sum_ms / 1000, sum_ms % 1000, atomic_load(&wake_count));
-    if (o.failed) {
-        free(o.s);
-        return NULL;
-    }
-    *len = o.len;
-    return o.s;
+    return prom_end(&o, len);
 }

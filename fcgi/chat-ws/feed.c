@@ -34,8 +34,10 @@ struct feed_msg *feed_msg_new(const char *json, size_t len)
 
 void feed_msg_unref(struct feed_msg *m)
 {
-    if (m && --m->refs == 0)
+    if (m && --m->refs == 0) {
+        free(m->sse);
         free(m);
+    }
 }
 
 static bool enqueue(struct feed *fd, struct feed_msg *m)

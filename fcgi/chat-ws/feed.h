@@ -1,12 +1,11 @@
 /*
- * feed.h - the watcher of chat-ws: new rows, read once and rendered once.
+ * feed.h - chat-ws's consumer of the change watcher (common/watch.h): new
+ * rows, read once and rendered once.
  *
- * One thread probes SQLite for changes (PRAGMA data_version) every probe_ms
- * while anyone listens, at once when kicked, and at once when any process
- * writes the database (notify.h). Each new row, from any
- * writer, is read once, rendered once as a message object, and queued for
- * the event loop, which is woken through the wake callback and collects the
- * rows with feed_take().
+ * While anyone listens, each new row from any writer is rendered once as a
+ * message object and queued for the event loop, which is woken through the
+ * wake callback and collects the rows with feed_take(). The frames are
+ * shared by every connection that sends them (reference counts).
  */
 #ifndef CHAT_FEED_H
 #define CHAT_FEED_H
@@ -21,19 +20,27 @@
 /* Room in front of every frame for the WebSocket library's header (LWS_PRE). */
 #define FEED_HEADROOM 32
 
-/* One frame to send: a rendered message (id > 0) or a reply to one client. */
+/*
+ * One frame to send: a rendered message (id > 0), or (id 0) a reply to one
+ * client: a JSON frame for a WebSocket, event-stream text as it goes out
+ * for a server-sent events stream (sse.c).
+ */
 struct feed_msg {
     unsigned refs;            /* owners; touched by the event loop only */
     int64_t id;               /* message id, or 0 for a reply frame */
     size_t room_len;
     char room[CHAT_NAME_MAX + 1];
+    unsigned char *sse;       /* a message as an event ("id: N\ndata: JSON\n\n"), with
+                                 FEED_HEADROOM bytes in front: made by sse.c on the event
+                                 loop the first time a stream sends it, shared by all */
+    size_t sse_len;
     size_t len;               /* bytes of JSON after the headroom */
     unsigned char buf[];      /* FEED_HEADROOM bytes, then the JSON */
 };
 
 /* A frame holding json[0..len), one reference. NULL when out of memory. */
 struct feed_msg *feed_msg_new(const char *json, size_t len);
-/* Drops one reference; frees at zero. feed_msg_unref(NULL) is a no-op. */
+/* Drops one reference; frees at zero (with its event). feed_msg_unref(NULL) is a no-op. */
 void feed_msg_unref(struct feed_msg *m);
 
 struct feed;

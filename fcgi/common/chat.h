@@ -11,6 +11,7 @@
 enum chat_err {
     CHAT_OK        = 0,
     CHAT_EBADREQ   = -400,   /* missing or invalid parameter, bad UTF-8, bad JSON */
+    CHAT_EFORBIDDEN = -403,  /* an Origin outside the allow-list; a user other than the login */
     CHAT_ENOTFOUND = -404,   /* unknown API path */
     CHAT_EMETHOD   = -405,   /* method not allowed on this path */
     CHAT_ETOOBIG   = -413,   /* text over CHAT_TEXT_MAX or body over CHAT_BODY_MAX */

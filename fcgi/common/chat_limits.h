@@ -14,6 +14,7 @@
 #define CHAT_BODY_MAX      65536     /* bytes of a POST body */
 #define CHAT_PARAMS_MAX    32        /* distinct parameters in one request */
 
+#define CHAT_INDEX_MAX     4611686018427387903LL  /* 2^62 - 1: the largest cursor */
 #define CHAT_LIMIT_DEFAULT 100       /* messages per answer */
 #define CHAT_LIMIT_MAX     1000
 #define CHAT_TAIL_MAX      1000
@@ -29,6 +30,9 @@
 #define CHAT_WATCH_BATCH      500    /* rows the watcher reads per query */
 #define CHAT_HOLD_BUCKETS     256    /* rooms hash into this many lists of parked long-polls */
 #define CHAT_HOLD_WRITE_MS    1000   /* a parked answer's write gives up after this */
+/* chat-fcgi: each read of a request must come within this (nginx writes it at once). */
+#define CHAT_READ_TIMEOUT_MS  2000
 #define CHAT_RETAIN_BATCH     500    /* messages retention deletes per write transaction */
+#define CHAT_REPLAY_CHUNK     100    /* chat-ws: stored messages read per replay step */
 
 #endif

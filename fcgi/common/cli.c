@@ -1,12 +1,14 @@
 /*
  * cli.c - bounded flag values and process limits at start-up.
  */
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
 
 #include "cli.h"
+#include "log.h"
 #include "util.h"
 
 static const char *prog = "chat";
@@ -14,6 +16,32 @@ static const char *prog = "chat";
 void cli_set_name(const char *name)
 {
     prog = name;
+}
+
+bool cli_common_flag(int ch, const char *arg, struct cli_common *c, void (*usage)(FILE *out),
+                     const char *version)
+{
+    switch (ch) {
+    case 'd': c->db_path = arg; return true;
+    case 'l': c->listen = arg; return true;
+    case CLI_OPT_PROBE: c->probe_ms = cli_int("--probe-ms", arg, 1, 10000); return true;
+    case CLI_OPT_BUSY: c->busy_ms = cli_int("--busy-ms", arg, 0, 600000); return true;
+    case CLI_OPT_SYNC: c->sync_full = cli_sync_full(arg); return true;
+    case 'v': log_set_level(LOG_DEBUG); return true;
+    case 'q': log_set_level(LOG_WARN); return true;
+    case 'h': usage(stdout); exit(0);
+    case 'V': printf("%s %s\n", prog, version); exit(0);
+    default: return false;
+    }
+}
+
+void cli_no_operands(int argc, char **argv, void (*usage)(FILE *out))
+{
+    if (optind < argc) {
+        fprintf(stderr, "%s: unexpected argument %s\n", prog, argv[optind]);
+        usage(stderr);
+        exit(2);
+    }
 }
 
 int cli_int(const char *flag, const char *s, int min, int max)
@@ -36,12 +64,16 @@ bool cli_sync_full(const char *s)
     return strcmp(s, "full") == 0;
 }
 
-void cli_raise_fd_limit(void)
+long cli_raise_fd_limit(void)
 {
     struct rlimit rl;
 
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
-        rl.rlim_cur = rl.rlim_max;
-        setrlimit(RLIMIT_NOFILE, &rl);
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return -1;
+    if (rl.rlim_cur < rl.rlim_max) {
+        struct rlimit up = { .rlim_cur = rl.rlim_max, .rlim_max = rl.rlim_max };
+        if (setrlimit(RLIMIT_NOFILE, &up) == 0)
+            rl = up;
     }
+    return rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur > LONG_MAX ? -1 : (long)rl.rlim_cur;
 }

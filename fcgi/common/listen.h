@@ -1,6 +1,7 @@
 /*
  * listen.h - the listening socket of a server: a unix socket path, a TCP
- * address, or one inherited from spawn-fcgi (fd 0) or systemd (LISTEN_FDS).
+ * address, or one inherited from spawn-fcgi (fd 0) or systemd (LISTEN_FDS);
+ * and accepting connections on it with bounded reads.
  */
 #ifndef CHAT_LISTEN_H
 #define CHAT_LISTEN_H
@@ -18,10 +19,31 @@
 int listen_open(const char *addr, int backlog, unsigned mode, struct chat_fail *f);
 
 /*
- * The listening socket this process inherited: systemd's first LISTEN_FDS
- * socket (fd 3, when LISTEN_PID is ours) or fd 0 when it is a listening
- * socket (spawn-fcgi). Returns the fd, or -1 when there is none.
+ * Splits a TCP address, HOST:PORT or :PORT, into host (an empty one is
+ * 127.0.0.1; [v6] loses its brackets and sets *v6) and port. Returns 0, or
+ * CHAT_EBADREQ with *f set.
+ */
+int listen_split(const char *addr, char *host, size_t host_size, int *port, bool *v6,
+                 struct chat_fail *f);
+
+/*
+ * The listening socket this process inherited: systemd's first socket
+ * (sd_listen_fds(): fd 3, when LISTEN_PID is ours; the LISTEN_* variables
+ * are then unset) or fd 0 when it is a listening socket (spawn-fcgi).
+ * Returns the fd, or -1 when there is none. Such a socket is not ours: it
+ * outlives this process, which must not shut it down.
  */
 int listen_inherited(void);
+
+/*
+ * Accepts the next connection on the listening socket fd (blocking or
+ * not): close-on-exec, TCP_NODELAY on TCP, and every blocking read on it
+ * gives up after read_timeout_ms. Connections that fail before they are
+ * accepted, and IPv4 peers outside FCGI_WEB_SERVER_ADDRS when it is set,
+ * are skipped. Returns the connection, or -1 with errno set: EINTR when a
+ * signal interrupted the wait, otherwise an error of accept() (EMFILE,
+ * ENOMEM, EINVAL once the socket is shut down...).
+ */
+int listen_accept(int fd, int read_timeout_ms);
 
 #endif

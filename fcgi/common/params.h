@@ -64,18 +64,6 @@ int params_add_urlencoded(struct params *p, const char *s, size_t len, struct ch
 int params_add_json(struct params *p, const char *s, size_t len, unsigned keys,
                     struct chat_fail *f);
 
-/*
- * The duplicate check of params_add_json(), for a text json-c has accepted as
- * an object: reads the names of the members of the JSON object s[0..len) at
- * its top level (names inside nested values do not count), decoded as json-c
- * decodes them ("te\u0078t" is text). Sets *members to how many members it
- * read and returns 0 when no two names are the same; CHAT_EBADREQ, naming
- * the key in *f, when one is repeated or when a name holds \u0000 (json-c
- * would cut it there); CHAT_EUNAVAIL when out of memory. Reads nothing
- * outside s[0..len) and ends whatever it is given; on text that is not JSON
- * its answer means nothing.
- */
-int params_json_names(const char *s, size_t len, size_t *members, struct chat_fail *f);
 
 /* Fills *m from a set and applies valid_send(). Returns 0 or the refusal. */
 int params_send(const struct params *p, struct valid_send *m, struct chat_fail *f);
@@ -89,6 +77,15 @@ int params_send(const struct params *p, struct valid_send *m, struct chat_fail *
 int params_ws_frame(struct params *p, const char *s, size_t len, const char *room,
                     size_t room_len, struct valid_send *m, struct chat_fail *f);
 
+/*
+ * Applies the name nginx authenticated, auth[0..auth_len) (NULL or empty:
+ * nobody), to a send that passed params_send (SPEC section 7): an empty
+ * user becomes that name, an equal one stays, a different one is refused
+ * with CHAT_EFORBIDDEN; so is a name that breaks the rules of user. m->user
+ * may then point at auth, which must outlive *m. Returns 0 or the refusal.
+ */
+int params_auth_user(struct valid_send *m, const char *auth, size_t auth_len, struct chat_fail *f);
+
 /* What /get/msg was asked for. */
 struct get_args {
     const char *room; size_t room_len;
@@ -100,5 +97,24 @@ struct get_args {
 
 /* Fills *g from a set with defaults and bounds. Returns 0 or CHAT_EBADREQ. */
 int params_get(const struct params *p, struct get_args *g, struct chat_fail *f);
+
+/*
+ * Adds one decoded argument, name=value (a push URL's, which libwebsockets
+ * has decoded already): a known name given twice is CHAT_EBADREQ with *f
+ * set, an unknown one is ignored. The set keeps value: it must outlive it.
+ */
+int params_add_pair(struct params *p, const char *name, size_t name_len, const char *value,
+                    size_t value_len, struct chat_fail *f);
+
+/* What a push subscriber (/ws, /events) asks for: the rules of /get/msg. */
+struct sub_args {
+    const char *room; size_t room_len;
+    int64_t index;        /* replay the messages with id > index ... */
+    int tail;             /* ... or, when > 0, the last `tail` */
+    bool live;            /* neither given: live messages only */
+};
+
+/* Fills *a from a set. Returns 0 or CHAT_EBADREQ with *f set. */
+int params_subscribe(const struct params *p, struct sub_args *a, struct chat_fail *f);
 
 #endif

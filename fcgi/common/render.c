@@ -29,12 +29,8 @@ static struct json_object *json_text(const char *s, size_t len)
         return NULL;
     p = fixed;
     for (size_t i = 0; i < len; ) {
-        size_t n = 1;
-        /* The longest well-formed prefix of at most 4 bytes. */
-        for (size_t k = 4; k >= 1; k--) {
-            if (i + k <= len && valid_utf8(s + i, k)) { n = k; break; }
-            if (k == 1) { n = 0; }
-        }
+        /* Each ill-formed byte becomes U+FFFD. */
+        size_t n = valid_utf8_char(s + i, len - i);
         if (n == 0) {
             memcpy(p, "\xEF\xBF\xBD", 3);
             p += 3;
@@ -140,6 +136,20 @@ char *render_health(size_t held, int64_t probes, size_t *len)
     json_object_object_add(o, "ok", json_object_new_boolean(true));
     json_object_object_add(o, "held", json_object_new_int64((int64_t)held));
     json_object_object_add(o, "probes", json_object_new_int64(probes));
+    return finish(o, len);
+}
+
+char *render_sse_ready(const char *room, size_t room_len, int64_t max_index, bool pruned,
+                       size_t *len)
+{
+    struct json_object *o = json_object_new_object();
+
+    if (!o)
+        return NULL;
+    json_object_object_add(o, "room", json_text(room, room_len));
+    json_object_object_add(o, "max_index", json_object_new_int64(max_index));
+    if (pruned)
+        json_object_object_add(o, "pruned", json_object_new_boolean(true));
     return finish(o, len);
 }
 

@@ -9,7 +9,9 @@
 #ifndef CHAT_RENDER_H
 #define CHAT_RENDER_H
 
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "store.h"
 
@@ -30,6 +32,14 @@ char *render_ws_error(const char *msg, int code, size_t *len);
 
 /* A WebSocket reply frame: {"duplicate":true,"id":N} */
 char *render_ws_duplicate(int64_t id, size_t *len);
+
+/*
+ * The data of a server-sent events stream's ready event (SPEC section 8):
+ * {"room":"...","max_index":N} plus "pruned":true when retention deleted
+ * messages after the stream's cursor.
+ */
+char *render_sse_ready(const char *room, size_t room_len, int64_t max_index, bool pruned,
+                       size_t *len);
 
 /* {"error":"..."} */
 char *render_error(const char *msg, size_t *len);

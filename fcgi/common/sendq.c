@@ -104,7 +104,8 @@ static size_t take(struct sendq *q, struct sendq_job **batch)
         STAILQ_REMOVE_HEAD(&q->jobs, link);
     }
     q->queued -= n;
-    q->last_batch = n;
+    if (n)
+        q->last_batch = n;   /* the empty take that ends a drain is not a batch */
     return n;
 }
 

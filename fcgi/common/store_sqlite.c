@@ -16,20 +16,12 @@
 #include "chat_limits.h"
 #include "log.h"
 #include "notify.h"
-#include "store_backend.h"
+#include "store_sqlite.h"
 #include "util.h"
 
 #define SCHEMA_VERSION 2
 
 extern const char schema_sql[];   /* sql/schema.sql, compiled in by the Makefile */
-
-enum stmt_id {
-    ST_BEGIN_READ, ST_BEGIN_WRITE, ST_COMMIT, ST_ROLLBACK,
-    ST_INSERT, ST_FIND_CID, ST_AFTER, ST_TAIL, ST_LATEST, ST_SINCE,
-    ST_DATA_VERSION, ST_MAX_ID,
-    ST_PRUNED, ST_ROOMS, ST_AGE_EDGE, ST_AGE_BATCH, ST_COUNT_EDGE, ST_ROOM_BATCH, ST_NOTE_PRUNED,
-    ST_COUNT
-};
 
 static const char *const stmt_sql[ST_COUNT] = {
     [ST_BEGIN_READ]  = "BEGIN DEFERRED",
@@ -65,18 +57,11 @@ static const char *const stmt_sql[ST_COUNT] = {
                        " ON CONFLICT(room) DO UPDATE SET upto = max(upto, excluded.upto)",
 };
 
-struct sqlite_db {
-    struct store base;
-    sqlite3 *db;
-    sqlite3_stmt *st[ST_COUNT];
-    struct notify notify;      /* the watcher's connection only (sq_watch) */
-};
-
 static const struct store_backend *backend_of(void);
 static void sq_close(struct store *base);
 
 /* Maps a failed SQLite call to a refusal the client can act on. */
-static int db_fail(struct sqlite_db *s, int rc, struct chat_fail *f, const char *what)
+int sqlite_fail(struct sqlite_db *s, int rc, struct chat_fail *f, const char *what)
 {
     int prim = rc & 0xff;
 
@@ -92,14 +77,14 @@ static int db_fail(struct sqlite_db *s, int rc, struct chat_fail *f, const char 
 }
 
 /* Steps a statement that returns no row, then resets it. */
-static int exec_stmt(struct sqlite_db *s, enum stmt_id id)
+int sqlite_exec_stmt(struct sqlite_db *s, enum stmt_id id)
 {
     int rc = sqlite3_step(s->st[id]);
     sqlite3_reset(s->st[id]);
     return rc == SQLITE_DONE || rc == SQLITE_ROW ? SQLITE_OK : rc;
 }
 
-static int single_int(struct sqlite_db *s, enum stmt_id id, int64_t *out)
+int sqlite_single_int(struct sqlite_db *s, enum stmt_id id, int64_t *out)
 {
     sqlite3_stmt *st = s->st[id];
     int rc = sqlite3_step(st);
@@ -113,6 +98,7 @@ static int single_int(struct sqlite_db *s, enum stmt_id id, int64_t *out)
     return rc;
 }
 
+
 /* Creates the schema when the database has none; refuses a newer one. */
 static int apply_schema(struct sqlite_db *s, struct chat_fail *f)
 {
@@ -122,7 +108,7 @@ static int apply_schema(struct sqlite_db *s, struct chat_fail *f)
 
     rc = sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
     if (rc != SQLITE_OK)
-        return db_fail(s, rc, f, "begin schema");
+        return sqlite_fail(s, rc, f, "begin schema");
     rc = sqlite3_prepare_v2(s->db, "SELECT (SELECT user_version FROM pragma_user_version),"
                             " (SELECT count(*) FROM sqlite_schema WHERE name = 'messages')",
                             -1, &st, NULL);
@@ -141,7 +127,7 @@ static int apply_schema(struct sqlite_db *s, struct chat_fail *f)
         /* Every statement of the schema is idempotent: this also upgrades. */
         rc = sqlite3_exec(s->db, schema_sql, NULL, NULL, NULL);
         if (rc != SQLITE_OK) {
-            int err = db_fail(s, rc, f, "apply schema");
+            int err = sqlite_fail(s, rc, f, "apply schema");
             sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
             return err;
         }
@@ -151,7 +137,7 @@ static int apply_schema(struct sqlite_db *s, struct chat_fail *f)
     rc = sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL);
     if (rc != SQLITE_OK) {
         sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
-        return db_fail(s, rc, f, "commit schema");
+        return sqlite_fail(s, rc, f, "commit schema");
     }
     return 0;
 }
@@ -184,13 +170,13 @@ static int sq_open(const struct store_opts *o, struct store **out, struct chat_f
     /* A sqlite3 CLI that breaks in must not make us wait forever for WAL mode. */
     rc = sqlite3_exec(s->db, "PRAGMA journal_mode = WAL", NULL, NULL, NULL);
     if (rc != SQLITE_OK) {
-        err = db_fail(s, rc, f, "journal_mode");
+        err = sqlite_fail(s, rc, f, "journal_mode");
         goto err;
     }
     snprintf(pragmas, sizeof pragmas, "PRAGMA synchronous = %s; PRAGMA foreign_keys = ON",
              o->sync_full ? "FULL" : "NORMAL");
     if ((rc = sqlite3_exec(s->db, pragmas, NULL, NULL, NULL)) != SQLITE_OK) {
-        err = db_fail(s, rc, f, "pragmas");
+        err = sqlite_fail(s, rc, f, "pragmas");
         goto err;
     }
     if ((err = apply_schema(s, f)) < 0)
@@ -277,7 +263,7 @@ static int append_one(struct sqlite_db *s, const struct valid_send *m, struct st
 static void rollback(struct sqlite_db *s)
 {
     if (!sqlite3_get_autocommit(s->db))
-        exec_stmt(s, ST_ROLLBACK);
+        sqlite_exec_stmt(s, ST_ROLLBACK);
 }
 
 /*
@@ -293,17 +279,17 @@ static int sq_append_tx(struct store *base, struct store_item **items, size_t n,
     int rc, err;
 
     *begun = false;
-    if ((rc = exec_stmt(s, ST_BEGIN_WRITE)) != SQLITE_OK)
-        return db_fail(s, rc, f, what);
+    if ((rc = sqlite_exec_stmt(s, ST_BEGIN_WRITE)) != SQLITE_OK)
+        return sqlite_fail(s, rc, f, what);
     *begun = true;
     for (size_t i = 0; i < n; i++)
         if ((rc = append_one(s, items[i]->msg, &items[i]->sent, &what)) != SQLITE_OK)
             goto rollback;
     what = "commit";
-    if ((rc = exec_stmt(s, ST_COMMIT)) == SQLITE_OK)
+    if ((rc = sqlite_exec_stmt(s, ST_COMMIT)) == SQLITE_OK)
         return 0;
 rollback:
-    err = db_fail(s, rc, f, what);   /* before the rollback replaces the message */
+    err = sqlite_fail(s, rc, f, what);   /* before the rollback replaces the message */
     rollback(s);
     return err;
 }
@@ -333,7 +319,7 @@ static int read_rows(struct sqlite_db *s, sqlite3_stmt *st, size_t max, struct s
             break;
     }
     if (err == 0 && rc != SQLITE_ROW && rc != SQLITE_DONE)
-        err = db_fail(s, rc, f, "read messages");
+        err = sqlite_fail(s, rc, f, "read messages");
     store_page_done(page, &b);
     return err;
 }
@@ -346,8 +332,8 @@ static int sq_fetch(struct store *base, const char *room, size_t room_len, int64
     int rc, err = 0;
 
     memset(page, 0, sizeof *page);
-    if ((rc = exec_stmt(s, ST_BEGIN_READ)) != SQLITE_OK)
-        return db_fail(s, rc, f, "begin read");
+    if ((rc = sqlite_exec_stmt(s, ST_BEGIN_READ)) != SQLITE_OK)
+        return sqlite_fail(s, rc, f, "begin read");
     if (tail > 0) {
         st = s->st[ST_TAIL];
         sqlite3_bind_text(st, 1, room, (int)room_len, SQLITE_STATIC);
@@ -363,20 +349,20 @@ static int sq_fetch(struct store *base, const char *room, size_t room_len, int64
     sqlite3_clear_bindings(st);
     if (err == 0) {
         sqlite3_bind_text(latest, 1, room, (int)room_len, SQLITE_STATIC);
-        rc = single_int(s, ST_LATEST, &page->max_index);
+        rc = sqlite_single_int(s, ST_LATEST, &page->max_index);
         if (rc != SQLITE_OK)
-            err = db_fail(s, rc, f, "latest id");
+            err = sqlite_fail(s, rc, f, "latest id");
     }
-    if (err == 0 && (rc = single_int(s, ST_MAX_ID, &page->seen_id)) != SQLITE_OK)
-        err = db_fail(s, rc, f, "max id");
+    if (err == 0 && (rc = sqlite_single_int(s, ST_MAX_ID, &page->seen_id)) != SQLITE_OK)
+        err = sqlite_fail(s, rc, f, "max id");
     if (err == 0 && tail == 0) {
         int64_t upto = 0;
         sqlite3_bind_text(s->st[ST_PRUNED], 1, room, (int)room_len, SQLITE_STATIC);
-        if ((rc = single_int(s, ST_PRUNED, &upto)) != SQLITE_OK && rc != SQLITE_DONE)
-            err = db_fail(s, rc, f, "pruned");
+        if ((rc = sqlite_single_int(s, ST_PRUNED, &upto)) != SQLITE_OK && rc != SQLITE_DONE)
+            err = sqlite_fail(s, rc, f, "pruned");
         page->pruned = index < upto;
     }
-    exec_stmt(s, ST_COMMIT);
+    sqlite_exec_stmt(s, ST_COMMIT);
     if (err < 0) {
         store_page_free(page);
         return err;
@@ -410,15 +396,15 @@ static int sq_since(struct store *base, int64_t after, int limit, struct store_p
 static int sq_data_version(struct store *base, int64_t *v, struct chat_fail *f)
 {
     struct sqlite_db *s = (struct sqlite_db *)base;
-    int rc = single_int(s, ST_DATA_VERSION, v);
-    return rc == SQLITE_OK ? 0 : db_fail(s, rc, f, "data version");
+    int rc = sqlite_single_int(s, ST_DATA_VERSION, v);
+    return rc == SQLITE_OK ? 0 : sqlite_fail(s, rc, f, "data version");
 }
 
 static int sq_max_id(struct store *base, int64_t *id, struct chat_fail *f)
 {
     struct sqlite_db *s = (struct sqlite_db *)base;
-    int rc = single_int(s, ST_MAX_ID, id);
-    return rc == SQLITE_OK ? 0 : db_fail(s, rc, f, "max id");
+    int rc = sqlite_single_int(s, ST_MAX_ID, id);
+    return rc == SQLITE_OK ? 0 : sqlite_fail(s, rc, f, "max id");
 }
 
 static int sq_check(struct store *base, struct chat_fail *f)
@@ -430,120 +416,13 @@ static int sq_check(struct store *base, struct chat_fail *f)
     if (sq_max_id(base, &id, f) < 0)
         return chat_fail(f, CHAT_EUNAVAIL, "database is not readable");
     pthread_mutex_lock(&store_write_lock);
-    rc = exec_stmt(s, ST_BEGIN_WRITE);
+    rc = sqlite_exec_stmt(s, ST_BEGIN_WRITE);
     if (rc == SQLITE_OK)
-        exec_stmt(s, ST_ROLLBACK);
+        sqlite_exec_stmt(s, ST_ROLLBACK);
     pthread_mutex_unlock(&store_write_lock);
     if (rc != SQLITE_OK)
         return chat_fail(f, CHAT_EUNAVAIL, "database is not writable: %s", sqlite3_errstr(rc));
     return 0;
-}
-
-/*
- * Runs one batch delete (st bound already, the batch size last), notes the
- * largest id deleted per room, all in one short write transaction. Returns
- * the rows deleted, or a negative code.
- */
-static int prune_batch(struct sqlite_db *s, sqlite3_stmt *st, struct chat_fail *f)
-{
-    sqlite3_stmt *note = s->st[ST_NOTE_PRUNED];
-    int rc, n = 0, err = 0;
-
-    pthread_mutex_lock(&store_write_lock);
-    if ((rc = exec_stmt(s, ST_BEGIN_WRITE)) != SQLITE_OK) {
-        err = db_fail(s, rc, f, "begin retention");
-        goto out;
-    }
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        sqlite3_bind_text(note, 1, (const char *)sqlite3_column_text(st, 1),
-                          sqlite3_column_bytes(st, 1), SQLITE_TRANSIENT);
-        sqlite3_bind_int64(note, 2, sqlite3_column_int64(st, 0));
-        int nrc = sqlite3_step(note);
-        sqlite3_reset(note);
-        sqlite3_clear_bindings(note);
-        if (nrc != SQLITE_DONE) {
-            rc = nrc;
-            break;
-        }
-        n++;
-    }
-    sqlite3_reset(st);
-    sqlite3_clear_bindings(st);
-    if (rc != SQLITE_DONE || (rc = exec_stmt(s, ST_COMMIT)) != SQLITE_OK) {
-        err = db_fail(s, rc, f, "retention");
-        exec_stmt(s, ST_ROLLBACK);
-    }
-out:
-    pthread_mutex_unlock(&store_write_lock);
-    return err < 0 ? err : n;
-}
-
-static int sq_prune_age(struct store *base, int64_t before_ms, int batch, struct chat_fail *f)
-{
-    struct sqlite_db *s = (struct sqlite_db *)base;
-    int64_t edge = 0;
-    int rc;
-
-    /* Found in a read snapshot, outside the write lock: deletes go by id. */
-    sqlite3_bind_int64(s->st[ST_AGE_EDGE], 1, before_ms);
-    if ((rc = single_int(s, ST_AGE_EDGE, &edge)) != SQLITE_OK)
-        return db_fail(s, rc, f, "retention edge");
-    sqlite3_bind_int64(s->st[ST_AGE_BATCH], 1, edge);
-    sqlite3_bind_int(s->st[ST_AGE_BATCH], 2, batch);
-    return prune_batch(s, s->st[ST_AGE_BATCH], f);
-}
-
-static int sq_prune_rooms(struct store *base, int keep, int batch, struct chat_fail *f)
-{
-    struct sqlite_db *s = (struct sqlite_db *)base;
-    sqlite3_stmt *rooms = s->st[ST_ROOMS], *edge = s->st[ST_COUNT_EDGE];
-    char (*names)[CHAT_NAME_MAX + 1] = NULL;
-    size_t n = 0, cap = 0;
-    int rc, total = 0;
-
-    /* The rooms first: the deletes below must not run under this read. */
-    while ((rc = sqlite3_step(rooms)) == SQLITE_ROW) {
-        int len = sqlite3_column_bytes(rooms, 0);
-        if (len > CHAT_NAME_MAX)
-            continue;
-        if (n == cap) {
-            size_t ncap = cap ? cap * 2 : 64;
-            void *nn = realloc(names, ncap * sizeof *names);
-            if (!nn) {
-                sqlite3_reset(rooms);
-                free(names);
-                return chat_fail(f, CHAT_EUNAVAIL, "out of memory");
-            }
-            names = nn;
-            cap = ncap;
-        }
-        memcpy(names[n], sqlite3_column_text(rooms, 0), (size_t)len);
-        names[n++][len] = '\0';
-    }
-    sqlite3_reset(rooms);
-    for (size_t i = 0; i < n && total >= 0; i++) {
-        int64_t edge_id = 0;
-        sqlite3_bind_text(edge, 1, names[i], -1, SQLITE_STATIC);
-        sqlite3_bind_int(edge, 2, keep);
-        rc = single_int(s, ST_COUNT_EDGE, &edge_id);
-        if (rc != SQLITE_OK || edge_id == 0)
-            continue;            /* no more than keep messages */
-        for (;;) {
-            sqlite3_bind_text(s->st[ST_ROOM_BATCH], 1, names[i], -1, SQLITE_STATIC);
-            sqlite3_bind_int64(s->st[ST_ROOM_BATCH], 2, edge_id);
-            sqlite3_bind_int(s->st[ST_ROOM_BATCH], 3, batch);
-            int got = prune_batch(s, s->st[ST_ROOM_BATCH], f);
-            if (got < 0) {
-                total = got;
-                break;
-            }
-            total += got;
-            if (got < batch)
-                break;
-        }
-    }
-    free(names);
-    return total;
 }
 
 /* ---- change notices: inotify on the database's folder (notify.h) ---- */

@@ -85,3 +85,11 @@ char *util_put_int(char *p, int64_t v)
         *p++ = digits[--n];
     return p;
 }
+
+int util_hexval(char c)
+{
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}

@@ -22,6 +22,9 @@ int64_t util_wall_ms(void);
  */
 bool util_parse_int(const char *s, size_t len, int64_t min, int64_t max, int64_t *out);
 
+/* The value of a hex digit, or -1. Can't fail. */
+int util_hexval(char c);
+
 /*
  * Appenders for the hot answers, where snprintf's format parsing costs
  * more than the rest of the formatting: each copies to p and returns the

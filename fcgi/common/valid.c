@@ -31,6 +31,12 @@ static size_t utf8_decode(const unsigned char *s, size_t len, unsigned *cp)
     return n;
 }
 
+size_t valid_utf8_char(const char *s, size_t len)
+{
+    unsigned cp;
+    return len ? utf8_decode((const unsigned char *)s, len, &cp) : 0;
+}
+
 bool valid_utf8(const char *s, size_t len)
 {
     const unsigned char *p = (const unsigned char *)s;

@@ -25,6 +25,9 @@ struct valid_send {
  */
 bool valid_utf8(const char *s, size_t len);
 
+/* The length of the well-formed UTF-8 character at s[0..len), or 0 (none, or ill-formed). */
+size_t valid_utf8_char(const char *s, size_t len);
+
 /*
  * Checks a display text or name: valid UTF-8 with no NUL and no control
  * character other than tab and newline (C0, DEL and C1 are refused).

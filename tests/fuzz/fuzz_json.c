@@ -17,6 +17,7 @@
 
 #include <json-c/json.h>
 
+#include "json_names.h"
 #include "params.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -32,7 +33,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (!s)
         return 0;
     memcpy(s, data, size);
-    scan = params_json_names(s, size, &members, &g);
+    scan = json_names_check(s, size, &members, NULL, &g);
 
     params_init(&p);
     err = params_add_json(&p, s, size, PARAMS_SEND_KEYS, &f);

@@ -17,7 +17,7 @@ import urllib.parse
 import urllib.request
 
 
-from checks import report
+from checks import parse_http_response, report
 
 
 async def http_get(host, port, path, timeout):
@@ -29,14 +29,7 @@ async def http_get(host, port, path, timeout):
         data = await asyncio.wait_for(reader.read(), timeout)
     finally:
         writer.close()
-    head, _, body = data.partition(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
-    status = int(lines[0].split()[1]) if lines and len(lines[0].split()) > 1 else 0
-    headers = {}
-    for line in lines[1:]:
-        k, _, v = line.partition(":")
-        headers[k.strip().lower()] = v.strip()
-    return status, headers, body
+    return parse_http_response(data)
 
 
 def get_json(url):

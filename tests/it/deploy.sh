@@ -32,25 +32,12 @@ sed -e "s|listen 80;|listen 127.0.0.1:$port;|" -e '/listen \[::\]:80;/d' \
     -e "s|unix:/run/chat/fcgi.sock|unix:$TMP/fcgi.sock|" -e "s|127.0.0.1:8081|127.0.0.1:$ws_port|" \
     -e "s|root /usr/local/share/chat/htdocs;|root $P/share/chat/htdocs;|" \
     "$P/share/chat/nginx/chat-site.conf" > "$N/chat-site.conf"
-user=""; [ "$(id -u)" = 0 ] && user="user root;"
-cat > "$N/nginx.conf" <<NGINX
-$user
-worker_processes 2;
-pid $N/nginx.pid;
-error_log $N/logs/error.log warn;
-daemon off;
-events { worker_connections 1024; }
-http {
+{ nginx_conf_head "$N" 2 1024; cat <<NGINX
     types { text/html html; text/css css; application/javascript js; image/svg+xml svg; }
-    access_log $N/logs/access.log;
-    client_body_temp_path $N/tmp/body;
-    fastcgi_temp_path $N/tmp/fastcgi;
-    proxy_temp_path $N/tmp/proxy;
-    uwsgi_temp_path $N/tmp/uwsgi;
-    scgi_temp_path $N/tmp/scgi;
     include $N/chat-site.conf;
 }
 NGINX
+} > "$N/nginx.conf"
 nginx -t -p "$N" -c "$N/nginx.conf" -e "$N/logs/error.log" >"$TMP/nginx-t.log" 2>&1
 check "nginx -t accepts the production server block" 0 $?
 grep -q "test is successful" "$TMP/nginx-t.log" || cat "$TMP/nginx-t.log"
@@ -117,7 +104,29 @@ req --interface 127.0.0.2 "$BASE/get/msg?index=$latest&wait=5&room=held"
 check_error "the 21st held long-poll from one address" 429
 req --interface 127.0.0.3 "$BASE/get/msg?index=$latest&wait=1&room=held"
 check "another address is not limited" 200 "$STATUS"
+# An event stream beyond the limit: EventSource would give up on a 429, so a 200 retry stream
+out=$(curl -s -N -m 3 -D "$TMP/ev.head" --interface 127.0.0.2 "$BASE/events?room=held")
+check "the 21st held connection on /events: 200" 200 "$(sed -n '1s/^HTTP\/[0-9.]* \([0-9]*\).*/\1/p' "$TMP/ev.head")"
+case $out in *"retry: "*"event: error"*'"code":429'*) pass "a retry stream with event: error 429" ;;
+    *) fail "a retry stream with event: error 429" "${out:0:200}" ;; esac
 wait "${held[@]}"
+# Event streams count with them: 20 streams from one address, then its long-poll is a 429
+streams=()
+for i in $(seq 1 20); do
+    curl -s -N -o /dev/null -m 6 --interface 127.0.0.4 "$BASE/events?room=held" &
+    streams+=($!)
+done
+sleep 1.5
+req --interface 127.0.0.4 "$BASE/get/msg?index=$latest&wait=1&room=held"
+check_error "a long-poll after 20 event streams from one address" 429
+out=$(curl -s -N -m 2 "$BASE/events?room=held&tail=1")
+case $out in *"event: ready"*) pass "an event stream through the production block" ;;
+    *) fail "an event stream through the production block" "${out:0:200}" ;; esac
+req -H 'Origin: http://evil.example' "$BASE/events?room=held"
+check_error "a page from another site may not read /events" 403
+req -H 'Origin: http://evil.example' "$BASE/ws"
+check_error "nor GET /ws (the refusal is JSON, not nginx's page)" 403
+wait "${streams[@]}"
 
 # The Origin allow-list of /ws in the site
 run_checks /usr/bin/python3 - "$BASE" <<'PY'

@@ -4,8 +4,9 @@
   faults.py BASE STACK_DIR BIN_DIR
 
 While two HTTP senders and one WebSocket sender push messages at a steady
-rate, and a long-poll, a short-poll and a WebSocket subscriber follow the
-room (each resuming from its last id), it kills chat-fcgi with SIGKILL and
+rate, and a long-poll, a short-poll, a WebSocket and a server-sent events
+subscriber follow the room (each resuming from its last id; the events
+one by Last-Event-ID, as a browser's EventSource), it kills chat-fcgi with SIGKILL and
 restarts it, does the same to chat-ws, reloads nginx and stops and starts it,
 and holds the database's write lock (a sqlite3 session in BEGIN IMMEDIATE)
 for longer than the busy timeout. Then it checks that every message that got
@@ -28,6 +29,8 @@ import urllib.request
 
 import websockets
 
+from sse_client import Stream
+
 BASE, STACK, BIN = sys.argv[1], sys.argv[2], sys.argv[3]
 DB = os.path.join(STACK, "chat.db")
 ROOM = "faults"
@@ -36,6 +39,7 @@ stop_subs = threading.Event()   # subscribers stop, once they caught up
 lock = threading.Lock()
 sent = {}            # text -> id, for every 200 or echo
 refusals = []        # (phase, status, is_json, retry_after) of every non-200 answer
+sse_errors = []      # (phase, data) of every `event: error` a stream was answered with
 phase = "start"
 
 
@@ -114,6 +118,35 @@ async def ws_subscriber(out, start):
             await asyncio.sleep(0.2)
 
 
+def sse_subscriber(out, start):
+    """Follows the room over /events, resuming with Last-Event-ID as EventSource does."""
+    host, port = BASE.split("//")[1].split(":")
+    last = str(start)
+    out.append(("start", start))
+    while not stop_subs.is_set():
+        s = None
+        try:
+            s = Stream(host, port, f"/events?room={ROOM}&index={start}", last_event_id=last, timeout=3)
+            while s.status == 200 and not stop_subs.is_set():
+                try:
+                    ev = s.next(0.5)
+                except TimeoutError:
+                    continue
+                if ev is None:
+                    break
+                if ev.type == "message":
+                    out.append(json.loads(ev.data)["id"])
+                elif ev.type == "error":
+                    sse_errors.append((phase, ev.data))
+        except (OSError, ValueError):             # refused while nginx is down; reconnect
+            pass
+        finally:
+            if s:
+                last = s.last_id or last
+                s.close()
+        time.sleep(0.2)
+
+
 async def ws_sender():
     n = 0
     while not stop.is_set():
@@ -178,12 +211,13 @@ def main():
     start(fcgi, "chat-fcgi.pid", "chat-fcgi.log")
     time.sleep(0.5)
 
-    subs = {"long-poll": [], "short-poll": [], "websocket": []}
+    subs = {"long-poll": [], "short-poll": [], "websocket": [], "server-sent events": []}
     start_id = json.loads(http(f"{BASE}/get/msg?room={ROOM}&tail=1")[2])["max_index"]
     threads = [threading.Thread(target=sender, args=(k,)) for k in (1, 2)]
     threads += [threading.Thread(target=long_poller, args=(subs["long-poll"], 5)),
                 threading.Thread(target=long_poller, args=(subs["short-poll"], 0)),
                 threading.Thread(target=ws_thread, args=(ws_subscriber(subs["websocket"], start_id),)),
+                threading.Thread(target=sse_subscriber, args=(subs["server-sent events"], start_id)),
                 threading.Thread(target=ws_thread, args=(ws_sender(),))]
     for t in threads:
         t.start()
@@ -269,6 +303,9 @@ def main():
     locked = by_phase.get("database locked", [])
     report(locked and all(st == 503 and j and r == "1" for st, j, r in locked),
            "while the database was locked senders got 503 JSON with Retry-After", locked[:5])
+    down = [json.loads(d) for ph, d in sse_errors if ph == "chat-ws down"]
+    report(down and all(d.get("code") == 503 and d.get("error") for d in down),
+           "while chat-ws was down /events answered nginx's 200 retry stream (event: error 503)", sse_errors[:5])
     bad = [r for r in refusals if r[1] == 500 or (r[1] not in (0,) and not r[2])]
     report(not bad, "never a 500 or a non-JSON answer", bad[:5])
 

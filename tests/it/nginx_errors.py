@@ -22,8 +22,7 @@ HOST = sys.argv[2] if len(sys.argv) > 2 else "127.0.0.1"
 BIG = "a" * (17 * 1024)
 
 
-def report(ok, name, detail=""):
-    print(("PASS " if ok else "FAIL ") + name + ("" if ok else ": " + str(detail)), flush=True)
+from checks import report
 
 
 def complete(out):

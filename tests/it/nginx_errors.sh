@@ -17,21 +17,7 @@ mkdir -p "$N/logs" "$N/tmp"
 cp -r "$STACK_DIR/nginx/snippets" "$N/"
 echo 'u:{PLAIN}pw' > "$N/htpasswd"
 port=$(free_port); auth_port=$(free_port)
-user=""; [ "$(id -u)" = 0 ] && user="user root;"
-cat > "$N/nginx.conf" <<NGINX
-$user
-worker_processes 1;
-pid $N/nginx.pid;
-error_log $N/logs/error.log warn;
-daemon off;
-events { worker_connections 64; }
-http {
-    access_log $N/logs/access.log;
-    client_body_temp_path $N/tmp/body;
-    fastcgi_temp_path $N/tmp/fastcgi;
-    proxy_temp_path $N/tmp/proxy;
-    uwsgi_temp_path $N/tmp/uwsgi;
-    scgi_temp_path $N/tmp/scgi;
+{ nginx_conf_head "$N" 1 64; cat <<NGINX
     large_client_header_buffers 4 16k;
     upstream chat_fcgi { server unix:$STACK_DIR/fcgi.sock; }
     upstream chat_ws { server 127.0.0.1:$(free_port); }
@@ -45,6 +31,7 @@ http {
         listen 127.0.0.1:$port;
         server_name chat.example;
         root $ROOT/htdocs;
+        set \$chat_user "";
         include snippets/chat-locations.conf;
     }
     server {
@@ -52,10 +39,12 @@ http {
         root $ROOT/htdocs;
         auth_basic chat;
         auth_basic_user_file $N/htpasswd;
+        set \$chat_user \$remote_user;
         include snippets/chat-locations.conf;
     }
 }
 NGINX
+} > "$N/nginx.conf"
 nginx -p "$N" -c "$N/nginx.conf" -e "$N/logs/error.log" >>"$N/logs/error.log" 2>&1 </dev/null &
 echo $! > "$N/nginx.run.pid"
 trap '[ -f "$N/nginx.run.pid" ] && kill "$(cat "$N/nginx.run.pid")" 2>/dev/null; stack_down_all' EXIT

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # valgrind.sh - chat-fcgi and chat-ws serve sends, long-polls (answered,
-# expired and abandoned) and WebSockets under valgrind, then stop on SIGTERM:
-# no byte definitely or indirectly lost, no invalid access. (Skipped in the
-# sanitizer pass: valgrind and ASan do not mix; ASan checks leaks there.)
+# expired and abandoned), WebSockets and event streams under valgrind, then
+# stop on SIGTERM: no byte definitely or indirectly lost, no invalid access.
+# (Skipped in the sanitizer pass: valgrind and ASan do not mix; ASan checks
+# leaks there.)
 . "$(dirname "$0")/../lib.sh"
 case $BIN_DIR in */san) echo "  (sanitizer build: valgrind skipped)"; finish; exit $? ;; esac
 command -v valgrind >/dev/null || { fail "valgrind is installed"; finish; exit 1; }
@@ -34,6 +35,11 @@ async def main():
 asyncio.run(main())
 PY
 wait
+# Event streams: a replay then the end of its client, a refusal, one left open at shutdown (below)
+out=$(curl -s -N -m 3 "$BASE/events?tail=3")
+case $out in *"event: ready"*"from ws"*) pass "an event stream under valgrind" ;;
+    *) fail "an event stream under valgrind" "${out:0:200}" ;; esac
+check "a bad Last-Event-ID under valgrind" 400 "$(curl -s -o /dev/null -w '%{http_code}' -H 'Last-Event-ID: x' "$BASE/events")"
 check "a held long-poll answered under valgrind" '["from ws"]' "$(jq -c .data "$TMP/lp1")"
 check "an expired long-poll answered under valgrind" '[]' "$(jq -c .data "$TMP/lp3")"
 # one socket still open at shutdown, one long-poll still held
@@ -44,6 +50,7 @@ async def main():
         await asyncio.sleep(30)
 asyncio.run(main())" "$BASE" >/dev/null 2>&1 &
 curl -s -o /dev/null "$BASE/get/msg?index=$((latest + 100))&wait=30&room=empty" &
+curl -s -N -o /dev/null -m 30 "$BASE/events?index=0" &
 sleep 1
 "$ROOT/conf/stack.sh" stop "$STACK_DIR" >/dev/null 2>&1
 wait

@@ -6,7 +6,7 @@ PY=/usr/bin/python3
 CLIENTS=$ROOT/tests/it/ws_clients.py
 
 WS_FLAGS="--max-queue 100 --max-sends 100000" stack_up main || { finish; exit 1; }
-run_checks "$PY" "$CLIENTS" "$BASE" "$DB" basic bad slow many
+run_checks "$PY" "$CLIENTS" "$BASE" "$DB" basic bad refuse slow many
 on_sqlite && check "integrity_check" ok "$(sqlite3 "$DB" 'pragma integrity_check')"
 req "$BASE/metrics/ws"
 check "chat-ws metrics: 200" 200 "$STATUS"
@@ -23,6 +23,10 @@ run_checks "$PY" "$CLIENTS" "$BASE" "$DB" notify
 # An Origin allow-list
 WS_FLAGS="--origin http://good.example,http://other.example" stack_up origin || { finish; exit 1; }
 run_checks "$PY" "$CLIENTS" "$BASE" "$DB" origin
+
+# As many sockets as --max-conns: the next handshake gets 503 JSON with Retry-After
+WS_FLAGS="--max-conns 2" stack_up full || { finish; exit 1; }
+run_checks "$PY" "$CLIENTS" "$BASE" "$DB" full
 
 # Idle sockets are pinged; one that never answers is dropped; a handshake
 # that never completes is timed out
@@ -96,7 +100,7 @@ PY
 
 # --help lists every flag
 help=$("$BIN_DIR/chat-ws" --help)
-for flag in --db --listen --origin --max-queue --max-sends --ping-secs --handshake-secs --probe-ms --busy-ms --sync --verbose --quiet --help --version; do
+for flag in --db --listen --origin --max-conns --max-queue --max-sends --ping-secs --handshake-secs --probe-ms --busy-ms --sync --verbose --quiet --help --version; do
     case $help in *"$flag"*) pass "chat-ws --help lists $flag" ;; *) fail "chat-ws --help lists $flag" ;; esac
 done
 
@@ -121,5 +125,7 @@ wait $cpid
 t1=$(date +%s%N)
 check "SIGTERM closes sockets with 1001" "closed 1001" "$(tail -1 "$TMP/close.out")"
 check "within a second" 1 "$(( (t1 - t0) < 1000000000 ))"
+# chat-ws is down now: nginx's 503 JSON says "retry"
+run_checks "$PY" "$CLIENTS" "$BASE" "$DB" down
 
 finish

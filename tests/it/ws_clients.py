@@ -6,7 +6,8 @@ Run with Debian's python3 (python3-websockets), through nginx:
   ws_clients.py BASE DB [GROUP...]    BASE http://127.0.0.1:PORT, DB the database
 
 Prints "PASS name" / "FAIL name: detail" lines, counted by tests/lib.sh.
-Groups: basic, bad, slow, many, origin (default: basic bad many).
+Groups: basic, bad, slow, many, notify, origin, refuse, full, down
+(default: basic bad many).
 Every wait is bounded.
 """
 import asyncio
@@ -32,6 +33,64 @@ def http_json(url):
             return json.loads(r.read())
     except urllib.error.HTTPError as e:
         return json.loads(e.read())
+
+
+def raw_http(base, query, headers=(), upgrade=True):
+    """One GET /ws?query on a fresh socket: (status, headers lower-cased, body)."""
+    host, port = base.split("//")[1].split(":")
+    lines = [f"GET /ws?{query} HTTP/1.1", "Host: x"]
+    if upgrade:
+        lines += ["Upgrade: websocket", "Connection: Upgrade",
+                  "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==", "Sec-WebSocket-Version: 13"]
+    else:
+        lines += ["Connection: close"]
+    lines += list(headers)
+    with socket.create_connection((host, int(port)), timeout=10) as s:
+        s.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+        head, _, body = data.partition(b"\r\n\r\n")
+        head_lines = head.decode("latin-1").split("\r\n")
+        status = int(head_lines[0].split()[1]) if len(head_lines[0].split()) > 1 else 0
+        hdrs = {}
+        for h in head_lines[1:]:
+            k, _, v = h.partition(":")
+            hdrs[k.strip().lower()] = v.strip()
+        want = int(hdrs.get("content-length", "0")) if status != 101 else 0
+        while len(body) < want:
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            body += chunk
+    return status, hdrs, body
+
+
+def check_json_answer(name, got, status, **want_headers):
+    """Reports that got (from raw_http) is a JSON error with this status and the API's headers."""
+    st, hdrs, body = got
+    try:
+        err = json.loads(body).get("error")
+    except ValueError:
+        err = None
+    ok = (st == status and isinstance(err, str) and err != "" and
+          hdrs.get("content-type", "").startswith("application/json") and
+          hdrs.get("cache-control") == "no-store" and hdrs.get("x-content-type-options") == "nosniff" and
+          all(hdrs.get(k.replace("_", "-")) == v for k, v in want_headers.items()))
+    report(ok, f"{name}: {status} JSON", (st, hdrs, body[:200]))
+    return err
+
+
+async def refused_status(c, query, **kw):
+    """The status a real WebSocket client is refused with (None when it connects)."""
+    try:
+        async with c.connect(query, **kw):
+            return None
+    except websockets.InvalidStatusCode as e:
+        return e.status_code
 
 
 class Ctx:
@@ -219,13 +278,54 @@ async def bad(c):
         except websockets.ConnectionClosed as e:
             report(e.code == 1009, "fragments over 64 KiB together close with 1009", e.code)
 
-    for query, name in (("room=bad%20room", "an invalid room"), ("index=-1", "a negative index"),
-                        ("tail=0", "tail 0")):
-        try:
-            async with c.connect(query):
-                report(False, f"{name} is refused", "connected")
-        except (websockets.InvalidStatusCode, websockets.InvalidHandshake) as e:
-            report(True, f"{name} is refused", e)
+
+
+async def refuse(c):
+    """A refused handshake gets a real JSON answer (SPEC section 4), not nginx's 503."""
+    for query, name in (("room=bad%20room", "an invalid room"), ("room=" + "r" * 65, "a room over 64 bytes"),
+                        ("index=-1", "a negative index"), ("index=x", "an index that is not a number"),
+                        ("index=4611686018427387904", "an index above 2^62 - 1"),
+                        ("tail=0", "tail 0"), ("tail=1001", "tail over 1000"),
+                        ("room=a&room=b", "a room given twice")):
+        report(await refused_status(c, query) == 400, f"{name}: a WebSocket client is refused with 400")
+        check_json_answer(f"{name}: the handshake", raw_http(c.base, query), 400)
+        check_json_answer(f"{name}: a plain GET", raw_http(c.base, query, upgrade=False), 400)
+    err = check_json_answer("a plain GET of a good URL", raw_http(c.base, "room=fine&index=0", upgrade=False),
+                            426, upgrade="websocket")
+    report(err is not None and "WebSocket" in err, "426 says what the URL takes", err)
+    check_json_answer("a plain GET without arguments", raw_http(c.base, "", upgrade=False), 426,
+                      upgrade="websocket")
+    # A refused handshake leaves the server serving
+    async with c.connect("room=fine") as ws:
+        await ws.send(json.dumps({"text": "after refusals"}))
+        got = await recv_json(ws)
+        report(got.get("text") == "after refusals", "sockets still open after refusals", got)
+
+
+async def full(c):
+    """Run with chat-ws --max-conns 2: the third socket gets 503 with Retry-After, then gets in."""
+    a = await c.connect("room=full").__aenter__()
+    b = await c.connect("room=full").__aenter__()
+    report(await refused_status(c, "room=full") == 503, "a WebSocket client beyond --max-conns gets 503")
+    check_json_answer("the handshake beyond --max-conns", raw_http(c.base, "room=full"), 503, retry_after="1")
+    check_json_answer("a plain GET while full", raw_http(c.base, "room=full", upgrade=False), 503,
+                      retry_after="1")
+    check_json_answer("a bad room while full is still told so", raw_http(c.base, "room=bad%20room"), 400)
+    await a.close()
+    deadline = time.monotonic() + T
+    status = 503
+    while status == 503 and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+        status = await refused_status(c, "room=full")
+    report(status is None, "once a socket closes, the next one gets in", status)
+    await b.close()
+
+
+async def down(c):
+    """chat-ws stopped: nginx answers 503 JSON with Retry-After (retry, not fix the URL)."""
+    check_json_answer("the handshake while chat-ws is down", raw_http(c.base, "room=x"), 503, retry_after="1")
+    check_json_answer("a plain GET while chat-ws is down", raw_http(c.base, "room=x", upgrade=False), 503,
+                      retry_after="1")
 
 
 async def slow(c):
@@ -326,11 +426,16 @@ async def notify(c):
 
 
 async def origin(c):
-    try:
-        async with c.connect("room=o", origin="http://evil.example"):
-            report(False, "a foreign Origin is refused", "connected")
-    except (websockets.InvalidStatusCode, websockets.InvalidHandshake):
-        report(True, "a foreign Origin is refused")
+    report(await refused_status(c, "room=o", origin="http://evil.example") == 403,
+           "a foreign Origin: a WebSocket client is refused with 403")
+    check_json_answer("a foreign Origin: the handshake", raw_http(c.base, "room=o", ["Origin: http://evil.example"]), 403)
+    check_json_answer("a foreign Origin: a plain GET",
+                      raw_http(c.base, "room=o", ["Origin: http://evil.example"], upgrade=False), 403)
+    check_json_answer("an allowed Origin: a plain GET",
+                      raw_http(c.base, "room=o", ["Origin: http://good.example"], upgrade=False), 426,
+                      upgrade="websocket")
+    check_json_answer("a foreign Origin with a bad room: the Origin is told first",
+                      raw_http(c.base, "room=bad%20room", ["Origin: http://evil.example"]), 403)
     try:
         async with c.connect("room=o", origin="http://good.example") as ws:
             await ws.send(json.dumps({"text": "hi"}))

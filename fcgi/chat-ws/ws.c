@@ -1,0 +1,123 @@
+/*
+ * ws.c - the WebSocket transport (see ws.h).
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "handshake.h"
+#include "log.h"
+#include "params.h"
+#include "rate.h"
+#include "replay.h"
+#include "server.h"
+#include "util.h"
+#include "valid.h"
+#include "ws.h"
+
+#define MSG_MAX 65536            /* a client message over this closes with 1009 */
+#define WRITES_PER_CALLBACK 16   /* frames written per writable callback */
+
+_Static_assert(LWS_PRE <= FEED_HEADROOM, "feed frames need LWS_PRE bytes of headroom");
+
+int ws_confirm_upgrade(struct lws *wsi, const char *upgrade)
+{
+    struct conn probe;
+    struct chat_fail f = { 0 };
+
+    /* Refused here, with an answer (>0: lws completes the transaction). */
+    if (!upgrade || strcmp(upgrade, "websocket") != 0 || handshake_check(wsi, &probe, &f) == 0)
+        return 0;
+    return handshake_refuse(wsi, &f) < 0 ? -1 : 1;
+}
+
+int ws_filter(struct lws *wsi, struct conn *c)
+{
+    struct chat_fail f = { 0 };
+
+    /* Checked already; this fills the session (a refusal now only hangs up). */
+    if (handshake_check(wsi, c, &f) < 0) {
+        srv.refused++;
+        return 1;
+    }
+    handshake_auth(wsi, c);
+    return 0;
+}
+
+static void handle_message(struct conn *c, const char *data, size_t len)
+{
+    struct params p;
+    struct valid_send m;
+    struct chat_fail f = { 0 };
+
+    srv.received++;
+    if (!rate_take(&c->tokens, &c->tokens_at, srv.cfg.sends_per_sec, util_now_ms())) {
+        chat_fail(&f, CHAT_ETOOMANY, "too many messages: at most %d a second", srv.cfg.sends_per_sec);
+        conn_error(c, &f);
+        return;
+    }
+    params_init(&p);
+    if (params_ws_frame(&p, data, len, c->room, c->room_len, &m, &f) == 0 &&
+        params_auth_user(&m, c->auth, c->auth_len, &f) == 0)
+        writer_submit(srv.writer, c->id, &m, &f);
+    params_free(&p);
+    if (f.code != CHAT_OK)
+        conn_error(c, &f);
+}
+
+int ws_receive(struct conn *c, const char *in, size_t len)
+{
+    bool final = lws_is_final_fragment(c->wsi) && lws_remaining_packet_payload(c->wsi) == 0;
+
+    if (c->close_code)
+        return 0;
+    if (lws_frame_is_binary(c->wsi)) {
+        lws_close_reason(c->wsi, LWS_CLOSE_STATUS_UNACCEPTABLE_OPCODE,
+                         (unsigned char *)"binary messages are not accepted", 32);
+        return -1;
+    }
+    if (c->rx_len + len > MSG_MAX) {
+        lws_close_reason(c->wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE,
+                         (unsigned char *)"message over 64 KiB", 19);
+        return -1;
+    }
+    if (final && !c->rx) {
+        handle_message(c, in, len);       /* the common case: one fragment */
+        return 0;
+    }
+    if (len) {
+        char *nb = realloc(c->rx, c->rx_len + len);
+        if (!nb)
+            return -1;
+        c->rx = nb;
+        memcpy(c->rx + c->rx_len, in, len);
+        c->rx_len += len;
+    }
+    if (final) {
+        handle_message(c, c->rx ? c->rx : "", c->rx_len);
+        free(c->rx);
+        c->rx = NULL;
+        c->rx_len = 0;
+    }
+    return 0;
+}
+
+int ws_writable(struct conn *c)
+{
+    for (int i = 0; i < WRITES_PER_CALLBACK && c->qlen && !lws_send_pipe_choked(c->wsi); i++) {
+        struct feed_msg *m = c->q[c->qhead];
+        if (lws_write(c->wsi, m->buf + FEED_HEADROOM, m->len, LWS_WRITE_TEXT) < (int)m->len)
+            return -1;
+        srv.frames_sent++;
+        conn_pop(c);
+    }
+    if (c->qlen == 0 && c->replaying && !c->close_code)
+        replay_step(c);
+    if (c->close_code && (c->qlen == 0 || c->close_code != LWS_CLOSE_STATUS_GOINGAWAY)) {
+        lws_close_reason(c->wsi, (enum lws_close_status)c->close_code,
+                         (unsigned char *)c->close_reason, strlen(c->close_reason));
+        return -1;
+    }
+    if (c->qlen)
+        lws_callback_on_writable(c->wsi);
+    return 0;
+}

@@ -1,0 +1,280 @@
+/*
+ * test_hold.c - the parking lot of long-polls on real FastCGI requests,
+ * with a hook that forces the watcher's interleavings.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <poll.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+
+#include <cmocka.h>
+#include <sqlite3.h>
+
+#include "hold.h"
+#include "store.h"
+#include "unit.h"
+#include "util.h"
+
+/*
+ * The hold needs real FastCGI requests: a unix socket that libfcgi accepts
+ * on, and a client end that sends what nginx sends for a GET (the request,
+ * no parameters, an empty body) and reads the answer back.
+ */
+struct hold_env {
+    char sock[80];
+    int listen_fd;
+    struct hold *h;
+};
+
+/* Pauses the watcher once, in flight (hold_test_hook), until the test says go. */
+static struct {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool armed, reached, go;
+} pause_at = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, false, false, false };
+
+static void deadline_in(struct timespec *ts, int seconds)
+{
+    clock_gettime(CLOCK_REALTIME, ts);
+    ts->tv_sec += seconds;
+}
+
+static void pause_hook(struct hold *h)
+{
+    struct timespec until;
+    (void)h;
+    deadline_in(&until, 10);
+    pthread_mutex_lock(&pause_at.mu);
+    if (pause_at.armed) {
+        pause_at.armed = false;
+        pause_at.reached = true;
+        pthread_cond_broadcast(&pause_at.cv);
+        while (!pause_at.go && pthread_cond_timedwait(&pause_at.cv, &pause_at.mu, &until) == 0)
+            ;
+    }
+    pthread_mutex_unlock(&pause_at.mu);
+}
+
+static void pause_arm(void)
+{
+    pthread_mutex_lock(&pause_at.mu);
+    pause_at.armed = true;
+    pause_at.reached = pause_at.go = false;
+    pthread_mutex_unlock(&pause_at.mu);
+    hold_test_hook = pause_hook;
+}
+
+/* Waits (10 s at most) until the watcher is paused; true when it is. */
+static bool pause_reached(void)
+{
+    struct timespec until;
+    bool reached;
+    deadline_in(&until, 10);
+    pthread_mutex_lock(&pause_at.mu);
+    while (!pause_at.reached && pthread_cond_timedwait(&pause_at.cv, &pause_at.mu, &until) == 0)
+        ;
+    reached = pause_at.reached;
+    pthread_mutex_unlock(&pause_at.mu);
+    return reached;
+}
+
+static void pause_release(void)
+{
+    pthread_mutex_lock(&pause_at.mu);
+    pause_at.go = true;
+    pthread_cond_broadcast(&pause_at.cv);
+    pthread_mutex_unlock(&pause_at.mu);
+}
+
+static void hold_env_start(struct hold_env *e, const char *db_path)
+{
+    struct sockaddr_un a = { .sun_family = AF_UNIX };
+    struct hold_opts o = { .store = { .path = db_path, .busy_ms = 1000 }, .max_held = 16,
+                           .probe_ms = 20 };
+    struct chat_fail f;
+
+    snprintf(e->sock, sizeof e->sock, "%s.sock", db_path);
+    snprintf(a.sun_path, sizeof a.sun_path, "%s", e->sock);
+    unlink(e->sock);
+    assert_int_equal(FCGX_Init(), 0);
+    e->listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(e->listen_fd >= 0);
+    assert_int_equal(bind(e->listen_fd, (struct sockaddr *)&a, sizeof a), 0);
+    assert_int_equal(listen(e->listen_fd, 8), 0);
+    assert_int_equal(hold_start(&o, &e->h, &f), 0);
+}
+
+static void hold_env_stop(struct hold_env *e)
+{
+    hold_test_hook = NULL;
+    hold_stop(e->h);
+    close(e->listen_fd);
+    unlink(e->sock);
+}
+
+/* A request accepted by libfcgi (malloc'd, as the hold frees it); *client is nginx's end. */
+static FCGX_Request *fcgi_request(struct hold_env *e, int *client)
+{
+    static const unsigned char records[] = {
+        1, 1, 0, 1, 0, 8, 0, 0,  0, 1, 0, 0, 0, 0, 0, 0,   /* BEGIN_REQUEST: responder */
+        1, 4, 0, 1, 0, 0, 0, 0,                            /* PARAMS: none */
+        1, 5, 0, 1, 0, 0, 0, 0,                            /* STDIN: empty */
+    };
+    struct sockaddr_un a = { .sun_family = AF_UNIX };
+    FCGX_Request *r = calloc(1, sizeof *r);
+
+    assert_non_null(r);
+    snprintf(a.sun_path, sizeof a.sun_path, "%s", e->sock);
+    *client = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(*client >= 0);
+    assert_int_equal(connect(*client, (struct sockaddr *)&a, sizeof a), 0);
+    assert_int_equal(write(*client, records, sizeof records), (ssize_t)sizeof records);
+    assert_int_equal(FCGX_InitRequest(r, e->listen_fd, 0), 0);
+    assert_int_equal(FCGX_Accept_r(r), 0);
+    return r;
+}
+
+/*
+ * Reads the answer until the hold closes the connection (15 s at most) and
+ * returns its FCGI_STDOUT bytes, NUL-terminated, in out; closes client.
+ */
+static void fcgi_answer(int client, char *out, size_t size)
+{
+    static unsigned char raw[65536];
+    size_t got = 0, n = 0;
+    int64_t until = util_now_ms() + 15000;
+    ssize_t k;
+
+    for (;;) {
+        struct pollfd p = { .fd = client, .events = POLLIN };
+        int64_t left = until - util_now_ms();
+        if (left <= 0 || poll(&p, 1, (int)left) <= 0)
+            break;
+        if ((k = read(client, raw + got, sizeof raw - got)) <= 0)
+            break;
+        got += (size_t)k;
+    }
+    close(client);
+    for (size_t at = 0; at + 8 <= got; ) {
+        size_t clen = (size_t)raw[at + 4] << 8 | raw[at + 5], pad = raw[at + 6];
+        if (at + 8 + clen > got)
+            break;
+        if (raw[at + 1] == 6 && n + clen < size) {   /* FCGI_STDOUT */
+            memcpy(out + n, raw + at + 8, clen);
+            n += clen;
+        }
+        at += 8 + clen + pad;
+    }
+    out[n] = '\0';
+}
+
+static struct get_args get_room(const char *room, int64_t index)
+{
+    return (struct get_args){ .room = room, .room_len = strlen(room), .index = index,
+                              .limit = 100, .wait = 5 };
+}
+
+/*
+ * The issue's interleaving: waiter A is in flight (taken by the watcher,
+ * nothing new for it yet), row 3 of its room commits, and C parks alone
+ * with seen_id 3 while A is out of the table. Nothing may move a cursor
+ * past row 3 for A: once put back, A must be answered with "three", not
+ * with an empty page when its wait ends. A is taken by the watcher as a
+ * park behind what was dispatched (its snapshot predates row 2, of
+ * another room), the one way a waiter is read with nothing new.
+ */
+static void test_hold_in_flight_wakeup(void **state)
+{
+    struct db *d = *state;
+    struct hold_env e;
+    struct store_sent one, two, three;
+    struct get_args ga, gc;
+    struct chat_fail f;
+    FCGX_Request *a, *c;
+    int ca, cc;
+    static char body_a[65536], body_c[65536];
+
+    send_one(d->s, "r", "one", NULL, &one);
+    send_one(d->s, "x", "two", NULL, &two);
+    hold_env_start(&e, d->path);
+    pause_arm();
+    /* A read its room before row 2 was stored: the watcher reads it by cursor. */
+    a = fcgi_request(&e, &ca);
+    ga = get_room("r", one.id);
+    assert_int_equal(hold_park(e.h, a, &ga, one.id, &f), 0);
+    /* Row 2 is another room's: A has nothing new and is paused on its way back. */
+    assert_true(pause_reached());
+    send_one(d->s, "r", "three", NULL, &three);
+    c = fcgi_request(&e, &cc);
+    gc = get_room("c", 0);
+    assert_int_equal(hold_park(e.h, c, &gc, three.id, &f), 0);
+    pause_release();
+
+    fcgi_answer(ca, body_a, sizeof body_a);
+    hold_env_stop(&e);
+    fcgi_answer(cc, body_c, sizeof body_c);
+    assert_true(two.id > one.id);
+    assert_non_null(strstr(body_a, "Status: 200"));
+    assert_non_null(strstr(body_a, "\"data\":[\"three\"]"));
+    assert_non_null(strstr(body_c, "\"data\":[]"));
+}
+
+/*
+ * A read of the watcher that fails puts its waiters back; the cursor must
+ * not stay past the rows they were taken for: once reads work again, A is
+ * answered with row 2. The read is made to fail by dropping the table the
+ * room's read (and only it) needs, and restored while A is in flight.
+ */
+static void test_hold_failed_read_retried(void **state)
+{
+    struct db *d = *state;
+    struct hold_env e;
+    struct store_sent one, two;
+    struct get_args ga;
+    struct chat_fail f;
+    FCGX_Request *a;
+    sqlite3 *db;
+    int ca;
+    static char body[65536];
+
+    send_one(d->s, "r", "one", NULL, &one);
+    hold_env_start(&e, d->path);
+    assert_int_equal(sqlite3_open(d->path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, "DROP TABLE pruned", NULL, NULL, NULL), SQLITE_OK);
+    pause_arm();
+    a = fcgi_request(&e, &ca);
+    ga = get_room("r", one.id);
+    assert_int_equal(hold_park(e.h, a, &ga, one.id, &f), 0);
+    send_one(d->s, "r", "two", NULL, &two);
+    assert_true(pause_reached());
+    assert_int_equal(sqlite3_exec(db, "CREATE TABLE pruned (room TEXT PRIMARY KEY,"
+                                  " upto INTEGER NOT NULL)", NULL, NULL, NULL), SQLITE_OK);
+    pause_release();
+
+    fcgi_answer(ca, body, sizeof body);
+    hold_env_stop(&e);
+    sqlite3_close(db);
+    assert_non_null(strstr(body, "\"data\":[\"two\"]"));
+}
+
+static const struct CMUnitTest tests[] = {
+    cmocka_unit_test_setup_teardown(test_hold_in_flight_wakeup, db_setup, db_teardown),
+    cmocka_unit_test_setup_teardown(test_hold_failed_read_retried, db_setup, db_teardown),
+};
+
+const struct CMUnitTest *hold_tests(size_t *n)
+{
+    *n = sizeof tests / sizeof tests[0];
+    return tests;
+}
