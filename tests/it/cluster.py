@@ -5,10 +5,11 @@
 
 Groups:
   fanout   a message sent through any node, or inserted with psql, reaches a
-           long-poll and a WebSocket on every node
-  follow   concurrent senders on every node (HTTP and WebSocket), a long-poll
-           and a WebSocket follower on each node: every follower sees every
-           message exactly once, in id order; each sender's ids increase
+           long-poll, a WebSocket and an event stream on every node
+  follow   concurrent senders on every node (HTTP and WebSocket), a long-poll,
+           a WebSocket and an event-stream follower on each node: every
+           follower sees every message exactly once, in id order; each
+           sender's ids increase
   cid      a cid repeated through another node answers the first id; the
            same cid sent through every node at once is stored once
   faults   while senders and followers on every node go on (a sender retries
@@ -39,6 +40,7 @@ import urllib.request
 import websockets
 
 from checks import db_run, report
+from sse_client import Stream
 
 GROUP, URI, STACKS = sys.argv[1], sys.argv[2], sys.argv[3:]
 
@@ -99,6 +101,7 @@ async def fanout_one(room, sender_name, do_send):
     """Opens a socket and a long-poll on every node, then sends once."""
     start = latest(room)
     socks = [await websockets.connect(ws_url(b, f"room={room}&index={start}"), open_timeout=5) for b in BASES]
+    streams = [Stream("127.0.0.1", b.rsplit(":", 1)[1], f"/events?room={room}&index={start}") for b in BASES]
     polls = [None] * len(BASES)
 
     def poll(k):
@@ -118,6 +121,18 @@ async def fanout_one(room, sender_name, do_send):
             m = {"error": repr(e)}
         report(m.get("text") == text, f"{text} reaches a socket on node {k}", m)
         await ws.close()
+    for k, st in enumerate(streams):
+        got = None
+        try:
+            while True:
+                ev = await asyncio.to_thread(st.next, 5)
+                if ev is None or ev.type == "message":
+                    got = ev.json()["text"] if ev else None
+                    break
+        except Exception as e:                    # noqa: BLE001 - reported
+            got = repr(e)
+        report(got == text, f"{text} reaches an event stream on node {k}", got)
+        st.sock.close()
     for t in threads:
         t.join(20)
     took = time.monotonic() - t0
@@ -149,7 +164,9 @@ class Followers:
         for k in range(len(BASES)):
             self.got[f"long-poll on node {k}"] = []
             self.got[f"socket on node {k}"] = []
+            self.got[f"event stream on node {k}"] = []
             self.threads.append(threading.Thread(target=self.long_poll, args=(k, self.got[f"long-poll on node {k}"])))
+            self.threads.append(threading.Thread(target=self.stream, args=(k, self.got[f"event stream on node {k}"])))
             self.threads.append(threading.Thread(target=lambda k=k: asyncio.run(self.socket(k, self.got[f"socket on node {k}"]))))
         for t in self.threads:
             t.start()
@@ -165,6 +182,33 @@ class Followers:
             out.extend(m["id"] for m in doc["messages"])
             if doc["messages"]:
                 cursor = doc["max_index"]
+
+    def stream(self, k, out):
+        """As an EventSource does: Last-Event-ID on every reconnect."""
+        last = str(self.start)
+        while not self.stop.is_set():
+            try:
+                st = Stream("127.0.0.1", BASES[k].rsplit(":", 1)[1], f"/events?room={self.room}",
+                            last_event_id=last, timeout=3)
+                if st.status != 200:
+                    raise ConnectionError(st.status)
+                while not self.stop.is_set():
+                    try:
+                        ev = st.next(0.5)
+                    except TimeoutError:
+                        continue
+                    if ev is None:
+                        break                     # ended (a shutdown): reconnect
+                    if ev.type == "error":
+                        raise ConnectionError(ev.data)   # the node's push process is away
+                    if ev.type == "message":
+                        out.append(int(ev.id))
+                    if ev.id:
+                        last = ev.id
+                st.sock.close()
+            except Exception:                     # noqa: BLE001 - resume by id, on the next node
+                k = (k + 1) % len(BASES)
+                time.sleep(0.2)
 
     async def socket(self, k, out):
         cursor = self.start
