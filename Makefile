@@ -3,6 +3,7 @@
 #
 #   make [V=1] [SAN=1]   build build/<flavour>/chat-fcgi (SAN=1: ASan+UBSan)
 #   make run [PORT=8080] build and run nginx + chat-fcgi in the foreground
+#   make cluster [NODES=2] [PORT=8080]  NODES nodes on one private PostgreSQL
 #   make test [SAN=1]    every test; the last line is "N passed, N failed"
 #   make bench           benchmarks (tests/bench/), figures for the README
 #   make install [PREFIX=/usr/local] [DESTDIR=]
@@ -53,7 +54,7 @@ FCGI_OBJS := $(patsubst %,$(B)/obj/chat-fcgi/%.o,main workers reply hold commit 
 WS_OBJS   := $(patsubst %,$(B)/obj/chat-ws/%.o,main conn rooms replay handshake ws sse http feed writer) $(COMMON_OBJS)
 INC_COMMON := -iquote fcgi/common
 
-.PHONY: all run test bench fuzz fuzz-build install uninstall clean deps deps-test
+.PHONY: all run cluster test bench fuzz fuzz-build install uninstall clean deps deps-test deps-cluster
 all: $(B)/chat-fcgi $(B)/chat-ws
 
 $(B)/obj/common/%.o: fcgi/common/%.c
@@ -107,7 +108,7 @@ $(B):
 # Installs what is missing: as root with apt-get, otherwise says the line to run.
 deps: PKGS_NEEDED = $(DEB_PKGS)
 deps-test: PKGS_NEEDED = $(DEB_PKGS) $(TEST_PKGS) $(if $(shell command -v npm),,nodejs npm)
-deps deps-test:
+deps deps-test deps-cluster:
 	$(Q)missing=""; \
 	for p in $(PKGS_NEEDED); do \
 	  dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || missing="$$missing $$p"; \
@@ -121,6 +122,13 @@ deps deps-test:
 	    echo "missing packages; run as root:  apt-get install -y$$missing"; exit 1; \
 	  fi; \
 	fi
+
+# Several nodes on one private PostgreSQL (conf/cluster.sh, SPEC section 9).
+NODES ?= 2
+deps-cluster: PKGS_NEEDED = $(DEB_PKGS) postgresql-15
+cluster: deps-cluster
+	$(Q)$(MAKE) --no-print-directory all
+	$(Q)NODES=$(NODES) PORT=$(PORT) BIN_DIR=$(B) conf/cluster.sh run var
 
 run: deps
 	$(Q)$(MAKE) --no-print-directory all
