@@ -165,4 +165,7 @@ else
     echo "  (not root: the closed-checkout fallback is not tried)"
 fi
 CLUSTERS=()
+# Any sanitizer report in a node's log is a failure (finish looks at $TMP/*/logs only).
+check "no sanitizer report in the nodes' logs" "" \
+    "$(grep -l -E 'ERROR: (Address|Leak)Sanitizer|runtime error:' "$TMP"/var/node*/logs/chat-*.log "$TMP"/closed/var/node*/logs/chat-*.log 2>/dev/null)"
 finish
