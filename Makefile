@@ -150,7 +150,7 @@ fuzz: deps-test
 	$(Q)FUZZ_SECONDS=$${FUZZ_SECONDS:-300} tests/fuzz/fuzz.sh
 
 # Benchmarks report figures; they are never part of `make test`.
-bench: deps
+bench: deps-cluster
 	$(Q)$(MAKE) --no-print-directory all
 	$(Q)BIN_DIR=$(B) tests/bench/run.sh
 

@@ -249,8 +249,10 @@ static int start_listen(struct pg_db *s, struct chat_fail *f)
     r = PQexecPrepared(s->conn, name, 0, NULL, NULL, NULL, 0);
     ok = PQresultStatus(r) == PGRES_COMMAND_OK;
     PQclear(r);
-    if (!ok)
-        return chat_fail(f, CHAT_EUNAVAIL, "LISTEN: %s", conn_error(s->conn, buf, sizeof buf));
+    if (!ok) {
+        log_warn("LISTEN: %s", conn_error(s->conn, buf, sizeof buf));
+        return chat_fail(f, CHAT_EUNAVAIL, "database unavailable, try again");
+    }
     if (epoll_ctl(s->epfd, EPOLL_CTL_ADD, PQsocket(s->conn), &ev) < 0)
         return chat_fail(f, CHAT_EINTERNAL, "epoll_ctl: %s", strerror(errno));
     s->version++;
@@ -273,8 +275,10 @@ static int setup_conn(struct pg_db *s, struct chat_fail *f)
                      NULL, NULL, 0);
     ok = PQresultStatus(r) == PGRES_TUPLES_OK;
     PQclear(r);
-    if (!ok)
-        return chat_fail(f, CHAT_EUNAVAIL, "database unavailable: %s", conn_error(s->conn, buf, sizeof buf));
+    if (!ok) {
+        log_warn("database session settings: %s", conn_error(s->conn, buf, sizeof buf));
+        return chat_fail(f, CHAT_EUNAVAIL, "database unavailable, try again");
+    }
     for (int i = 0; i < ST_COUNT; i++) {
         stmt_name(i, name);
         r = PQprepare(s->conn, name, stmts[i].sql, stmts[i].nparams, stmts[i].types);
@@ -373,10 +377,12 @@ static int fail_of(struct pg_db *s, PGresult *r, struct chat_fail *f, const char
 {
     const char *state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
     const char *msg = r ? PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY) : NULL;
+    const char *sev = r ? PQresultErrorField(r, PG_DIAG_SEVERITY_NONLOCALIZED) : NULL;
     char buf[160];
     int err;
 
-    if (!state || PQstatus(s->conn) != CONNECTION_OK) {
+    /* No error from the server, a broken connection, or a FATAL one: the session is over. */
+    if (!state || PQstatus(s->conn) != CONNECTION_OK || (sev && strcmp(sev, "ERROR") != 0)) {
         conn_error(s->conn, buf, sizeof buf);
         err = chat_fail(f, CHAT_EUNAVAIL, "database unavailable (%s), try again", what);
         drop(s, msg ? msg : buf);
@@ -395,9 +401,10 @@ static int fail_of(struct pg_db *s, PGresult *r, struct chat_fail *f, const char
 }
 
 /*
- * Runs a prepared statement; params are text, NULL for SQL NULL; lens[i]
- * > 0 (or binary[i]) marks a string sent in binary with that length, else
- * a NUL-terminated text value. Returns the result, or NULL with *err set.
+ * Runs a prepared statement, its parameters as PQexecPrepared takes them:
+ * fmts[i] 1 sends vals[i] as lens[i] bytes (a string, binary-safe), 0 (or
+ * no fmts) as NUL-terminated text (a number); a NULL vals[i] is SQL NULL.
+ * Returns the result (PQclear it), or NULL with *err and *f set.
  */
 static PGresult *run(struct pg_db *s, enum stmt_id id, const char *const *vals, const int *lens,
                      const int *fmts, struct chat_fail *f, int *err)

@@ -25,6 +25,9 @@ python3 "$here/nchan.py"
 python3 "$here/wakeup.py" 200
 python3 "$here/ws_fanout.py" 1000 20 10
 
+# Two nodes on one PostgreSQL beside one node on SQLite (about 8 minutes)
+python3 "$here/cluster.py"
+
 # Send throughput, each durability setting
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 for sync in normal full; do
