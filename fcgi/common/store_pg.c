@@ -1,7 +1,9 @@
 /*
  * store_pg.c - the PostgreSQL backend of the store (store_backend.h), for
- * several nodes that share one database (SPEC section 9); the only file
- * that includes libpq-fe.h.
+ * several nodes that share one database (SPEC section 9): connections,
+ * schema and change notices here, statements and reads in
+ * store_pg_read.c, writes and retention in store_pg_write.c. These and
+ * store_pg.h are the only files that include libpq-fe.h.
  *
  * Design:
  *   - --db is a libpq URI (postgresql:// or postgres://). Every statement
@@ -44,122 +46,24 @@
 
 #include "chat_limits.h"
 #include "log.h"
-#include "store_backend.h"
+#include "store_pg.h"
 #include "util.h"
 
 #define SCHEMA_VERSION 1         /* of sql/schema-pg.sql */
 
 #define BACKOFF_FIRST_MS 200
 #define BACKOFF_MAX_MS   5000
-#define LOOK_EVERY_MS    1000    /* the watcher's look at the id counter, without a notice */
 
-/* Type oids of the parameters (pg_type.h is a server header). */
-#define OID_INT4 23
-#define OID_INT8 20
-#define OID_TEXT 25
 
 extern const char schema_pg_sql[];   /* sql/schema-pg.sql, compiled in by the Makefile */
 
-enum stmt_id {
-    ST_BEGIN, ST_COMMIT, ST_ROLLBACK, ST_APPEND, ST_FIND_CID,
-    ST_AFTER, ST_TAIL, ST_SINCE, ST_MAX_ID, ST_COUNTER, ST_CHECK,
-    ST_AGE_EDGE, ST_AGE_BATCH, ST_ROOMS, ST_COUNT_EDGE, ST_ROOM_BATCH, ST_LISTEN,
-    ST_COUNT
-};
-
-struct stmt {
-    const char *what;          /* in logs and refusals */
-    const char *sql;
-    int nparams;
-    Oid types[4];
-};
-
-/*
- * The page reads return id, ts, user, text, room, then (fetch) the room's
- * latest id, the largest id of any room and retention's mark, with one row
- * of NULL messages when none matched, all from the statement's snapshot.
- */
-#define PAGE_COLS "m.id, m.ts, m.\"user\", m.text, m.room"
-#define PAGE_MARKS \
-    " FROM (SELECT (SELECT coalesce(max(id), 0) FROM messages WHERE room = $1) AS latest," \
-    "              (SELECT coalesce(max(id), 0) FROM messages) AS seen," \
-    "              (SELECT coalesce(max(upto), 0) FROM pruned WHERE room = $1) AS upto) k"
-
-static const struct stmt stmts[ST_COUNT] = {
-    [ST_BEGIN]    = { "begin", "BEGIN", 0, { 0 } },
-    [ST_COMMIT]   = { "commit", "COMMIT", 0, { 0 } },
-    [ST_ROLLBACK] = { "rollback", "ROLLBACK", 0, { 0 } },
-    /*
-     * One message: its cid's first row when the room has one (earlier in
-     * the batch too), else the new row. A cid committed meanwhile by
-     * another node makes the insert do nothing: no row, see append_tx.
-     */
-    [ST_APPEND]   = { "insert", "WITH dup AS (SELECT id, ts FROM messages WHERE room = $1 AND cid = $4),"
-                      " ins AS (INSERT INTO messages (room, \"user\", text, cid)"
-                      "         SELECT $1, $2, $3, $4 WHERE NOT EXISTS (SELECT FROM dup)"
-                      "         ON CONFLICT (room, cid) DO NOTHING RETURNING id, ts)"
-                      " SELECT id, ts, false FROM ins UNION ALL SELECT id, ts, true FROM dup",
-                      4, { OID_TEXT, OID_TEXT, OID_TEXT, OID_TEXT } },
-    [ST_FIND_CID] = { "find cid", "SELECT id, ts FROM messages WHERE room = $1 AND cid = $2",
-                      2, { OID_TEXT, OID_TEXT } },
-    [ST_AFTER]    = { "read messages", "SELECT " PAGE_COLS ", k.latest, k.seen, k.upto" PAGE_MARKS
-                      " LEFT JOIN LATERAL (SELECT id, ts, \"user\", text, room FROM messages"
-                      "   WHERE room = $1 AND id > $2 ORDER BY id LIMIT $3) m ON true ORDER BY m.id",
-                      3, { OID_TEXT, OID_INT8, OID_INT4 } },
-    [ST_TAIL]     = { "read the tail", "SELECT " PAGE_COLS ", k.latest, k.seen, k.upto" PAGE_MARKS
-                      " LEFT JOIN LATERAL (SELECT id, ts, \"user\", text, room FROM messages"
-                      "   WHERE room = $1 ORDER BY id DESC LIMIT $2) m ON true ORDER BY m.id",
-                      2, { OID_TEXT, OID_INT4 } },
-    [ST_SINCE]    = { "read new messages", "SELECT id, ts, \"user\", text, room FROM messages"
-                      " WHERE id > $1 ORDER BY id LIMIT $2", 2, { OID_INT8, OID_INT4 } },
-    [ST_MAX_ID]   = { "max id", "SELECT coalesce(max(id), 0) FROM messages", 0, { 0 } },
-    [ST_COUNTER]  = { "id counter", "SELECT last FROM message_ids", 0, { 0 } },
-    /* Readable, and writable: not a standby, not read-only by default. */
-    [ST_CHECK]    = { "check", "SELECT last, current_setting('transaction_read_only') FROM message_ids",
-                      0, { 0 } },
-    /* Retention: the first id young enough to keep, a walk from the oldest row. */
-    [ST_AGE_EDGE] = { "retention edge", "SELECT coalesce((SELECT id FROM messages WHERE ts >= $1 ORDER BY id LIMIT 1),"
-                      " (SELECT coalesce(max(id), 0) + 1 FROM messages))", 1, { OID_INT8 } },
-    /* A batch deleted and noted per room in one statement (its own transaction). */
-    [ST_AGE_BATCH] = { "retention", "WITH gone AS (DELETE FROM messages WHERE id IN"
-                       "   (SELECT id FROM messages WHERE id < $1 ORDER BY id LIMIT $2) RETURNING id, room),"
-                       " noted AS (INSERT INTO pruned (room, upto) SELECT room, max(id) FROM gone GROUP BY room"
-                       "   ON CONFLICT (room) DO UPDATE SET upto = greatest(pruned.upto, excluded.upto))"
-                       " SELECT count(*) FROM gone", 2, { OID_INT8, OID_INT4 } },
-    [ST_ROOMS]    = { "rooms", "SELECT DISTINCT room FROM messages", 0, { 0 } },
-    [ST_COUNT_EDGE] = { "retention edge", "SELECT id FROM messages WHERE room = $1 ORDER BY id DESC LIMIT 1 OFFSET $2",
-                        2, { OID_TEXT, OID_INT4 } },
-    [ST_ROOM_BATCH] = { "retention", "WITH gone AS (DELETE FROM messages WHERE id IN"
-                        "   (SELECT id FROM messages WHERE room = $1 AND id <= $2 ORDER BY id LIMIT $3)"
-                        "   RETURNING id, room),"
-                        " noted AS (INSERT INTO pruned (room, upto) SELECT room, max(id) FROM gone GROUP BY room"
-                        "   ON CONFLICT (room) DO UPDATE SET upto = greatest(pruned.upto, excluded.upto))"
-                        " SELECT count(*) FROM gone", 3, { OID_TEXT, OID_INT8, OID_INT4 } },
-    [ST_LISTEN]   = { "listen", "LISTEN chat", 0, { 0 } },
-};
 
 /* Statement names on the server: "c0", "c1", ... by stmt_id. */
-static void stmt_name(enum stmt_id id, char name[8])
+void pgs_stmt_name(enum stmt_id id, char name[8])
 {
     snprintf(name, 8, "c%d", (int)id);
 }
 
-struct pg_db {
-    struct store base;
-    PGconn *conn;              /* NULL while disconnected */
-    char *uri;
-    char lock_timeout[24];     /* the writer waits this long for another ("2000ms") */
-    int64_t next_try_ms;       /* no connection attempt before this */
-    int backoff_ms;            /* 0 while connected */
-    bool doomed;               /* the server said it closes the connection */
-    bool connected_once;       /* a failure after this is an outage, logged */
-    /* the watcher's connection only (pg_watch): */
-    bool listen;
-    int epfd;                  /* holds the socket while connected */
-    int64_t version;           /* the change counter of pg_data_version */
-    int64_t counter;           /* message_ids.last at the last look */
-    int64_t next_look_ms;
-};
 
 /*
  * Logs: a connection closed is told at most every 10 s per process (a
@@ -194,7 +98,7 @@ static void on_notice(void *arg, const PGresult *r)
 }
 
 /* The first line of libpq's message of the connection, for a log or a refusal. */
-static const char *conn_error(PGconn *c, char *buf, size_t size)
+const char *pgs_conn_error(PGconn *c, char *buf, size_t size)
 {
     const char *m = c ? PQerrorMessage(c) : "out of memory";
     size_t len = strcspn(m, "\n");
@@ -203,7 +107,7 @@ static const char *conn_error(PGconn *c, char *buf, size_t size)
 }
 
 /* Closes the connection; the next call makes a new one. */
-static void drop(struct pg_db *s, const char *why)
+void pgs_drop(struct pg_db *s, const char *why)
 {
     int64_t now = util_now_ms(), last = atomic_load(&lost_logged_ms);
 
@@ -220,7 +124,7 @@ static void drop(struct pg_db *s, const char *why)
 }
 
 /* Counts (and frees) the notices libpq has read; they move the change counter. */
-static int take_notices(struct pg_db *s)
+int pgs_take_notices(struct pg_db *s)
 {
     PGnotify *n;
     int count = 0;
@@ -245,12 +149,12 @@ static int start_listen(struct pg_db *s, struct chat_fail *f)
     PGresult *r;
     bool ok;
 
-    stmt_name(ST_LISTEN, name);
+    pgs_stmt_name(ST_LISTEN, name);
     r = PQexecPrepared(s->conn, name, 0, NULL, NULL, NULL, 0);
     ok = PQresultStatus(r) == PGRES_COMMAND_OK;
     PQclear(r);
     if (!ok)
-        return chat_fail(f, CHAT_EUNAVAIL, "LISTEN: %s", conn_error(s->conn, buf, sizeof buf));
+        return chat_fail(f, CHAT_EUNAVAIL, "LISTEN: %s", pgs_conn_error(s->conn, buf, sizeof buf));
     if (epoll_ctl(s->epfd, EPOLL_CTL_ADD, PQsocket(s->conn), &ev) < 0)
         return chat_fail(f, CHAT_EINTERNAL, "epoll_ctl: %s", strerror(errno));
     s->version++;
@@ -274,16 +178,16 @@ static int setup_conn(struct pg_db *s, struct chat_fail *f)
     ok = PQresultStatus(r) == PGRES_TUPLES_OK;
     PQclear(r);
     if (!ok)
-        return chat_fail(f, CHAT_EUNAVAIL, "database unavailable: %s", conn_error(s->conn, buf, sizeof buf));
+        return chat_fail(f, CHAT_EUNAVAIL, "database unavailable: %s", pgs_conn_error(s->conn, buf, sizeof buf));
     for (int i = 0; i < ST_COUNT; i++) {
-        stmt_name(i, name);
-        r = PQprepare(s->conn, name, stmts[i].sql, stmts[i].nparams, stmts[i].types);
+        pgs_stmt_name(i, name);
+        r = PQprepare(s->conn, name, pgs_stmts[i].sql, pgs_stmts[i].nparams, pgs_stmts[i].types);
         ok = PQresultStatus(r) == PGRES_COMMAND_OK;
         if (!ok) {
             int code = PQstatus(s->conn) == CONNECTION_OK ? CHAT_EINTERNAL : CHAT_EUNAVAIL;
             const char *msg = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
-            chat_fail(f, code, "prepare %s: %s", stmts[i].what,
-                      msg ? msg : conn_error(s->conn, buf, sizeof buf));
+            chat_fail(f, code, "prepare %s: %s", pgs_stmts[i].what,
+                      msg ? msg : pgs_conn_error(s->conn, buf, sizeof buf));
             PQclear(r);
             return code;
         }
@@ -316,7 +220,7 @@ static int connect_db(struct pg_db *s, struct chat_fail *f)
         }
     } else {
         /* The reason to the log; a client learns only to retry. */
-        conn_error(s->conn, buf, sizeof buf);
+        pgs_conn_error(s->conn, buf, sizeof buf);
         err = chat_fail(f, CHAT_EUNAVAIL, s->connected_once ? "database unavailable, try again"
                                                             : "cannot connect to the database: %s", buf);
         if (s->connected_once && !atomic_exchange(&outage_logged, true))
@@ -338,7 +242,7 @@ static int connect_db(struct pg_db *s, struct chat_fail *f)
  * it while it was idle (what it sent is read first), else a new one when
  * the back-off allows. Returns 0 or CHAT_EUNAVAIL with *f set.
  */
-static int ready(struct pg_db *s, struct chat_fail *f)
+int pgs_ready(struct pg_db *s, struct chat_fail *f)
 {
     /*
      * What the server sent while idle: notices, or a FATAL error and the
@@ -347,93 +251,22 @@ static int ready(struct pg_db *s, struct chat_fail *f)
     for (int i = 0; s->conn && i < 3; i++) {
         struct pollfd pfd = { .fd = PQsocket(s->conn), .events = POLLIN };
         if (PQstatus(s->conn) != CONNECTION_OK || s->doomed) {
-            drop(s, "closed by the server");
+            pgs_drop(s, "closed by the server");
             break;
         }
         if (poll(&pfd, 1, 0) <= 0)
             break;
         if (!PQconsumeInput(s->conn)) {
-            drop(s, "closed by the server");
+            pgs_drop(s, "closed by the server");
             break;
         }
-        take_notices(s);       /* parses what came, FATAL included */
+        pgs_take_notices(s);       /* parses what came, FATAL included */
     }
     if (s->conn)
         return 0;
     if (util_now_ms() < s->next_try_ms)
         return chat_fail(f, CHAT_EUNAVAIL, "database unavailable, try again");
     return connect_db(s, f);
-}
-
-/*
- * Turns a failed result into a refusal the client can act on, and drops a
- * broken connection. Clears r.
- */
-static int fail_of(struct pg_db *s, PGresult *r, struct chat_fail *f, const char *what)
-{
-    const char *state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
-    const char *msg = r ? PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY) : NULL;
-    char buf[160];
-    int err;
-
-    if (!state || PQstatus(s->conn) != CONNECTION_OK) {
-        conn_error(s->conn, buf, sizeof buf);
-        err = chat_fail(f, CHAT_EUNAVAIL, "database unavailable (%s), try again", what);
-        drop(s, msg ? msg : buf);
-    } else if (!strncmp(state, "08", 2) || !strncmp(state, "53", 2) || !strncmp(state, "57", 2) ||
-               !strncmp(state, "58", 2) || !strncmp(state, "40", 2) || !strcmp(state, "55P03") ||
-               !strcmp(state, "25006")) {
-        /* Connection, resources, operator, system, serialisation, lock wait, read-only. */
-        log_warn("%s: %s (%s)", what, msg ? msg : "", state);
-        err = chat_fail(f, CHAT_EUNAVAIL, "database is busy or unavailable (%s), try again", state);
-    } else {
-        log_error("%s: %s (%s)", what, msg ? msg : "", state);
-        err = chat_fail(f, CHAT_EINTERNAL, "database error (%s)", state);
-    }
-    PQclear(r);
-    return err;
-}
-
-/*
- * Runs a prepared statement; params are text, NULL for SQL NULL; lens[i]
- * > 0 (or binary[i]) marks a string sent in binary with that length, else
- * a NUL-terminated text value. Returns the result, or NULL with *err set.
- */
-static PGresult *run(struct pg_db *s, enum stmt_id id, const char *const *vals, const int *lens,
-                     const int *fmts, struct chat_fail *f, int *err)
-{
-    char name[8];
-    PGresult *r;
-    ExecStatusType st;
-
-    if ((*err = ready(s, f)) < 0)
-        return NULL;
-    stmt_name(id, name);
-    r = PQexecPrepared(s->conn, name, stmts[id].nparams, vals, lens, fmts, 0);
-    st = PQresultStatus(r);
-    if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK)
-        return r;
-    *err = fail_of(s, r, f, stmts[id].what);
-    return NULL;
-}
-
-/* Parses a bigint column. */
-static int64_t col_int(const PGresult *r, int row, int col)
-{
-    return PQgetisnull(r, row, col) ? 0 : strtoll(PQgetvalue(r, row, col), NULL, 10);
-}
-
-/* Runs a statement with no parameter that returns one number. */
-static int single_int(struct pg_db *s, enum stmt_id id, int64_t *out, struct chat_fail *f)
-{
-    int err;
-    PGresult *r = run(s, id, NULL, NULL, NULL, f, &err);
-
-    if (!r)
-        return err;
-    *out = PQntuples(r) > 0 ? col_int(r, 0, 0) : 0;
-    PQclear(r);
-    return 0;
 }
 
 /* Exec of one constant statement of the schema step; true when it succeeded. */
@@ -509,7 +342,7 @@ static int apply_schema(struct pg_db *s, struct chat_fail *f)
         log_info("%s the schema in database %s", tables ? "upgraded" : "created", PQdb(c));
     return 0;
 fail:
-    conn_error(c, buf, sizeof buf);
+    pgs_conn_error(c, buf, sizeof buf);
     if (PQtransactionStatus(c) != PQTRANS_IDLE)
         exec_ok(c, "ROLLBACK", NULL);
     return chat_fail(f, PQstatus(c) == CONNECTION_OK ? CHAT_EINTERNAL : CHAT_EUNAVAIL,
@@ -551,370 +384,6 @@ static void pg_close(struct store *base)
     free(s);
 }
 
-/* ---- writes ---- */
-
-/*
- * The next result of a pipeline, with the NULL that ends a query's results
- * consumed. NULL when the connection broke.
- */
-static PGresult *pipe_result(PGconn *c)
-{
-    PGresult *r = PQgetResult(c), *end;
-
-    if (r && PQresultStatus(r) != PGRES_PIPELINE_SYNC && (end = PQgetResult(c)) != NULL)
-        PQclear(end);   /* a query has one result: cannot happen */
-    return r;
-}
-
-/* Sends one statement of a pipeline: text parameters in binary, with lengths. */
-static bool pipe_send(struct pg_db *s, enum stmt_id id, const char *const *vals, const int *lens,
-                      const int *fmts)
-{
-    char name[8];
-    stmt_name(id, name);
-    return PQsendQueryPrepared(s->conn, name, stmts[id].nparams, vals, lens, fmts, 0) == 1;
-}
-
-/* A cid that another node committed while we inserted: its first row. */
-static int find_cid(struct pg_db *s, const struct valid_send *m, struct store_sent *out,
-                    struct chat_fail *f)
-{
-    const char *vals[2] = { m->room, m->cid };
-    const int lens[2] = { (int)m->room_len, (int)m->cid_len }, fmts[2] = { 1, 1 };
-    int err;
-    PGresult *r = run(s, ST_FIND_CID, vals, lens, fmts, f, &err);
-
-    if (!r)
-        return err;
-    if (PQntuples(r) == 0) {
-        PQclear(r);
-        return chat_fail(f, CHAT_EUNAVAIL, "the message with this cid was deleted meanwhile, send again");
-    }
-    out->id = col_int(r, 0, 0);
-    out->ts = col_int(r, 0, 1);
-    out->duplicate = true;
-    PQclear(r);
-    return 0;
-}
-
-/*
- * The connection broke with the batch sent and its COMMIT unanswered: the
- * server may have committed it (its answers are sent at the end). The
- * client is told so: a retry with the same cid stores nothing twice.
- */
-static int unsure(struct pg_db *s, struct chat_fail *f)
-{
-    drop(s, "lost while committing");
-    return chat_fail(f, CHAT_EUNAVAIL, "database connection lost while storing: the message may be "
-                     "stored; send it again with the same cid");
-}
-
-/*
- * Stores items[0..n) in one transaction, as one pipeline: BEGIN, one
- * statement per message, COMMIT, then the results. Returns 0, or a
- * negative code with *f set (nothing of the batch is stored; *begun tells
- * whether BEGIN had succeeded, so that a failure may be one message's).
- */
-static int pg_append_tx(struct store *base, struct store_item **items, size_t n,
-                        struct chat_fail *f, bool *begun)
-{
-    struct pg_db *s = (struct pg_db *)base;
-    bool raced = false;
-    int err = 0;
-    PGresult *r;
-
-    *begun = false;
-    if ((err = ready(s, f)) < 0)
-        return err;
-    if (!PQenterPipelineMode(s->conn))
-        return fail_of(s, NULL, f, "pipeline");
-    bool sent = pipe_send(s, ST_BEGIN, NULL, NULL, NULL);
-    for (size_t i = 0; sent && i < n; i++) {
-        const struct valid_send *m = items[i]->msg;
-        const char *vals[4] = { m->room, m->user ? m->user : "", m->text, m->cid };
-        const int lens[4] = { (int)m->room_len, m->user ? (int)m->user_len : 0, (int)m->text_len,
-                              (int)m->cid_len };
-        const int fmts[4] = { 1, 1, 1, 1 };
-        sent = pipe_send(s, ST_APPEND, vals, lens, fmts);
-    }
-    sent = sent && pipe_send(s, ST_COMMIT, NULL, NULL, NULL) && PQpipelineSync(s->conn) == 1;
-    if (!sent) {
-        err = fail_of(s, NULL, f, "send batch");
-        return err;
-    }
-    /* BEGIN, the n messages, COMMIT, then the sync. */
-    for (size_t q = 0; q < n + 3; q++) {
-        if (!(r = pipe_result(s->conn))) {
-            if (err == 0)
-                err = unsure(s, f);
-            return err;        /* the connection is gone */
-        }
-        ExecStatusType st = PQresultStatus(r);
-        if (q == n + 2) {
-            PQclear(r);        /* the sync */
-            break;
-        }
-        if (st == PGRES_PIPELINE_ABORTED || err < 0) {
-            PQclear(r);        /* after the failure: skipped */
-        } else if (st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK) {
-            /* An error before COMMIT aborts the transaction; one of COMMIT's own may not have. */
-            err = fail_of(s, r, f, q == 0 ? "begin" : q == n + 1 ? "commit" : "insert");
-            if (!s->conn)
-                return q == n + 1 ? unsure(s, f) : err;
-        } else {
-            if (q == 0)
-                *begun = true;
-            else if (q <= n) {
-                struct store_sent *out = &items[q - 1]->sent;
-                out->duplicate = false;
-                if (PQntuples(r) == 0) {
-                    raced = true;
-                    out->id = 0;
-                } else {
-                    out->id = col_int(r, 0, 0);
-                    out->ts = col_int(r, 0, 1);
-                    out->duplicate = strcmp(PQgetvalue(r, 0, 2), "t") == 0;
-                }
-            }
-            PQclear(r);
-        }
-    }
-    if (!PQexitPipelineMode(s->conn)) {
-        if (err == 0)
-            err = fail_of(s, NULL, f, "pipeline end");
-        else
-            drop(s, "pipeline end");
-        return err;
-    }
-    if (err < 0) {
-        if (PQtransactionStatus(s->conn) != PQTRANS_IDLE) {
-            struct chat_fail ignored;
-            PGresult *rb = run(s, ST_ROLLBACK, NULL, NULL, NULL, &ignored, &(int){ 0 });
-            PQclear(rb);
-        }
-        return err;
-    }
-    /* Committed. A cid that another node stored first: that row is the answer. */
-    for (size_t i = 0; raced && i < n; i++)
-        if (items[i]->sent.id == 0 && (items[i]->err = find_cid(s, items[i]->msg, &items[i]->sent,
-                                                                 &items[i]->fail)) < 0)
-            log_warn("cid race: %s", items[i]->fail.msg);
-    return 0;
-}
-
-/* ---- reads ---- */
-
-/* Copies rows [0, count) of r (id, ts, user, text, room) into the page. */
-static int read_rows(const PGresult *r, int count, struct store_page *page, struct chat_fail *f)
-{
-    struct store_page_builder b = { 0 };
-    int err = 0;
-
-    for (int i = 0; i < count && err == 0; i++) {
-        if (PQgetisnull(r, i, 0))
-            continue;          /* the marks' row when no message matched */
-        err = store_page_add(page, &b, col_int(r, i, 0), col_int(r, i, 1),
-                             PQgetvalue(r, i, 2), (size_t)PQgetlength(r, i, 2),
-                             PQgetvalue(r, i, 3), (size_t)PQgetlength(r, i, 3),
-                             PQgetvalue(r, i, 4), (size_t)PQgetlength(r, i, 4), f);
-    }
-    store_page_done(page, &b);
-    return err;
-}
-
-static int pg_fetch(struct store *base, const char *room, size_t room_len, int64_t index,
-                    int limit, int tail, struct store_page *page, struct chat_fail *f)
-{
-    struct pg_db *s = (struct pg_db *)base;
-    char a[24], b[24];
-    const char *vals[3] = { room, a, b };
-    const int lens[3] = { (int)room_len, 0, 0 }, fmts[3] = { 1, 0, 0 };
-    int err, rows, max;
-    PGresult *r;
-
-    memset(page, 0, sizeof *page);
-    if (tail > 0) {
-        snprintf(a, sizeof a, "%d", tail);
-        r = run(s, ST_TAIL, vals, lens, fmts, f, &err);
-        max = tail;
-    } else {
-        snprintf(a, sizeof a, "%lld", (long long)index);
-        snprintf(b, sizeof b, "%d", limit + 1);
-        r = run(s, ST_AFTER, vals, lens, fmts, f, &err);
-        max = limit;
-    }
-    if (!r)
-        return err;
-    rows = PQntuples(r);
-    if (rows == 0) {
-        PQclear(r);
-        return chat_fail(f, CHAT_EINTERNAL, "database error (no row)");
-    }
-    page->more = rows > max && !PQgetisnull(r, 0, 0);
-    err = read_rows(r, rows > max ? max : rows, page, f);
-    page->max_index = col_int(r, 0, 5);
-    page->seen_id = col_int(r, 0, 6);
-    page->pruned = tail == 0 && index < col_int(r, 0, 7);
-    PQclear(r);
-    if (err < 0) {
-        store_page_free(page);
-        return err;
-    }
-    if (page->n > 0)
-        page->max_index = page->msgs[page->n - 1].id;
-    return 0;
-}
-
-static int pg_since(struct store *base, int64_t after, int limit, struct store_page *page,
-                    struct chat_fail *f)
-{
-    struct pg_db *s = (struct pg_db *)base;
-    char a[24], b[24];
-    const char *vals[2] = { a, b };
-    int err, rows;
-    PGresult *r;
-
-    memset(page, 0, sizeof *page);
-    snprintf(a, sizeof a, "%lld", (long long)after);
-    snprintf(b, sizeof b, "%d", limit + 1);
-    if (!(r = run(s, ST_SINCE, vals, NULL, NULL, f, &err)))
-        return err;
-    rows = PQntuples(r);
-    page->more = rows > limit;
-    err = read_rows(r, rows > limit ? limit : rows, page, f);
-    PQclear(r);
-    if (err < 0) {
-        store_page_free(page);
-        return err;
-    }
-    page->max_index = page->seen_id = page->n ? page->msgs[page->n - 1].id : after;
-    return 0;
-}
-
-/*
- * The change counter. On the watcher's connection a local count (see the
- * opening comment): no round trip but the look once a second. On any
- * other, the id counter itself.
- */
-static int pg_data_version(struct store *base, int64_t *v, struct chat_fail *f)
-{
-    struct pg_db *s = (struct pg_db *)base;
-    int64_t now, counter;
-    int err;
-
-    if (!s->listen) {
-        if ((err = single_int(s, ST_COUNTER, &counter, f)) < 0)
-            return err;
-        *v = s->version = counter;
-        return 0;
-    }
-    if ((err = ready(s, f)) < 0)
-        return err;
-    now = util_now_ms();
-    if (now >= s->next_look_ms) {
-        if ((err = single_int(s, ST_COUNTER, &counter, f)) < 0)
-            return err;
-        take_notices(s);
-        if (counter != s->counter)
-            s->version++;
-        s->counter = counter;
-        s->next_look_ms = now + LOOK_EVERY_MS;
-    }
-    *v = s->version;
-    return 0;
-}
-
-static int pg_max_id(struct store *base, int64_t *id, struct chat_fail *f)
-{
-    return single_int((struct pg_db *)base, ST_MAX_ID, id, f);
-}
-
-static int pg_check(struct store *base, struct chat_fail *f)
-{
-    struct pg_db *s = (struct pg_db *)base;
-    int err;
-    bool ro;
-    PGresult *r = run(s, ST_CHECK, NULL, NULL, NULL, f, &err);
-
-    if (!r) {
-        char why[sizeof f->msg];
-        memcpy(why, f->msg, sizeof why);
-        return chat_fail(f, CHAT_EUNAVAIL, "database is not readable: %s", why);
-    }
-    ro = PQntuples(r) != 1 || strcmp(PQgetvalue(r, 0, 1), "off") != 0;
-    PQclear(r);
-    if (ro)
-        return chat_fail(f, CHAT_EUNAVAIL, "database is not writable (read-only or a standby)");
-    return 0;
-}
-
-/* ---- retention: each batch one statement, so its own short transaction ---- */
-
-static int pg_prune_age(struct store *base, int64_t before_ms, int batch, struct chat_fail *f)
-{
-    struct pg_db *s = (struct pg_db *)base;
-    char a[24], b[24];
-    const char *vals[2] = { a, b };
-    int64_t edge, n;
-    int err;
-    PGresult *r;
-
-    snprintf(a, sizeof a, "%lld", (long long)before_ms);
-    if (!(r = run(s, ST_AGE_EDGE, vals, NULL, NULL, f, &err)))
-        return err;
-    edge = col_int(r, 0, 0);
-    PQclear(r);
-    snprintf(a, sizeof a, "%lld", (long long)edge);
-    snprintf(b, sizeof b, "%d", batch);
-    if (!(r = run(s, ST_AGE_BATCH, vals, NULL, NULL, f, &err)))
-        return err;
-    n = col_int(r, 0, 0);
-    PQclear(r);
-    return (int)n;
-}
-
-static int pg_prune_rooms(struct store *base, int keep, int batch, struct chat_fail *f)
-{
-    struct pg_db *s = (struct pg_db *)base;
-    char k[24], e[24], b[24];
-    int err, total = 0;
-    PGresult *rooms, *r;
-
-    /* The rooms first, in one result: the deletes below run on their own. */
-    if (!(rooms = run(s, ST_ROOMS, NULL, NULL, NULL, f, &err)))
-        return err;
-    snprintf(k, sizeof k, "%d", keep);
-    snprintf(b, sizeof b, "%d", batch);
-    for (int i = 0; i < PQntuples(rooms) && total >= 0; i++) {
-        const char *room = PQgetvalue(rooms, i, 0);
-        int room_len = PQgetlength(rooms, i, 0);
-        const char *ev[2] = { room, k }, *bv[3] = { room, e, b };
-        const int lens[3] = { room_len, 0, 0 }, fmts[3] = { 1, 0, 0 };
-        if (!(r = run(s, ST_COUNT_EDGE, ev, lens, fmts, f, &err))) {
-            total = err;
-            break;
-        }
-        int64_t edge_id = PQntuples(r) ? col_int(r, 0, 0) : 0;
-        PQclear(r);
-        if (edge_id == 0)
-            continue;          /* no more than keep messages */
-        snprintf(e, sizeof e, "%lld", (long long)edge_id);
-        for (;;) {
-            if (!(r = run(s, ST_ROOM_BATCH, bv, lens, fmts, f, &err))) {
-                total = err;
-                break;
-            }
-            int got = (int)col_int(r, 0, 0);
-            PQclear(r);
-            total += got;
-            if (got < batch)
-                break;
-        }
-    }
-    PQclear(rooms);
-    return total;
-}
-
 /* ---- change notices: LISTEN on the watcher's connection ---- */
 
 static int pg_watch(struct store *base, struct chat_fail *f)
@@ -925,12 +394,12 @@ static int pg_watch(struct store *base, struct chat_fail *f)
     if ((s->epfd = epoll_create1(EPOLL_CLOEXEC)) < 0)
         return chat_fail(f, CHAT_EINTERNAL, "epoll_create1: %s", strerror(errno));
     s->listen = true;
-    /* Connected: listen now; else the connection ready() makes listens. */
+    /* Connected: listen now; else the connection pgs_ready() makes listens. */
     if (s->conn && (err = start_listen(s, f)) < 0) {
-        drop(s, f->msg);
+        pgs_drop(s, f->msg);
         return err;
     }
-    return ready(s, f);
+    return pgs_ready(s, f);
 }
 
 static int pg_changes_fd(struct store *base)
@@ -946,10 +415,10 @@ static bool pg_changes_drain(struct store *base)
     if (!s->conn)
         return true;
     if (!PQconsumeInput(s->conn) || PQstatus(s->conn) != CONNECTION_OK) {
-        drop(s, "closed by the server");
+        pgs_drop(s, "closed by the server");
         return true;
     }
-    return take_notices(s) > 0;
+    return pgs_take_notices(s) > 0;
 }
 
 /* A notice comes after its commit is visible: no look again needed. */
@@ -967,9 +436,9 @@ static bool pg_claims(const char *db)
 
 const struct store_backend store_pg = {
     .name = "postgresql", .claims = pg_claims, .open = pg_open, .close = pg_close,
-    .append_tx = pg_append_tx, .fetch = pg_fetch, .since = pg_since,
-    .data_version = pg_data_version, .max_id = pg_max_id, .prune_age = pg_prune_age,
-    .prune_rooms = pg_prune_rooms, .check = pg_check, .watch = pg_watch,
+    .append_tx = pgs_append_tx, .fetch = pgs_fetch, .since = pgs_since,
+    .data_version = pgs_data_version, .max_id = pgs_max_id, .prune_age = pgs_prune_age,
+    .prune_rooms = pgs_prune_rooms, .check = pgs_check, .watch = pg_watch,
     .changes_fd = pg_changes_fd, .changes_drain = pg_changes_drain, .recheck_ms = pg_recheck_ms,
 };
 
@@ -977,3 +446,4 @@ static const struct store_backend *backend_of(void)
 {
     return &store_pg;
 }
+
