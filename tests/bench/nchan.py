@@ -7,11 +7,15 @@ keepalive_timeout 65s and no access log, then runs each workload against
 both in turn and prints one table with both figures and their ratio (this
 system / Nchan; for latency and memory, lower is better).
 
-  W0  the ceiling of this architecture: wrk c=16 and c=64 on a no-op FastCGI
-      responder (tests/bench/noop_fcgi.c: the same libfcgi, thread count and
-      socket type as chat-fcgi's defaults) behind the same nginx and the same
-      fastcgi settings (conf/nginx/chat-fastcgi.conf); W2 and W6 are
-      compared to it
+  W0  the old ceiling of this architecture: wrk c=16 and c=64 on a no-op
+      FastCGI responder (tests/bench/noop_fcgi.c: the same libfcgi, thread
+      count and socket type as chat-fcgi's defaults) behind the same nginx
+      and the same fastcgi settings (conf/nginx/chat-fastcgi.conf) but one
+      connection a request (fastcgi_keep_conn off)
+  W0k the ceiling with connection reuse: the same no-op responder serving
+      kept connections as chat-fcgi does (`noop_fcgi ... keep`), behind the
+      same upstream keepalive pool and fastcgi_keep_conn on as chat-fcgi's;
+      W2 and W6 are compared to both
   W1  wrk -c64 on a small static file through each nginx
   W2  send throughput: wrk c=16 and c=64, GET /send/msg?text=... (each
       message committed to SQLite before its 200) vs Nchan POST /pub/<ch>
@@ -175,19 +179,29 @@ class Stacks:
 
     def start(self):
         subprocess.run([self.stack, "start", self.ours_dir], env=self.env, check=True)
-        noop_bin, noop_sock = bench_bin("noop_fcgi", ["-lfcgi"]), os.path.join(self.ours_dir, "noop.sock")
-        self.noop = subprocess.Popen([noop_bin, noop_sock, str(DEFAULT_THREADS)])
-        # Same footing: no access log on ours either; W0's location has the
-        # chat locations' fastcgi settings, pointed at the no-op responder.
+        noop_bin = bench_bin("noop_fcgi", ["-lfcgi"])
+        noop_sock, noopk_sock = os.path.join(self.ours_dir, "noop.sock"), os.path.join(self.ours_dir, "noopk.sock")
+        self.noop = [subprocess.Popen([noop_bin, noop_sock, str(DEFAULT_THREADS)]),
+                     subprocess.Popen([noop_bin, noopk_sock, str(DEFAULT_THREADS), "keep"])]
+        # Same footing: no access log on ours either; W0's and W0k's
+        # locations have the chat locations' fastcgi settings, pointed at the
+        # no-op responders: W0's without connection reuse, W0k's with the
+        # upstream keepalive pool of chat_fcgi.
         conf = os.path.join(self.ours_dir, "nginx", "nginx.conf")
         fastcgi = open(os.path.join(ROOT, "conf", "nginx", "chat-fastcgi.conf")).read()
+        fastcgi_k = fastcgi.replace("fastcgi_pass chat_fcgi;", "fastcgi_pass chat_noopk;")
         fastcgi = fastcgi.replace("fastcgi_pass chat_fcgi;", "fastcgi_pass chat_noop;")
+        fastcgi = re.sub(r"fastcgi_keep_conn on;", "fastcgi_keep_conn off;", fastcgi)
         text = re.sub(r"access_log [^;]*;", "access_log off;", open(conf).read())
+        pool = re.search(r"upstream chat_fcgi \{[^}]*?(\n\s*keepalive[^;]*;)", text)
         text = text.replace("    upstream chat_fcgi {", "    upstream chat_noop {\n        server unix:%s;\n"
-                            "    }\n    upstream chat_fcgi {" % noop_sock)
+                            "    }\n    upstream chat_noopk {\n        server unix:%s;%s\n"
+                            "    }\n    upstream chat_fcgi {" % (noop_sock, noopk_sock,
+                                                             pool.group(1) if pool else ""))
         text = text.replace("        include snippets/chat-locations.conf;",
                             "        location = /noop {\n%s\n        }\n"
-                            "        include snippets/chat-locations.conf;" % fastcgi)
+                            "        location = /noopk {\n%s\n        }\n"
+                            "        include snippets/chat-locations.conf;" % (fastcgi, fastcgi_k))
         open(conf, "w").write(text)
         subprocess.run(["nginx", "-p", os.path.join(self.ours_dir, "nginx"), "-c", conf, "-s", "reload"],
                        check=True)
@@ -201,9 +215,9 @@ class Stacks:
         time.sleep(1.5)
 
     def stop(self):
-        if self.noop:
-            self.noop.terminate()
-            self.noop.wait(10)
+        for p in self.noop or ():
+            p.terminate()
+            p.wait(10)
         if self.nchan:
             self.nchan.terminate()
             self.nchan.wait(10)
@@ -408,10 +422,12 @@ def main():
     st.start()
     try:
         base, nbase = st.base, st.nbase
-        w0 = {}
+        w0, w0k = {}, {}
         if only & {"W0", "W2", "W6"}:
             for c in (16, 64):
                 w0[c] = median_run(lambda: wrk(base + "/noop?text=hello+world", c, secs), runs, "rps")
+                w0k[c] = median_run(lambda: wrk(base + "/noopk?text=hello+world", c, secs), runs, "rps")
+                ceiling.append((f"W0k no-op, reuse / W0 no-op, close, c={c}", w0k[c]["rps"], w0[c]["rps"]))
         if "W1" in only:
             a_ = median_run(lambda: wrk(base + "/chat.css", 64, secs), runs, "rps")
             b_ = median_run(lambda: wrk(nbase + "/chat.css", 64, secs), runs, "rps")
@@ -430,6 +446,7 @@ def main():
                 rows.append((f"W2 send c={c}, p99 ms", a_["p99"], b_["p99"]))
                 rows.append((f"W2 send c={c}, errors", a_["errors"], b_["errors"]))
                 rows.append((f"W2 send c={c}, server CPU us/request", a_["cpu_us"], b_["cpu_us"]))
+                ceiling.append((f"W2 send c={c} / W0k no-op c={c}", a_["rps"], w0k[c]["rps"]))
                 ceiling.append((f"W2 send c={c} / W0 no-op c={c}", a_["rps"], w0[c]["rps"]))
         if "W6" in only:
             http(f"{base}/send/msg?room=w6&text=hello")
@@ -446,6 +463,7 @@ def main():
             rows.append(("W6 short poll c=64, req/s", a_["rps"], b_["rps"]))
             rows.append(("W6 short poll c=64, p99 ms", a_["p99"], b_["p99"]))
             rows.append(("W6 short poll c=64, server CPU us/request", a_["cpu_us"], b_["cpu_us"]))
+            ceiling.append(("W6 short poll c=64 / W0k no-op c=64", a_["rps"], w0k[64]["rps"]))
             ceiling.append(("W6 short poll c=64 / W0 no-op c=64", a_["rps"], w0[64]["rps"]))
         for w, kind, label, cases in (("W3", "lp", "long-poll", ((100, 20), (1000, 20))),
                                       ("W4", "ws", "ws", ((100, 20), (1000, 20), (5000, 2))),
@@ -492,8 +510,9 @@ def main():
         print(f"| {name:<46} | {xs} | {ys} | {ratio:>6} |")
     if ceiling:
         print()
-        print("against the ceiling of the architecture (W0: no-op libfcgi responder, same nginx)")
-        print(f"| {'workload':<46} | {'req/s':>11} | {'W0 req/s':>9} | {'ratio':>6} |")
+        print("against the ceiling of the architecture (W0k: no-op libfcgi responder with the same "
+              "connection reuse; W0: the same closing every connection; same nginx)")
+        print(f"| {'workload':<46} | {'req/s':>11} | {'ceiling':>9} | {'ratio':>6} |")
         print(f"|{'-' * 48}|{'-' * 13}|{'-' * 11}|{'-' * 8}|")
         for name, x, y in ceiling:
             print(f"| {name:<46} | {x:>11.1f} | {y:>9.1f} | {x / y:>6.2f} |")
