@@ -104,24 +104,32 @@ static void uncount(struct hold *h, size_t n)
         watch_listen(h->watch, false);
 }
 
-/* Ends a waiter's request, answering body when given; frees the waiter. */
-static void waiter_finish(struct waiter *w, const char *body, size_t len)
+/*
+ * Ends a waiter's request, answering body when given (without one, its
+ * client went away: the connection is closed); frees the waiter. The
+ * socket leaves the set of parked ones first: a connection nginx keeps
+ * carries its next request after this answer.
+ */
+static void waiter_finish(struct hold *h, struct waiter *w, const char *body, size_t len)
 {
+    epoll_ctl(h->epfd, EPOLL_CTL_DEL, w->req->ipcFd, NULL);
     if (body)
         reply_json(w->req, 200, NULL, body, len);
+    else
+        w->req->keepConnection = 0;
     reply_done(w->req);
     free(w);
 }
 
 /* Answers a waiter with no messages, as when its wait expires. */
-static void waiter_expire(struct waiter *w)
+static void waiter_expire(struct hold *h, struct waiter *w)
 {
     struct store_page empty = { .max_index = w->index };
     size_t len;
     char *body = render_page(&empty, &len);
 
     metrics_request(MR_GET, 200);
-    waiter_finish(w, body, body ? len : 0);
+    waiter_finish(h, w, body, body ? len : 0);
     free(body);
 }
 
@@ -243,7 +251,7 @@ static void dispatch(struct hold *h, struct wlist *l)
             if (answer) {
                 metrics_request(MR_GET, 200);
                 metrics_wakeup(util_wall_ms() - stored_ts);
-                waiter_finish(w, body, len);
+                waiter_finish(h, w, body, len);
                 answered++;
             } else {
                 LIST_INSERT_HEAD(read_failed ? &failed : &again, w, link);
@@ -316,14 +324,14 @@ static void take_expired(struct hold *h, int64_t now, bool all, struct wlist *ou
 }
 
 /* Answers every waiter of *l as expired; returns how many. */
-static size_t expire_all(struct wlist *l)
+static size_t expire_all(struct hold *h, struct wlist *l)
 {
     size_t n = 0;
     struct waiter *w;
 
     while ((w = LIST_FIRST(l))) {
         LIST_REMOVE(w, link);
-        waiter_expire(w);
+        waiter_expire(h, w);
         n++;
     }
     return n;
@@ -347,7 +355,11 @@ static int64_t on_turn(void *ctx, int64_t now)
     do {
         n = epoll_wait(h->epfd, evs, (int)(sizeof evs / sizeof evs[0]), 0);
         for (int i = 0; i < n; i++) {
-            /* nginx sends nothing after the request: any event means it closed. */
+            /*
+             * nginx sends nothing on the connection of a request it waits
+             * for, kept or not: any event means it closed it (its client
+             * left, or it gave up).
+             */
             struct waiter *w = evs[i].data.ptr;
             /* Out of the set at once: it stays readable until finished below. */
             epoll_ctl(h->epfd, EPOLL_CTL_DEL, w->req->ipcFd, NULL);
@@ -364,11 +376,11 @@ static int64_t on_turn(void *ctx, int64_t now)
         struct waiter *w = LIST_FIRST(&gone);
         LIST_REMOVE(w, link);
         log_debug("client of a held request in room %s went away", w->room);
-        waiter_finish(w, NULL, 0);
+        waiter_finish(h, w, NULL, 0);
         ngone++;
     }
     dispatch(h, &check);
-    nexpired = expire_all(&expired);
+    nexpired = expire_all(h, &expired);
     pthread_mutex_lock(&h->mu);
     uncount(h, ngone + nexpired);
     next = h->next_deadline;
@@ -423,7 +435,7 @@ void hold_stop(struct hold *h)
     pthread_mutex_lock(&h->mu);
     take_expired(h, 0, true, &all);
     pthread_mutex_unlock(&h->mu);
-    expire_all(&all);
+    expire_all(h, &all);
     store_close(h->store);
     close(h->epfd);
     pthread_mutex_destroy(&h->mu);
