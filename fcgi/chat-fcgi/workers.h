@@ -5,6 +5,45 @@
  * requests when nginx asks with FCGI_KEEP_CONN). A worker takes a
  * connection only when it is readable, reads its request with libfcgi
  * (bounded in time) and routes it; no thread waits on an idle connection.
+ *
+ * nginx keeps FastCGI connections open between requests when it is told to
+ * (`fastcgi_keep_conn on` with an upstream `keepalive` pool): that spares a
+ * connect, an accept and a close a request, but libfcgi's own loop
+ * (FCGX_Accept_r on a kept connection) blocks a thread on each kept
+ * connection until its next request, and a parked long-poll would pin its
+ * connection's thread for its whole wait. So no thread waits on a
+ * connection here:
+ *   - one epoll set holds the listening socket and every connection that is
+ *     not being served: just accepted (FRESH), or kept between requests
+ *     (IDLE); each is registered EPOLLONESHOT, so one readiness wakes one
+ *     worker, which then owns that connection alone;
+ *   - the workers wait in epoll_wait() on that set; a worker woken by the
+ *     listening socket accepts one connection (listen.c: bounded reads) and
+ *     adds it; one woken by a connection reads its request with libfcgi
+ *     (FCGX_Accept_r on the open connection, bounded in time) and routes it;
+ *   - when a request ends (reply.c's reply_done, on whichever thread answers
+ *     it: a worker, the group committer, the hold's watcher) its connection
+ *     comes back here when nginx asked to keep it (FCGI_KEEP_CONN) and it is
+ *     sound, and is re-armed in the set; otherwise it is closed. A parked
+ *     long-poll's connection is the hold's until it is answered, then comes
+ *     back the same way;
+ *   - once a second a sweep shuts down connections silent for too long
+ *     (a FRESH one after CHAT_READ_TIMEOUT_MS, an IDLE one after
+ *     CHAT_KEEP_IDLE_MS, longer than nginx keeps an idle upstream
+ *     connection): the end of stream wakes a worker, which closes it.
+ *
+ * Who owns a connection is one atomic word per descriptor (slot): its state
+ * and a sequence number that every change bumps. A worker takes a FRESH,
+ * IDLE or SWEPT connection by compare-and-swap to BUSY; the sweep takes an
+ * expired FRESH or IDLE one by compare-and-swap to SWEPT. Only the owner of
+ * a BUSY connection closes it, and only after marking it FREE (or, when
+ * libfcgi closed it itself, with a compare-and-swap that fails if the
+ * number was accepted again meanwhile): a descriptor number is never
+ * mistaken for a later connection that got it.
+ *
+ * Stopping wakes the workers blocked in epoll_wait() (or accept(), on an
+ * inherited blocking listener) with WAKE_SIGNAL, whatever the listening
+ * socket: an inherited one (systemd, spawn-fcgi) must not be shut down.
  */
 #ifndef CHAT_FCGI_WORKERS_H
 #define CHAT_FCGI_WORKERS_H
