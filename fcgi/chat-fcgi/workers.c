@@ -21,25 +21,12 @@
 #include "log.h"
 #include "reply.h"
 #include "route.h"
+#include "slot.h"
 #include "util.h"
 #include "workers.h"
 
 #define WAKE_SIGNAL SIGUSR1
 #define LISTENER    UINT64_MAX     /* epoll data of the listening socket */
-
-/* The states of a connection's slot (the low byte of its word). */
-enum conn_state {
-    C_FREE,     /* no connection of ours has this number */
-    C_FRESH,    /* accepted, in the set until its first request comes */
-    C_IDLE,     /* kept between requests, in the set */
-    C_SWEPT,    /* silent too long: shut down, in the set until a worker closes it */
-    C_BUSY      /* one thread owns it: reading, answering, or parked in the hold */
-};
-
-struct slot {
-    _Atomic uint64_t word;     /* state | sequence << 8 */
-    _Atomic int64_t since;     /* util_now_ms() when it became FRESH or IDLE */
-};
 
 struct worker;
 
@@ -73,16 +60,6 @@ struct worker {
     int64_t since;             /* util_now_ms() when the state began */
     bool kicked;               /* WAKE_SIGNAL was sent in this state */
 };
-
-static uint64_t word_make(uint64_t old, enum conn_state s)
-{
-    return ((old >> 8) + 1) << 8 | (uint64_t)s;
-}
-
-static enum conn_state word_state(uint64_t word)
-{
-    return (enum conn_state)(word & 0xff);
-}
 
 /* Interrupts the blocking call of the worker it is sent to; nothing else. */
 static void on_wake(int sig)
