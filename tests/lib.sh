@@ -172,7 +172,11 @@ finish() {
     local left
     stack_down_all
     # Nothing may outlive its suite: a server left running is a failure (and is stopped).
-    left=$(pgrep -f -- "$TMP/" | grep -v -x -e "$$" -e "$BASHPID" | tr '\n' ' ')
+    for _ in $(seq 1 50); do   # a process stopped a moment ago may still be exiting
+        left=$(pgrep -f -- "$TMP/" | grep -v -x -e "$$" -e "$BASHPID" | tr '\n' ' ')
+        [ -z "$left" ] && break
+        sleep 0.1
+    done
     if [ -n "$left" ]; then
         fail "every process the suite started has stopped" "$(ps -o pid=,args= -p ${left// /,} 2>/dev/null | head -5)"
         kill -KILL $left 2>/dev/null

@@ -100,10 +100,12 @@ def send(i, s):
     head, _, body = data.partition(b"\r\n\r\n")
     open(f"{out}/{i}.head", "wb").write(head + b"\r\n")
     open(f"{out}/{i}.body", "wb").write(body)
-    print(head.split()[1].decode() if head else "000", flush=True)
+    codes[i] = head.split()[1].decode() if head else "000"
+codes = {}
 ts = [threading.Thread(target=send, args=(i, s)) for i, s in enumerate(socks, 1)]
 for t in ts: t.start()
 for t in ts: t.join()
+print("\n".join(codes[i] for i in sorted(codes)))
 PY
 n429=$(grep -c '^429$' "$TMP/flood/codes")
 n200=$(grep -c '^200$' "$TMP/flood/codes")
