@@ -66,7 +66,7 @@ group_alive() {
 stop_pid() {   # stop_pid NAME: TERM to it and its group, then KILL after 10 s
     local f=${PIDFILE[$1]} pid
     [ -f "$f" ] || return 0
-    read -r pid < "$f"
+    pid=$(< "$f")   # a pid file written without a newline (by a test) reads too
     if alive "$pid" || group_alive "$pid"; then
         kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
         wait_for "! alive $pid && ! group_alive $pid" ||

@@ -169,7 +169,18 @@ check_error() {
 rows() { sqlite3 "$DB" "select count(*) from messages ${1:-}"; }
 
 finish() {
+    local left
     stack_down_all
+    # Nothing may outlive its suite: a server left running is a failure (and is stopped).
+    for _ in $(seq 1 50); do   # a process stopped a moment ago may still be exiting
+        left=$(pgrep -f -- "$TMP/" | grep -v -x -e "$$" -e "$BASHPID" | tr '\n' ' ')
+        [ -z "$left" ] && break
+        sleep 0.1
+    done
+    if [ -n "$left" ]; then
+        fail "every process the suite started has stopped" "$(ps -o pid=,args= -p ${left// /,} 2>/dev/null | head -5)"
+        kill -KILL $left 2>/dev/null
+    fi
     # Any sanitizer report in a server log is a failure of the suite.
     if grep -l -E 'ERROR: (Address|Leak)Sanitizer|runtime error:' "$TMP"/*/logs/chat-*.log >/dev/null 2>&1; then
         fail "no sanitizer report in server logs" "$(grep -h -A5 -E 'Sanitizer|runtime error' "$TMP"/*/logs/chat-*.log | head -20)"

@@ -97,6 +97,16 @@ static void move_waiters(struct wlist *from, const char *room, size_t len, struc
     }
 }
 
+static size_t wlist_len(const struct wlist *l)
+{
+    size_t n = 0;
+    const struct waiter *w;
+
+    LIST_FOREACH(w, l, link)
+        n++;
+    return n;
+}
+
 /* Called with mu held: count went down by n; stop listening when none is left. */
 static void uncount(struct hold *h, size_t n)
 {
@@ -104,24 +114,32 @@ static void uncount(struct hold *h, size_t n)
         watch_listen(h->watch, false);
 }
 
-/* Ends a waiter's request, answering body when given; frees the waiter. */
-static void waiter_finish(struct waiter *w, const char *body, size_t len)
+/*
+ * Ends a waiter's request, answering body when given (without one, its
+ * client went away: the connection is closed); frees the waiter. The
+ * socket leaves the set of parked ones first: a connection nginx keeps
+ * carries its next request after this answer.
+ */
+static void waiter_finish(struct hold *h, struct waiter *w, const char *body, size_t len)
 {
+    epoll_ctl(h->epfd, EPOLL_CTL_DEL, w->req->ipcFd, NULL);
     if (body)
         reply_json(w->req, 200, NULL, body, len);
+    else
+        w->req->keepConnection = 0;
     reply_done(w->req);
     free(w);
 }
 
 /* Answers a waiter with no messages, as when its wait expires. */
-static void waiter_expire(struct waiter *w)
+static void waiter_expire(struct hold *h, struct waiter *w)
 {
     struct store_page empty = { .max_index = w->index };
     size_t len;
     char *body = render_page(&empty, &len);
 
     metrics_request(MR_GET, 200);
-    waiter_finish(w, body, body ? len : 0);
+    waiter_finish(h, w, body, body ? len : 0);
     free(body);
 }
 
@@ -208,11 +226,12 @@ size_t hold_count(struct hold *h)
  */
 static void dispatch(struct hold *h, struct wlist *l)
 {
-    struct wlist again = LIST_HEAD_INITIALIZER(again), failed = LIST_HEAD_INITIALIZER(failed);
-    size_t answered = 0;
+    struct wlist again = LIST_HEAD_INITIALIZER(again), failed = LIST_HEAD_INITIALIZER(failed),
+                 done = LIST_HEAD_INITIALIZER(done);
     struct waiter *w, *next;
 
     while (!LIST_EMPTY(l)) {
+        size_t answered = 0;
         /* The group's key, copied: the first waiter is freed with its group. */
         struct waiter key = *LIST_FIRST(l);
         struct store_page page;
@@ -240,27 +259,38 @@ static void dispatch(struct hold *h, struct wlist *l)
                 w->limit != key.limit || w->tail != key.tail)
                 continue;
             LIST_REMOVE(w, link);
-            if (answer) {
-                metrics_request(MR_GET, 200);
-                metrics_wakeup(util_wall_ms() - stored_ts);
-                waiter_finish(w, body, len);
-                answered++;
-            } else {
-                LIST_INSERT_HEAD(read_failed ? &failed : &again, w, link);
-            }
+            LIST_INSERT_HEAD(answer ? &done : read_failed ? &failed : &again, w, link);
+            answered += answer;
+        }
+        if (answered) {
+            /* Counted out before the answers go: a client that has its answer sees it gone. */
+            pthread_mutex_lock(&h->mu);
+            uncount(h, answered);
+            pthread_mutex_unlock(&h->mu);
+            answered = 0;
+        }
+        while ((w = LIST_FIRST(&done))) {
+            LIST_REMOVE(w, link);
+            metrics_request(MR_GET, 200);
+            metrics_wakeup(util_wall_ms() - stored_ts);
+            waiter_finish(h, w, body, len);
         }
         free(body);
     }
     if (hold_test_hook && (!LIST_EMPTY(&again) || !LIST_EMPTY(&failed)))
         hold_test_hook(h);
     pthread_mutex_lock(&h->mu);
-    for (w = LIST_FIRST(&again); w; w = next) {
-        next = LIST_NEXT(w, link);
-        LIST_INSERT_HEAD(&h->buckets[w->bucket], w, link);   /* still in the epoll set */
+    /* Back in the table (still in the epoll set), or in the check list after a failed read. */
+    for (int k = 0; k < 2; k++) {
+        for (w = LIST_FIRST(k ? &failed : &again); w; w = next) {
+            next = LIST_NEXT(w, link);
+            LIST_REMOVE(w, link);
+            LIST_INSERT_HEAD(k ? &h->check : &h->buckets[w->bucket], w, link);
+            /* It was out of the table when the next deadline was last reckoned. */
+            if (w->deadline < h->next_deadline)
+                h->next_deadline = w->deadline;
+        }
     }
-    /* A failed read is retried by cursor on the watcher's next turn. */
-    move_waiters(&failed, NULL, 0, &h->check);
-    uncount(h, answered);
     pthread_mutex_unlock(&h->mu);
 }
 
@@ -316,14 +346,14 @@ static void take_expired(struct hold *h, int64_t now, bool all, struct wlist *ou
 }
 
 /* Answers every waiter of *l as expired; returns how many. */
-static size_t expire_all(struct wlist *l)
+static size_t expire_all(struct hold *h, struct wlist *l)
 {
     size_t n = 0;
     struct waiter *w;
 
     while ((w = LIST_FIRST(l))) {
         LIST_REMOVE(w, link);
-        waiter_expire(w);
+        waiter_expire(h, w);
         n++;
     }
     return n;
@@ -339,7 +369,6 @@ static int64_t on_turn(void *ctx, int64_t now)
     struct wlist gone = LIST_HEAD_INITIALIZER(gone), check = LIST_HEAD_INITIALIZER(check),
                  expired = LIST_HEAD_INITIALIZER(expired);
     struct epoll_event evs[64];
-    size_t ngone = 0, nexpired;
     int64_t next;
     int n;
 
@@ -347,7 +376,11 @@ static int64_t on_turn(void *ctx, int64_t now)
     do {
         n = epoll_wait(h->epfd, evs, (int)(sizeof evs / sizeof evs[0]), 0);
         for (int i = 0; i < n; i++) {
-            /* nginx sends nothing after the request: any event means it closed. */
+            /*
+             * nginx sends nothing on the connection of a request it waits
+             * for, kept or not: any event means it closed it (its client
+             * left, or it gave up).
+             */
             struct waiter *w = evs[i].data.ptr;
             /* Out of the set at once: it stays readable until finished below. */
             epoll_ctl(h->epfd, EPOLL_CTL_DEL, w->req->ipcFd, NULL);
@@ -358,19 +391,19 @@ static int64_t on_turn(void *ctx, int64_t now)
     move_waiters(&h->check, NULL, 0, &check);
     if (now >= h->next_deadline)
         take_expired(h, now, false, &expired);
+    /* Counted out before they are ended: a client that has its answer sees it gone. */
+    uncount(h, wlist_len(&gone) + wlist_len(&expired));
     pthread_mutex_unlock(&h->mu);
 
     while (!LIST_EMPTY(&gone)) {
         struct waiter *w = LIST_FIRST(&gone);
         LIST_REMOVE(w, link);
         log_debug("client of a held request in room %s went away", w->room);
-        waiter_finish(w, NULL, 0);
-        ngone++;
+        waiter_finish(h, w, NULL, 0);
     }
     dispatch(h, &check);
-    nexpired = expire_all(&expired);
+    expire_all(h, &expired);
     pthread_mutex_lock(&h->mu);
-    uncount(h, ngone + nexpired);
     next = h->next_deadline;
     pthread_mutex_unlock(&h->mu);
     return next;
@@ -423,7 +456,7 @@ void hold_stop(struct hold *h)
     pthread_mutex_lock(&h->mu);
     take_expired(h, 0, true, &all);
     pthread_mutex_unlock(&h->mu);
-    expire_all(&all);
+    expire_all(h, &all);
     store_close(h->store);
     close(h->epfd);
     pthread_mutex_destroy(&h->mu);

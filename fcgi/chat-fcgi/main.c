@@ -171,20 +171,27 @@ static int open_fds(void)
     return n - 1;   /* the directory's own */
 }
 
+/* Connections kept open between requests, at most: a quarter of the descriptors, up to CHAT_KEEP_MAX. */
+static int keep_max(long fd_limit)
+{
+    return fd_limit < 0 || fd_limit / 4 > CHAT_KEEP_MAX ? CHAT_KEEP_MAX : (int)(fd_limit / 4);
+}
+
 /*
  * Caps --max-held by the descriptor limit. Each held long-poll keeps its
  * connection open; a full hold must still leave a descriptor for each
- * worker's connection, the database connections (the database and its
- * WAL each, one shared -shm), the watcher's epoll, eventfd and inotify, and
- * what SQLite opens for a moment (a journal, a temporary file). Without
- * the cap accept() fails with EMFILE, and then no request is answered,
- * instead of a park being refused with 503.
+ * worker's connection, the connections kept between requests, the
+ * database connections (the database and its WAL each, one shared -shm),
+ * the watcher's epoll, eventfd and inotify, and what SQLite opens for a
+ * moment (a journal, a temporary file). Without the cap accept() fails
+ * with EMFILE, and then no request is answered, instead of a park being
+ * refused with 503.
  */
 static void cap_held(struct config *c, long fd_limit)
 {
     int open_now = open_fds();
     long stores = c->threads + 3;   /* the workers', the watcher's, commit's, retention's */
-    long reserve = (open_now > 0 ? open_now : 16) + stores * 3 + c->threads + 16;
+    long reserve = (open_now > 0 ? open_now : 16) + stores * 3 + c->threads + keep_max(fd_limit) + 16;
     size_t cap;
 
     if (fd_limit < 0)
@@ -268,6 +275,7 @@ int main(int argc, char **argv)
         return 1;
     }
     if (workers_start(&(struct workers_opts){ .threads = c.threads, .listen_fd = listen_fd,
+                                              .fd_limit = fd_limit, .keep_max = keep_max(fd_limit),
                                               .store = so, .hold = hold, .commit = commit },
                       &workers, &f) == 0) {
         log_info("listening on %s with %d threads, database %s, at most %zu held",
@@ -295,10 +303,10 @@ int main(int argc, char **argv)
         log_error("%d worker(s) still busy; exiting without them", left);
         _exit(1);
     }
-    workers_free(workers);
     commit_close(commit);
     retain_stop(retain);
-    hold_stop(hold);
+    hold_stop(hold);          /* answers the held: their connections close in the pool */
+    workers_free(workers);
     close(listen_fd);
     if (c.common.listen && strchr(c.common.listen, '/'))
         unlink(c.common.listen);

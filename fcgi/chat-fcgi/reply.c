@@ -76,22 +76,44 @@ void reply_fail(FCGX_Request *r, const struct chat_fail *f, const char *allow)
     free(body);
 }
 
+static reply_keep_fn *keeper;
+static void *keeper_ctx;
+
+void reply_keeper(reply_keep_fn *keep, void *ctx)
+{
+    keeper = keep;
+    keeper_ctx = ctx;
+}
+
 void reply_done(FCGX_Request *r)
 {
+    bool keep;
+    int fd;
+
     if (!r)
         return;
+    fd = r->ipcFd;
+    /*
+     * Kept only when nginx asked (FCGI_KEEP_CONN) and the body was read to
+     * its end: the next bytes on the connection are the next request's.
+     * The end of the request is written here, as FCGX_Finish_r would (the
+     * error stream first, then the output with FCGI_END_REQUEST), so that a
+     * failed write is known before the choice.
+     */
+    keep = keeper && r->keepConnection && r->in && FCGX_HasSeenEOF(r->in) == EOF;
+    if ((FCGX_FClose(r->err) != 0) | (FCGX_FClose(r->out) != 0) | (r->in && FCGX_GetError(r->in) != 0))
+        keep = false;
+    if (!keep && keeper)
+        keeper(keeper_ctx, fd, false);   /* while fd is open: its number is nobody else's yet */
+    r->keepConnection = keep;
     /*
      * Detached, libfcgi closes the socket without shutting it down and
      * waiting for nginx to close first: the body was read to its end, so
      * nothing unread is left to provoke a reset.
      */
-    /*
-     * Always closed, even when the peer asked for FCGI_KEEP_CONN: nothing
-     * reads a kept connection again, and the hold relies on the close to
-     * take a parked request's socket out of its epoll set.
-     */
-    r->keepConnection = 0;
     FCGX_Detach(r);
     FCGX_Finish_r(r);
     free(r);
+    if (keep)
+        keeper(keeper_ctx, fd, true);
 }

@@ -5,6 +5,7 @@
 #ifndef CHAT_REPLY_H
 #define CHAT_REPLY_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include <fcgiapp.h>
@@ -30,9 +31,24 @@ void reply_body(FCGX_Request *r, int status, const char *type, const char *extra
 void reply_fail(FCGX_Request *r, const struct chat_fail *f, const char *allow);
 
 /*
- * Ends a request and frees it (r was malloc'd; reply_done(NULL) is a no-op).
- * The connection is closed at once, without libfcgi's lingering read.
+ * Ends a request and frees it (r was malloc'd; reply_done(NULL) is a no-op):
+ * writes the end of the request (FCGI_END_REQUEST), frees every buffer of
+ * the request, then either gives its connection to the keeper (when one is
+ * set, nginx asked to keep the connection, its body was read to the end and
+ * every write succeeded) or closes it at once, without libfcgi's lingering
+ * read.
  */
 void reply_done(FCGX_Request *r);
+
+/*
+ * Where connections go when their request ends (workers.c; none by
+ * default: every connection is closed). keep(ctx, fd, false) comes just
+ * before fd is closed; keep(ctx, fd, true) after the request was freed,
+ * with fd open and now the keeper's (to wait for its next request, or to
+ * close). Set before any request and cleared after the last; any thread
+ * calls it.
+ */
+typedef void reply_keep_fn(void *ctx, int fd, bool open);
+void reply_keeper(reply_keep_fn *keep, void *ctx);
 
 #endif

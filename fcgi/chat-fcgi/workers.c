@@ -1,12 +1,6 @@
 /*
- * workers.c - chat-fcgi's worker threads (see workers.h).
- *
- * Workers accept connections themselves (listen.c: every read on a
- * connection is bounded) and hand each to libfcgi as an open connection to
- * read the request from. Stopping wakes the workers blocked in accept()
- * with WAKE_SIGNAL, whatever the listening socket: an inherited one
- * (systemd, spawn-fcgi) must not be shut down, and on Linux close() does
- * not wake a thread blocked in accept().
+ * workers.c - chat-fcgi's worker threads and the connections they serve.
+ * How it works, connection ownership included, is in workers.h.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -14,6 +8,8 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -23,24 +19,33 @@
 #include "chat_limits.h"
 #include "listen.h"
 #include "log.h"
+#include "reply.h"
 #include "route.h"
+#include "slot.h"
 #include "util.h"
 #include "workers.h"
 
 #define WAKE_SIGNAL SIGUSR1
+#define LISTENER    UINT64_MAX     /* epoll data of the listening socket */
 
 struct worker;
 
 struct workers {
     atomic_bool stopping;
     int listen_fd;
+    int epfd;
     int n;                     /* threads started */
     struct worker *w;
+    struct slot *slots;        /* by descriptor number */
+    int nslots;
+    atomic_int max_fd;         /* the highest descriptor seen: the sweep stops there */
+    atomic_int idle;           /* connections IDLE now */
+    int keep_max;              /* beyond this many IDLE, a connection is closed instead */
 };
 
 /* Where a worker is, for the thread that wakes it. */
 enum worker_state {
-    W_ACCEPT,   /* waiting in accept(): woken by WAKE_SIGNAL when stopping */
+    W_ACCEPT,   /* waiting in epoll_wait() or accept(): woken by WAKE_SIGNAL when stopping */
     W_READ,     /* libfcgi reads the request: bounded, then woken to drop it */
     W_SERVE,    /* answering: never interrupted */
     W_DONE      /* the thread has ended */
@@ -65,8 +70,8 @@ static void on_wake(int sig)
 /*
  * Moves w to state. A wake-up sent for the state it leaves is spent: it
  * was sent under w->mu, so it is now pending (then dropped here) or was
- * delivered, and cannot interrupt what comes next (an accepted connection
- * is always read, a request that was read always answered).
+ * delivered, and cannot interrupt what comes next (a taken connection is
+ * always read, a request that was read always answered).
  */
 static void worker_enter(struct worker *w, enum worker_state state)
 {
@@ -88,14 +93,117 @@ static void worker_enter(struct worker *w, enum worker_state state)
     }
 }
 
+/* Arms fd in the set (registered already, or added when add is set). Returns 0 or -1. */
+static int conn_arm(struct workers *ws, int fd, bool add)
+{
+    struct epoll_event ev = { .events = EPOLLIN | EPOLLRDHUP | EPOLLONESHOT, .data.u64 = (uint64_t)fd };
+    return epoll_ctl(ws->epfd, add ? EPOLL_CTL_ADD : EPOLL_CTL_MOD, fd, &ev);
+}
+
+/* Marks the BUSY connection fd as gone (it is about to be closed) and closes it when close_it. */
+static void conn_forget(struct workers *ws, int fd, bool close_it)
+{
+    struct slot *s = &ws->slots[fd];
+
+    atomic_store(&s->word, word_make(atomic_load(&s->word), C_FREE));
+    if (close_it)
+        close(fd);
+}
+
 /*
- * Hands an accepted connection to libfcgi, which reads the begin record
+ * A new connection: FRESH in the set. Its slot may still say BUSY when
+ * libfcgi closed the number's previous connection itself (request_read
+ * below): the store replaces that, and the late compare-and-swap there
+ * then fails.
+ */
+static void conn_add(struct workers *ws, int fd)
+{
+    struct slot *s;
+    int max;
+
+    if (fd >= ws->nslots) {   /* beyond the descriptor limit read at start: cannot be tracked */
+        close(fd);
+        return;
+    }
+    s = &ws->slots[fd];
+    atomic_store(&s->since, util_now_ms());
+    atomic_store(&s->word, word_make(atomic_load(&s->word), C_FRESH));
+    for (max = atomic_load(&ws->max_fd); fd > max && !atomic_compare_exchange_weak(&ws->max_fd, &max, fd); )
+        ;
+    if (conn_arm(ws, fd, true) < 0) {
+        log_warn("cannot watch a connection: %s", strerror(errno));
+        conn_forget(ws, fd, true);
+    }
+}
+
+/*
+ * The keeper of reply.h: a request on fd has ended. Called before libfcgi
+ * closes fd (open false), or after the request was freed with fd still
+ * open (open true): then it is kept for the next request, or closed when
+ * the pool is stopping or holds keep_max idle connections already.
+ */
+static void conn_done(void *ctx, int fd, bool open)
+{
+    struct workers *ws = ctx;
+    struct slot *s;
+
+    if (fd < 0 || fd >= ws->nslots)
+        return;
+    s = &ws->slots[fd];
+    if (!open) {
+        conn_forget(ws, fd, false);
+        return;
+    }
+    if (atomic_load(&ws->stopping) || atomic_fetch_add(&ws->idle, 1) >= ws->keep_max) {
+        if (!atomic_load(&ws->stopping))
+            atomic_fetch_sub(&ws->idle, 1);
+        conn_forget(ws, fd, true);
+        return;
+    }
+    atomic_store(&s->since, util_now_ms());
+    atomic_store(&s->word, word_make(atomic_load(&s->word), C_IDLE));
+    if (conn_arm(ws, fd, false) < 0) {
+        /* Taken back at once: nobody else can have it, the set never reported it. */
+        atomic_fetch_sub(&ws->idle, 1);
+        conn_forget(ws, fd, true);
+    }
+}
+
+/*
+ * Takes fd, which epoll reported, for this worker. Returns its state
+ * before (FRESH, IDLE or SWEPT) with the slot now BUSY and *word set to
+ * the new word, or C_FREE when it was not to be taken.
+ */
+static enum conn_state conn_take(struct workers *ws, int fd, uint64_t *word)
+{
+    struct slot *s;
+    uint64_t old;
+
+    if (fd < 0 || fd >= ws->nslots)
+        return C_FREE;
+    s = &ws->slots[fd];
+    old = atomic_load(&s->word);
+    for (;;) {
+        enum conn_state st = word_state(old);
+        if (st != C_FRESH && st != C_IDLE && st != C_SWEPT)
+            return C_FREE;
+        *word = word_make(old, C_BUSY);
+        if (atomic_compare_exchange_weak(&s->word, &old, *word)) {
+            if (st == C_IDLE)
+                atomic_fetch_sub(&ws->idle, 1);
+            return st;
+        }
+    }
+}
+
+/*
+ * Hands the open connection conn to libfcgi, which reads the begin record
  * and the parameters from it: FCGX_Accept_r reads from an open connection
  * when the request has one (as for a connection kept with FCGI_KEEP_CONN),
  * and the request has no listening socket to accept another on. Detached,
  * a bad connection is closed without lingering. Returns 0 with the request
- * read, or -1 when the connection was bad, stalled or interrupted (libfcgi
- * has closed it).
+ * read, or -1 when the connection was bad, stalled, ended or interrupted
+ * (libfcgi has closed it).
  */
 static int request_read(FCGX_Request *r, int conn)
 {
@@ -104,6 +212,59 @@ static int request_read(FCGX_Request *r, int conn)
     r->keepConnection = 1;   /* so that FCGX_Accept_r keeps it open on entry */
     FCGX_Detach(r);
     return FCGX_Accept_r(r) < 0 ? -1 : 0;
+}
+
+/* The listening socket was readable: one connection accepted into the set. */
+static void accept_one(struct worker *w)
+{
+    struct workers *ws = w->pool;
+    struct epoll_event ev = { .events = EPOLLIN | EPOLLONESHOT, .data.u64 = LISTENER };
+    int conn = listen_accept(ws->listen_fd, CHAT_READ_TIMEOUT_MS);
+    int err = errno;
+
+    if (conn < 0 && err != EAGAIN && err != EINTR && !atomic_load(&ws->stopping)) {
+        /* EMFILE and the like: back off before the next try instead of spinning. */
+        log_warn("accept failed: %s", strerror(err));
+        usleep(50000);
+    }
+    /* Re-armed before this connection is served, so that another worker takes the next. */
+    epoll_ctl(ws->epfd, EPOLL_CTL_MOD, ws->listen_fd, &ev);
+    if (conn >= 0)
+        conn_add(ws, conn);
+}
+
+/* A connection was readable: its request read and routed, or the connection closed. */
+static void serve(struct worker *w, int fd, uint32_t events)
+{
+    struct workers *ws = w->pool;
+    enum conn_state was;
+    FCGX_Request *r;
+    uint64_t word;
+
+    if ((was = conn_take(ws, fd, &word)) == C_FREE)
+        return;
+    /* Swept, or a kept connection that nginx closed (it never half-closes one it may reuse). */
+    if (was == C_SWEPT || (was == C_IDLE && (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)))) {
+        conn_forget(ws, fd, true);
+        return;
+    }
+    worker_enter(w, W_READ);
+    if (!(r = malloc(sizeof *r))) {
+        conn_forget(ws, fd, true);
+        log_error("out of memory: pausing");
+        usleep(100000);
+        return;
+    }
+    if (request_read(r, fd) < 0) {
+        /* libfcgi closed fd: the number may be a new connection's already. */
+        uint64_t busy = word;
+        atomic_compare_exchange_strong(&ws->slots[fd].word, &busy, word_make(word, C_FREE));
+        FCGX_Free(r, 0);
+        free(r);
+        return;
+    }
+    worker_enter(w, W_SERVE);
+    route_request(&w->ctx, r);
 }
 
 static void *worker_main(void *arg)
@@ -115,47 +276,38 @@ static void *worker_main(void *arg)
     sigaddset(&wake, WAKE_SIGNAL);
     pthread_sigmask(SIG_UNBLOCK, &wake, NULL);
     for (;;) {
-        FCGX_Request *r;
-        int conn;
+        struct epoll_event ev;
+        int n;
 
         /* Entered before the check: the stopping thread sees W_ACCEPT or we see stopping. */
         worker_enter(w, W_ACCEPT);
         if (atomic_load(&w->pool->stopping))
             break;
-        if ((conn = listen_accept(w->pool->listen_fd, CHAT_READ_TIMEOUT_MS)) < 0) {
+        if ((n = epoll_wait(w->pool->epfd, &ev, 1, -1)) < 0) {
             if (atomic_load(&w->pool->stopping))
                 break;
-            if (errno == EINTR)
-                continue;
-            /* EMFILE and the like: back off instead of spinning. */
-            log_warn("accept failed: %s", strerror(errno));
-            usleep(50000);
+            if (errno != EINTR) {
+                log_warn("epoll_wait failed: %s", strerror(errno));
+                usleep(50000);
+            }
             continue;
         }
-        worker_enter(w, W_READ);
-        if (!(r = malloc(sizeof *r))) {
-            close(conn);
-            log_error("out of memory: pausing accepts");
-            usleep(100000);
+        if (n == 0)
             continue;
-        }
-        if (request_read(r, conn) < 0) {
-            FCGX_Free(r, 1);
-            free(r);
-            continue;
-        }
-        worker_enter(w, W_SERVE);
-        route_request(&w->ctx, r);
+        if (ev.data.u64 == LISTENER)
+            accept_one(w);
+        else
+            serve(w, (int)ev.data.u64, ev.events);
     }
     worker_enter(w, W_DONE);
     return NULL;
 }
 
 /*
- * Sends WAKE_SIGNAL to the workers that must be woken: those in accept()
- * when stopping, and those that have been reading one request for longer
- * than CHAT_READ_TIMEOUT_MS (a client that trickles it in). Returns the number
- * of workers still running.
+ * Sends WAKE_SIGNAL to the workers that must be woken: those waiting for
+ * work when stopping, and those that have been reading one request for
+ * longer than CHAT_READ_TIMEOUT_MS (a client that trickles it in). Returns
+ * the number of workers still running.
  */
 static int wake(struct worker *w, int n, bool stop)
 {
@@ -177,9 +329,36 @@ static int wake(struct worker *w, int n, bool stop)
 }
 
 /*
+ * Shuts down the connections that have been silent too long: FRESH ones
+ * that sent no request within CHAT_READ_TIMEOUT_MS, IDLE ones kept past
+ * CHAT_KEEP_IDLE_MS. The end of stream wakes a worker, which closes them.
+ */
+static void sweep(struct workers *ws)
+{
+    int64_t now = util_now_ms();
+    int max = atomic_load(&ws->max_fd);
+
+    for (int fd = 0; fd <= max && fd < ws->nslots; fd++) {
+        struct slot *s = &ws->slots[fd];
+        uint64_t word = atomic_load(&s->word);
+        enum conn_state st = word_state(word);
+        int64_t limit = st == C_FRESH ? CHAT_READ_TIMEOUT_MS : CHAT_KEEP_IDLE_MS;
+
+        if ((st != C_FRESH && st != C_IDLE) || now - atomic_load(&s->since) < limit)
+            continue;
+        /* Fails when a worker took it meanwhile (the sequence moved). */
+        if (atomic_compare_exchange_strong(&s->word, &word, word_make(word, C_SWEPT))) {
+            if (st == C_IDLE)
+                atomic_fetch_sub(&ws->idle, 1);
+            shutdown(fd, SHUT_RDWR);
+        }
+    }
+}
+
+/*
  * Wakes every worker until all have ended, or timeout_ms pass. A signal
- * that lands just before a worker enters accept() interrupts nothing, so
- * it is sent again until the worker is gone. Returns the workers left.
+ * that lands just before a worker enters epoll_wait() interrupts nothing,
+ * so it is sent again until the worker is gone. Returns the workers left.
  */
 int workers_stop(struct workers *ws, int timeout_ms)
 {
@@ -200,7 +379,7 @@ void workers_signals(void)
     struct sigaction wake = { .sa_handler = on_wake };
     sigset_t blocked;
 
-    /* Unblocked in the workers only; without SA_RESTART, so it interrupts accept() and read(). */
+    /* Unblocked in the workers only; without SA_RESTART, so it interrupts epoll_wait(), accept() and read(). */
     sigemptyset(&blocked);
     sigaddset(&blocked, WAKE_SIGNAL);
     pthread_sigmask(SIG_BLOCK, &blocked, NULL);
@@ -211,14 +390,29 @@ void workers_signals(void)
 int workers_start(const struct workers_opts *o, struct workers **out, struct chat_fail *f)
 {
     struct workers *ws = calloc(1, sizeof *ws);
+    struct epoll_event ev = { .events = EPOLLIN | EPOLLONESHOT, .data.u64 = LISTENER };
     int err = 0;
 
     *out = NULL;
-    if (!ws || !(ws->w = calloc((size_t)o->threads, sizeof *ws->w))) {
-        free(ws);
+    if (!ws)
         return chat_fail(f, CHAT_EUNAVAIL, "out of memory");
-    }
     ws->listen_fd = o->listen_fd;
+    ws->epfd = -1;
+    ws->keep_max = o->keep_max;
+    ws->nslots = o->fd_limit > 0 && o->fd_limit < (1 << 22) ? (int)o->fd_limit : (1 << 20);
+    atomic_store(&ws->max_fd, -1);
+    /* Untouched pages of a large calloc cost nothing: only the numbers in use are. */
+    if (!(ws->w = calloc((size_t)o->threads, sizeof *ws->w)) ||
+        !(ws->slots = calloc((size_t)ws->nslots, sizeof *ws->slots))) {
+        err = chat_fail(f, CHAT_EUNAVAIL, "out of memory");
+        goto fail;
+    }
+    if ((ws->epfd = epoll_create1(EPOLL_CLOEXEC)) < 0 ||
+        epoll_ctl(ws->epfd, EPOLL_CTL_ADD, ws->listen_fd, &ev) < 0) {
+        err = chat_fail(f, CHAT_EINTERNAL, "cannot watch the listening socket: %s", strerror(errno));
+        goto fail;
+    }
+    reply_keeper(conn_done, ws);
     for (int i = 0; i < o->threads; i++) {
         struct worker *w = &ws->w[i];
         pthread_mutex_init(&w->mu, NULL);
@@ -241,23 +435,48 @@ int workers_start(const struct workers_opts *o, struct workers **out, struct cha
     }
     *out = ws;
     return 0;
+fail:
+    if (ws->epfd >= 0)
+        close(ws->epfd);
+    free(ws->slots);
+    free(ws->w);
+    free(ws);
+    return err;
 }
 
 void workers_tick(struct workers *ws)
 {
     wake(ws->w, ws->n, false);
+    sweep(ws);
+}
+
+int workers_kept(struct workers *ws)
+{
+    return ws ? atomic_load(&ws->idle) : 0;
 }
 
 void workers_free(struct workers *ws)
 {
+    int max;
+
     if (!ws)
         return;
+    reply_keeper(NULL, NULL);
     for (int i = 0; i < ws->n; i++) {
         pthread_join(ws->w[i].thread, NULL);
         store_close(ws->w[i].ctx.store);
     }
     for (int i = 0; i < ws->n; i++)
         pthread_mutex_destroy(&ws->w[i].mu);
+    /* Every connection still in the set; the BUSY ones were ended by their owners. */
+    max = atomic_load(&ws->max_fd);
+    for (int fd = 0; fd <= max && fd < ws->nslots; fd++) {
+        enum conn_state st = word_state(atomic_load(&ws->slots[fd].word));
+        if (st == C_FRESH || st == C_IDLE || st == C_SWEPT)
+            close(fd);
+    }
+    close(ws->epfd);
+    free(ws->slots);
     free(ws->w);
     free(ws);
 }

@@ -1,6 +1,49 @@
 /*
- * workers.h - the worker threads of chat-fcgi: each accepts a connection,
- * reads its request with libfcgi (bounded in time) and routes it.
+ * workers.h - the worker threads of chat-fcgi and the connections they
+ * serve: one epoll set of the listening socket and of every connection
+ * waiting for its next request (just accepted, or kept open between
+ * requests when nginx asks with FCGI_KEEP_CONN). A worker takes a
+ * connection only when it is readable, reads its request with libfcgi
+ * (bounded in time) and routes it; no thread waits on an idle connection.
+ *
+ * nginx keeps FastCGI connections open between requests when it is told to
+ * (`fastcgi_keep_conn on` with an upstream `keepalive` pool): that spares a
+ * connect, an accept and a close a request, but libfcgi's own loop
+ * (FCGX_Accept_r on a kept connection) blocks a thread on each kept
+ * connection until its next request, and a parked long-poll would pin its
+ * connection's thread for its whole wait. So no thread waits on a
+ * connection here:
+ *   - one epoll set holds the listening socket and every connection that is
+ *     not being served: just accepted (FRESH), or kept between requests
+ *     (IDLE); each is registered EPOLLONESHOT, so one readiness wakes one
+ *     worker, which then owns that connection alone;
+ *   - the workers wait in epoll_wait() on that set; a worker woken by the
+ *     listening socket accepts one connection (listen.c: bounded reads) and
+ *     adds it; one woken by a connection reads its request with libfcgi
+ *     (FCGX_Accept_r on the open connection, bounded in time) and routes it;
+ *   - when a request ends (reply.c's reply_done, on whichever thread answers
+ *     it: a worker, the group committer, the hold's watcher) its connection
+ *     comes back here when nginx asked to keep it (FCGI_KEEP_CONN) and it is
+ *     sound, and is re-armed in the set; otherwise it is closed. A parked
+ *     long-poll's connection is the hold's until it is answered, then comes
+ *     back the same way;
+ *   - once a second a sweep shuts down connections silent for too long
+ *     (a FRESH one after CHAT_READ_TIMEOUT_MS, an IDLE one after
+ *     CHAT_KEEP_IDLE_MS, longer than nginx keeps an idle upstream
+ *     connection): the end of stream wakes a worker, which closes it.
+ *
+ * Who owns a connection is one atomic word per descriptor (slot): its state
+ * and a sequence number that every change bumps. A worker takes a FRESH,
+ * IDLE or SWEPT connection by compare-and-swap to BUSY; the sweep takes an
+ * expired FRESH or IDLE one by compare-and-swap to SWEPT. Only the owner of
+ * a BUSY connection closes it, and only after marking it FREE (or, when
+ * libfcgi closed it itself, with a compare-and-swap that fails if the
+ * number was accepted again meanwhile): a descriptor number is never
+ * mistaken for a later connection that got it.
+ *
+ * Stopping wakes the workers blocked in epoll_wait() (or accept(), on an
+ * inherited blocking listener) with WAKE_SIGNAL, whatever the listening
+ * socket: an inherited one (systemd, spawn-fcgi) must not be shut down.
  */
 #ifndef CHAT_FCGI_WORKERS_H
 #define CHAT_FCGI_WORKERS_H
@@ -13,7 +56,9 @@ struct workers;
 
 struct workers_opts {
     int threads;
-    int listen_fd;             /* opened or inherited; never shut down here */
+    int listen_fd;             /* opened (non-blocking) or inherited; never shut down here */
+    long fd_limit;             /* the descriptor limit (-1: unknown) */
+    int keep_max;              /* connections kept idle between requests, at most */
     struct store_opts store;   /* one connection per worker */
     struct hold *hold;
     struct commit *commit;
@@ -28,14 +73,26 @@ void workers_signals(void);
 
 /* Starts the threads. Returns 0 and sets *out, or a code with *f set (none left running). */
 int workers_start(const struct workers_opts *o, struct workers **out, struct chat_fail *f);
-/* Once a second: wakes a worker that has been reading one request too long, to drop it. */
+/*
+ * Once a second: wakes a worker that has been reading one request too
+ * long, to drop it, and shuts down connections silent too long (accepted
+ * without a request within CHAT_READ_TIMEOUT_MS, kept idle beyond
+ * CHAT_KEEP_IDLE_MS).
+ */
 void workers_tick(struct workers *ws);
+/* Connections kept idle between requests now (0 for NULL). */
+int workers_kept(struct workers *ws);
 /*
  * Wakes every worker until all have ended, or timeout_ms pass. Returns the
  * workers still running. workers_stop(NULL, ...) returns 0.
  */
 int workers_stop(struct workers *ws, int timeout_ms);
-/* Joins the ended workers and frees them. workers_free(NULL) is a no-op. */
+/*
+ * Joins the ended workers, closes the connections in the set and frees
+ * them. Until then a request that ends (a parked long-poll answered by
+ * hold_stop) gives its connection back here, and it is closed: call it
+ * after hold_stop. workers_free(NULL) is a no-op.
+ */
 void workers_free(struct workers *ws);
 
 #endif

@@ -32,6 +32,13 @@
 #define CHAT_HOLD_WRITE_MS    1000   /* a parked answer's write gives up after this */
 /* chat-fcgi: each read of a request must come within this (nginx writes it at once). */
 #define CHAT_READ_TIMEOUT_MS  2000
+/*
+ * chat-fcgi: a connection kept open between requests (FCGI_KEEP_CONN) is
+ * closed after this long idle: longer than nginx keeps an idle upstream
+ * connection (its keepalive_timeout, 60 s by default), so nginx closes first.
+ */
+#define CHAT_KEEP_IDLE_MS     120000
+#define CHAT_KEEP_MAX         4096   /* chat-fcgi: connections kept idle at once, at most */
 #define CHAT_RETAIN_BATCH     500    /* messages retention deletes per write transaction */
 #define CHAT_REPLAY_CHUNK     100    /* chat-ws: stored messages read per replay step */
 

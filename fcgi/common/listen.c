@@ -15,7 +15,6 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -46,7 +45,7 @@ static int open_unix(const char *path, int backlog, unsigned mode, struct chat_f
             return chat_fail(f, CHAT_EBADREQ, "%s exists and is not a socket", path);
         unlink(path);
     }
-    if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0)
+    if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0)) < 0)
         return chat_fail(f, CHAT_EINTERNAL, "socket: %s", strerror(errno));
     /* No window in which the socket exists with looser permissions. */
     old = umask(0777 & ~mode);
@@ -112,7 +111,7 @@ static int open_tcp(const char *addr, int backlog, struct chat_fail *f)
             return chat_fail(f, CHAT_EBADREQ, "bad IPv4 address in %s (use a numeric address)", addr);
         sslen = sizeof *s4;
     }
-    if ((fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0)
+    if ((fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0)) < 0)
         return chat_fail(f, CHAT_EINTERNAL, "socket: %s", strerror(errno));
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
     if (bind(fd, (struct sockaddr *)&ss, sslen) < 0 || listen(fd, backlog) < 0) {
@@ -190,17 +189,6 @@ int listen_accept(int fd, int read_timeout_ms)
 
         if (c < 0) {
             switch (errno) {
-            case EAGAIN:
-#if EWOULDBLOCK != EAGAIN
-            case EWOULDBLOCK:
-#endif
-            {
-                /* A non-blocking listener (systemd's NonBlocking=yes): wait for a connection. */
-                struct pollfd p = { .fd = fd, .events = POLLIN };
-                if (poll(&p, 1, -1) < 0)
-                    return -1;
-                continue;
-            }
             /* The peer left before it was accepted: take the next one. */
             case ECONNABORTED: case EPROTO: case ECONNRESET: case ETIMEDOUT:
             case EHOSTUNREACH: case ENETUNREACH:

@@ -13,7 +13,8 @@
 /*
  * Opens a listening socket on addr: a path containing '/' is a unix socket
  * (a stale socket file is replaced; the file gets mode `mode`); otherwise
- * HOST:PORT or :PORT on TCP (IPv4, or [v6]:PORT). Returns the fd, or a
+ * HOST:PORT or :PORT on TCP (IPv4, or [v6]:PORT). The socket is
+ * non-blocking (accept waits in the caller's epoll). Returns the fd, or a
  * negative code with *f set.
  */
 int listen_open(const char *addr, int backlog, unsigned mode, struct chat_fail *f);
@@ -36,13 +37,15 @@ int listen_split(const char *addr, char *host, size_t host_size, int *port, bool
 int listen_inherited(void);
 
 /*
- * Accepts the next connection on the listening socket fd (blocking or
- * not): close-on-exec, TCP_NODELAY on TCP, and every blocking read on it
- * gives up after read_timeout_ms. Connections that fail before they are
- * accepted, and IPv4 peers outside FCGI_WEB_SERVER_ADDRS when it is set,
- * are skipped. Returns the connection, or -1 with errno set: EINTR when a
- * signal interrupted the wait, otherwise an error of accept() (EMFILE,
- * ENOMEM, EINVAL once the socket is shut down...).
+ * Accepts the next connection on the listening socket fd: close-on-exec,
+ * blocking, TCP_NODELAY on TCP, and every blocking read on it gives up
+ * after read_timeout_ms. Connections that fail before they are accepted,
+ * and IPv4 peers outside FCGI_WEB_SERVER_ADDRS when it is set, are
+ * skipped. A blocking fd (an inherited one may be) waits for a connection;
+ * a non-blocking one does not. Returns the connection, or -1 with errno
+ * set: EAGAIN when a non-blocking fd has none waiting, EINTR when a signal
+ * interrupted the wait, otherwise an error of accept() (EMFILE, ENOMEM,
+ * EINVAL once the socket is shut down...).
  */
 int listen_accept(int fd, int read_timeout_ms);
 

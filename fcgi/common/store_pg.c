@@ -1,8 +1,9 @@
 /*
  * store_pg.c - the PostgreSQL backend of the store (store_backend.h), for
  * several nodes that share one database (SPEC section 9): connections,
- * reconnection, the schema and the change notices; store_pg_ops.c runs
- * the statements. store_pg*.c are the only files that include libpq-fe.h.
+ * schema and change notices here, statements and reads in
+ * store_pg_read.c, writes and retention in store_pg_write.c. These and
+ * store_pg.h are the only files that include libpq-fe.h.
  *
  * Design:
  *   - --db is a libpq URI (postgresql:// or postgres://). Every statement
@@ -41,6 +42,9 @@
 #include <sys/epoll.h>
 #include <unistd.h>
 
+#include <libpq-fe.h>
+
+#include "chat_limits.h"
 #include "log.h"
 #include "store_pg.h"
 #include "util.h"
@@ -49,15 +53,17 @@
 
 #define BACKOFF_FIRST_MS 200
 #define BACKOFF_MAX_MS   5000
-#define LOOK_EVERY_MS    1000    /* the watcher's look at the id counter, without a notice */
+
 
 extern const char schema_pg_sql[];   /* sql/schema-pg.sql, compiled in by the Makefile */
 
+
 /* Statement names on the server: "c0", "c1", ... by stmt_id. */
-void pg_stmt_name(enum stmt_id id, char name[8])
+void pgs_stmt_name(enum stmt_id id, char name[8])
 {
     snprintf(name, 8, "c%d", (int)id);
 }
+
 
 /*
  * Logs: a connection closed is told at most every 10 s per process (a
@@ -92,7 +98,7 @@ static void on_notice(void *arg, const PGresult *r)
 }
 
 /* The first line of libpq's message of the connection, for a log or a refusal. */
-static const char *conn_error(PGconn *c, char *buf, size_t size)
+const char *pgs_conn_error(PGconn *c, char *buf, size_t size)
 {
     const char *m = c ? PQerrorMessage(c) : "out of memory";
     size_t len = strcspn(m, "\n");
@@ -101,7 +107,7 @@ static const char *conn_error(PGconn *c, char *buf, size_t size)
 }
 
 /* Closes the connection; the next call makes a new one. */
-void pg_drop(struct pg_db *s, const char *why)
+void pgs_drop(struct pg_db *s, const char *why)
 {
     int64_t now = util_now_ms(), last = atomic_load(&lost_logged_ms);
 
@@ -118,7 +124,7 @@ void pg_drop(struct pg_db *s, const char *why)
 }
 
 /* Counts (and frees) the notices libpq has read; they move the change counter. */
-static int take_notices(struct pg_db *s)
+int pgs_take_notices(struct pg_db *s)
 {
     PGnotify *n;
     int count = 0;
@@ -143,12 +149,12 @@ static int start_listen(struct pg_db *s, struct chat_fail *f)
     PGresult *r;
     bool ok;
 
-    pg_stmt_name(ST_LISTEN, name);
+    pgs_stmt_name(ST_LISTEN, name);
     r = PQexecPrepared(s->conn, name, 0, NULL, NULL, NULL, 0);
     ok = PQresultStatus(r) == PGRES_COMMAND_OK;
     PQclear(r);
     if (!ok) {
-        log_warn("LISTEN: %s", conn_error(s->conn, buf, sizeof buf));
+        log_warn("LISTEN: %s", pgs_conn_error(s->conn, buf, sizeof buf));
         return chat_fail(f, CHAT_EUNAVAIL, "database unavailable, try again");
     }
     if (epoll_ctl(s->epfd, EPOLL_CTL_ADD, PQsocket(s->conn), &ev) < 0)
@@ -174,18 +180,18 @@ static int setup_conn(struct pg_db *s, struct chat_fail *f)
     ok = PQresultStatus(r) == PGRES_TUPLES_OK;
     PQclear(r);
     if (!ok) {
-        log_warn("database session settings: %s", conn_error(s->conn, buf, sizeof buf));
+        log_warn("database session settings: %s", pgs_conn_error(s->conn, buf, sizeof buf));
         return chat_fail(f, CHAT_EUNAVAIL, "database unavailable, try again");
     }
     for (int i = 0; i < ST_COUNT; i++) {
-        pg_stmt_name(i, name);
-        r = PQprepare(s->conn, name, pg_stmts[i].sql, pg_stmts[i].nparams, pg_stmts[i].types);
+        pgs_stmt_name(i, name);
+        r = PQprepare(s->conn, name, pgs_stmts[i].sql, pgs_stmts[i].nparams, pgs_stmts[i].types);
         ok = PQresultStatus(r) == PGRES_COMMAND_OK;
         if (!ok) {
             int code = PQstatus(s->conn) == CONNECTION_OK ? CHAT_EINTERNAL : CHAT_EUNAVAIL;
             const char *msg = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
-            chat_fail(f, code, "prepare %s: %s", pg_stmts[i].what,
-                      msg ? msg : conn_error(s->conn, buf, sizeof buf));
+            chat_fail(f, code, "prepare %s: %s", pgs_stmts[i].what,
+                      msg ? msg : pgs_conn_error(s->conn, buf, sizeof buf));
             PQclear(r);
             return code;
         }
@@ -218,7 +224,7 @@ static int connect_db(struct pg_db *s, struct chat_fail *f)
         }
     } else {
         /* The reason to the log; a client learns only to retry. */
-        conn_error(s->conn, buf, sizeof buf);
+        pgs_conn_error(s->conn, buf, sizeof buf);
         err = chat_fail(f, CHAT_EUNAVAIL, s->connected_once ? "database unavailable, try again"
                                                             : "cannot connect to the database: %s", buf);
         if (s->connected_once && !atomic_exchange(&outage_logged, true))
@@ -240,7 +246,7 @@ static int connect_db(struct pg_db *s, struct chat_fail *f)
  * it while it was idle (what it sent is read first), else a new one when
  * the back-off allows. Returns 0 or CHAT_EUNAVAIL with *f set.
  */
-int pg_ready(struct pg_db *s, struct chat_fail *f)
+int pgs_ready(struct pg_db *s, struct chat_fail *f)
 {
     /*
      * What the server sent while idle: notices, or a FATAL error and the
@@ -249,96 +255,22 @@ int pg_ready(struct pg_db *s, struct chat_fail *f)
     for (int i = 0; s->conn && i < 3; i++) {
         struct pollfd pfd = { .fd = PQsocket(s->conn), .events = POLLIN };
         if (PQstatus(s->conn) != CONNECTION_OK || s->doomed) {
-            pg_drop(s, "closed by the server");
+            pgs_drop(s, "closed by the server");
             break;
         }
         if (poll(&pfd, 1, 0) <= 0)
             break;
         if (!PQconsumeInput(s->conn)) {
-            pg_drop(s, "closed by the server");
+            pgs_drop(s, "closed by the server");
             break;
         }
-        take_notices(s);       /* parses what came, FATAL included */
+        pgs_take_notices(s);       /* parses what came, FATAL included */
     }
     if (s->conn)
         return 0;
     if (util_now_ms() < s->next_try_ms)
         return chat_fail(f, CHAT_EUNAVAIL, "database unavailable, try again");
     return connect_db(s, f);
-}
-
-/*
- * Turns a failed result into a refusal the client can act on, and drops a
- * broken connection. Clears r.
- */
-int pg_fail(struct pg_db *s, PGresult *r, struct chat_fail *f, const char *what)
-{
-    const char *state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
-    const char *msg = r ? PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY) : NULL;
-    const char *sev = r ? PQresultErrorField(r, PG_DIAG_SEVERITY_NONLOCALIZED) : NULL;
-    char buf[160];
-    int err;
-
-    /* No error from the server, a broken connection, or a FATAL one: the session is over. */
-    if (!state || PQstatus(s->conn) != CONNECTION_OK || (sev && strcmp(sev, "ERROR") != 0)) {
-        conn_error(s->conn, buf, sizeof buf);
-        err = chat_fail(f, CHAT_EUNAVAIL, "database unavailable (%s), try again", what);
-        pg_drop(s, msg ? msg : buf);
-    } else if (!strncmp(state, "08", 2) || !strncmp(state, "53", 2) || !strncmp(state, "57", 2) ||
-               !strncmp(state, "58", 2) || !strncmp(state, "40", 2) || !strcmp(state, "55P03") ||
-               !strcmp(state, "25006")) {
-        /* Connection, resources, operator, system, serialisation, lock wait, read-only. */
-        log_warn("%s: %s (%s)", what, msg ? msg : "", state);
-        err = chat_fail(f, CHAT_EUNAVAIL, "database is busy or unavailable (%s), try again", state);
-    } else {
-        log_error("%s: %s (%s)", what, msg ? msg : "", state);
-        err = chat_fail(f, CHAT_EINTERNAL, "database error (%s)", state);
-    }
-    PQclear(r);
-    return err;
-}
-
-/*
- * Runs a prepared statement, its parameters as PQexecPrepared takes them:
- * fmts[i] 1 sends vals[i] as lens[i] bytes (a string, binary-safe), 0 (or
- * no fmts) as NUL-terminated text (a number); a NULL vals[i] is SQL NULL.
- * Returns the result (PQclear it), or NULL with *err and *f set.
- */
-PGresult *pg_run(struct pg_db *s, enum stmt_id id, const char *const *vals, const int *lens,
-                     const int *fmts, struct chat_fail *f, int *err)
-{
-    char name[8];
-    PGresult *r;
-    ExecStatusType st;
-
-    if ((*err = pg_ready(s, f)) < 0)
-        return NULL;
-    pg_stmt_name(id, name);
-    r = PQexecPrepared(s->conn, name, pg_stmts[id].nparams, vals, lens, fmts, 0);
-    st = PQresultStatus(r);
-    if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK)
-        return r;
-    *err = pg_fail(s, r, f, pg_stmts[id].what);
-    return NULL;
-}
-
-/* Parses a bigint column. */
-int64_t pg_col_int(const PGresult *r, int row, int col)
-{
-    return PQgetisnull(r, row, col) ? 0 : strtoll(PQgetvalue(r, row, col), NULL, 10);
-}
-
-/* Runs a statement with no parameter that returns one number. */
-int pg_single_int(struct pg_db *s, enum stmt_id id, int64_t *out, struct chat_fail *f)
-{
-    int err;
-    PGresult *r = pg_run(s, id, NULL, NULL, NULL, f, &err);
-
-    if (!r)
-        return err;
-    *out = PQntuples(r) > 0 ? pg_col_int(r, 0, 0) : 0;
-    PQclear(r);
-    return 0;
 }
 
 /* Exec of one constant statement of the schema step; true when it succeeded. */
@@ -414,7 +346,7 @@ static int apply_schema(struct pg_db *s, struct chat_fail *f)
         log_info("%s the schema in database %s", tables ? "upgraded" : "created", PQdb(c));
     return 0;
 fail:
-    conn_error(c, buf, sizeof buf);
+    pgs_conn_error(c, buf, sizeof buf);
     if (PQtransactionStatus(c) != PQTRANS_IDLE)
         exec_ok(c, "ROLLBACK", NULL);
     return chat_fail(f, PQstatus(c) == CONNECTION_OK ? CHAT_EINTERNAL : CHAT_EUNAVAIL,
@@ -456,39 +388,6 @@ static void pg_close(struct store *base)
     free(s);
 }
 
-/*
- * The change counter. On the watcher's connection a local count (see the
- * opening comment): no round trip but the look once a second. On any
- * other, the id counter itself.
- */
-static int pg_data_version(struct store *base, int64_t *v, struct chat_fail *f)
-{
-    struct pg_db *s = (struct pg_db *)base;
-    int64_t now, counter;
-    int err;
-
-    if (!s->listen) {
-        if ((err = pg_single_int(s, ST_COUNTER, &counter, f)) < 0)
-            return err;
-        *v = s->version = counter;
-        return 0;
-    }
-    if ((err = pg_ready(s, f)) < 0)
-        return err;
-    now = util_now_ms();
-    if (now >= s->next_look_ms) {
-        if ((err = pg_single_int(s, ST_COUNTER, &counter, f)) < 0)
-            return err;
-        take_notices(s);
-        if (counter != s->counter)
-            s->version++;
-        s->counter = counter;
-        s->next_look_ms = now + LOOK_EVERY_MS;
-    }
-    *v = s->version;
-    return 0;
-}
-
 /* ---- change notices: LISTEN on the watcher's connection ---- */
 
 static int pg_watch(struct store *base, struct chat_fail *f)
@@ -499,12 +398,12 @@ static int pg_watch(struct store *base, struct chat_fail *f)
     if ((s->epfd = epoll_create1(EPOLL_CLOEXEC)) < 0)
         return chat_fail(f, CHAT_EINTERNAL, "epoll_create1: %s", strerror(errno));
     s->listen = true;
-    /* Connected: listen now; else the connection pg_ready() makes listens. */
+    /* Connected: listen now; else the connection pgs_ready() makes listens. */
     if (s->conn && (err = start_listen(s, f)) < 0) {
-        pg_drop(s, f->msg);
+        pgs_drop(s, f->msg);
         return err;
     }
-    return pg_ready(s, f);
+    return pgs_ready(s, f);
 }
 
 static int pg_changes_fd(struct store *base)
@@ -520,10 +419,10 @@ static bool pg_changes_drain(struct store *base)
     if (!s->conn)
         return true;
     if (!PQconsumeInput(s->conn) || PQstatus(s->conn) != CONNECTION_OK) {
-        pg_drop(s, "closed by the server");
+        pgs_drop(s, "closed by the server");
         return true;
     }
-    return take_notices(s) > 0;
+    return pgs_take_notices(s) > 0;
 }
 
 /* A notice comes after its commit is visible: no look again needed. */
@@ -541,9 +440,9 @@ static bool pg_claims(const char *db)
 
 const struct store_backend store_pg = {
     .name = "postgresql", .claims = pg_claims, .open = pg_open, .close = pg_close,
-    .append_tx = pg_append_tx, .fetch = pg_fetch, .since = pg_since,
-    .data_version = pg_data_version, .max_id = pg_max_id, .prune_age = pg_prune_age,
-    .prune_rooms = pg_prune_rooms, .check = pg_check, .watch = pg_watch,
+    .append_tx = pgs_append_tx, .fetch = pgs_fetch, .since = pgs_since,
+    .data_version = pgs_data_version, .max_id = pgs_max_id, .prune_age = pgs_prune_age,
+    .prune_rooms = pgs_prune_rooms, .check = pgs_check, .watch = pg_watch,
     .changes_fd = pg_changes_fd, .changes_drain = pg_changes_drain, .recheck_ms = pg_recheck_ms,
 };
 
@@ -551,3 +450,4 @@ static const struct store_backend *backend_of(void)
 {
     return &store_pg;
 }
+

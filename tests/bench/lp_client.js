@@ -11,7 +11,7 @@
 // "ready" once every subscriber has its first request out, then collects
 // EXPECT messages on each. At the end (all received, or TIMEOUT_S after
 // ready) it prints one JSON line: deliveries, lost, duplicated, subscribers
-// out of order, requests made, errors, latency median/p90/p99/max in ms
+// out of order, requests made, errors, its CPU seconds since ready (cpu_s), latency median/p90/p99/max in ms
 // (and every latency, with LAT=1 in the environment).
 'use strict';
 const http = require('http');
@@ -22,7 +22,7 @@ const mode = process.argv[6] === 'nchan' ? 'nchan' : 'chat';
 const agent = new http.Agent({ keepAlive: true, maxSockets: Infinity });
 const lat = [];
 const subs = [];
-let done = 0, requests = 0, errors = 0, finished = false;
+let done = 0, requests = 0, errors = 0, finished = false, cpu0 = null;
 
 const wallNow = () => (performance.timeOrigin + performance.now()) / 1000;
 
@@ -38,7 +38,9 @@ function finish() {
   }
   lat.sort((a, b) => a - b);
   const pct = (p) => lat.length ? lat[Math.min(lat.length - 1, Math.round(p / 100 * (lat.length - 1)))] : null;
+  const cpu = process.cpuUsage(cpu0);
   const line = JSON.stringify({ deliveries: lat.length, lost, dup, outOfOrder, requests, errors,
+    cpu_s: (cpu.user + cpu.system) / 1e6,
     p50: pct(50), p90: pct(90), p99: pct(99), max: lat.length ? lat[lat.length - 1] : null,
     lat: process.env.LAT ? lat : undefined });
   // A pipe is written asynchronously: exit once the line is out.
@@ -98,5 +100,6 @@ let started = 0;
   for (let i = 0; i < 100 && started < nSubs; i++, started++) poll(subs[started]);
   if (started < nSubs) return setTimeout(batch, 10);
   console.log('ready');
+  cpu0 = process.cpuUsage();
   setTimeout(finish, timeoutS * 1000);
 })();

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # run.sh - every benchmark, as `make bench` runs them (never part of make test).
-# Installs what the load clients need (wrk, Node with the ws package, Nchan), then
+# Installs what the load clients need (wrk, Nchan, Node with the ws package), then
 # prints the figures the README's tables come from. BIN_DIR as for make.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -15,10 +15,15 @@ if [ -n "$need" ]; then
     [ "$(id -u)" = 0 ] || { echo "missing:$need; run as root: apt-get install -y$need"; exit 1; }
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $need >/dev/null
 fi
+# Node and the ws package only for the older clients (`nchan.py --client node`,
+# and the comparison of client designs below).
 [ -d "$here/node_modules/ws" ] || (cd "$here" && npm install --no-audit --no-fund --silent)
 
-# Side by side with Nchan: W0-W7, the README's main table (about 15 minutes)
+# Side by side with Nchan: W0-W8, the README's main table (about 15 minutes)
 python3 "$here/nchan.py"
+# The load client measures the server: Nchan's W3 and W4 from several client
+# designs, with each client's CPU (about 2 minutes)
+python3 "$here/nchan.py" --check-clients
 
 # Details: wake-up and probe rate with 1,000 long-polls held; WebSocket
 # memory split between nginx and chat-ws

@@ -8,7 +8,7 @@
 // "ready" once all are open, then collects EXPECT messages on each. A message
 // text is "<index> <wall time of its send request, in s>". At the end (all
 // received, or TIMEOUT_S after ready) it prints one JSON line: deliveries,
-// lost, duplicated, sockets out of order, latency median/p90/p99/max in ms
+// lost, duplicated, sockets out of order, its CPU seconds since ready (cpu_s), latency median/p90/p99/max in ms
 // (and every latency, with LAT=1 in the environment).
 'use strict';
 const WebSocket = require('ws');
@@ -17,7 +17,7 @@ const { performance } = require('perf_hooks');
 const [url, nSockets, expect, timeoutS] = [process.argv[2], +process.argv[3], +process.argv[4], +process.argv[5]];
 const raw = process.argv[6] === 'raw';
 const lat = [];
-let lost = 0, dup = 0, outOfOrder = 0, open = 0, done = 0, closedEarly = 0;
+let lost = 0, dup = 0, outOfOrder = 0, open = 0, done = 0, closedEarly = 0, cpu0 = null;
 const socks = [];
 
 function finish() {
@@ -30,7 +30,9 @@ function finish() {
   }
   lat.sort((a, b) => a - b);
   const pct = (p) => lat.length ? lat[Math.min(lat.length - 1, Math.round(p / 100 * (lat.length - 1)))] : null;
+  const cpu = process.cpuUsage(cpu0);
   const line = JSON.stringify({ deliveries: lat.length, lost, dup, outOfOrder, closedEarly,
+    cpu_s: (cpu.user + cpu.system) / 1e6,
     p50: pct(50), p90: pct(90), p99: pct(99), max: lat.length ? lat[lat.length - 1] : null,
     lat: process.env.LAT ? lat : undefined });
   for (const s of socks) s.ws.terminate();
@@ -44,6 +46,7 @@ function openOne() {
   s.ws.on('open', () => {
     if (++open === nSockets) {
       console.log('ready');
+      cpu0 = process.cpuUsage();
       setTimeout(finish, timeoutS * 1000);
     }
   });

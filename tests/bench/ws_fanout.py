@@ -2,8 +2,8 @@
 """ws_fanout.py - WebSocket fan-out through nginx: latency, loss, memory.
 
 Starts its own stack (conf/stack.sh, free loopback ports, a temporary
-folder), opens N sockets on one room with tests/bench/ws_client.js (Node and
-the ws package: npm install in tests/bench), then
+folder), opens N sockets on one room with tests/bench/load_client.c (raw
+sockets, two processes; built into build/bench/ on first use), then
 sends M messages at R per second with /send/msg, each text carrying the wall
 time its send request started. Every receiver records when each message
 arrived. Reports latency (send start -> receipt) median/p99/max over all
@@ -25,6 +25,23 @@ import time
 import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+HERE = os.path.join(ROOT, "tests", "bench")
+
+
+def bench_bin(name, libs=()):
+    """tests/bench/NAME.c built into build/bench/NAME (again when the source
+    is newer); returns the program's path."""
+    src, out = os.path.join(HERE, name + ".c"), os.path.join(ROOT, "build", "bench", name)
+    if not os.path.exists(out) or os.path.getmtime(out) < os.path.getmtime(src):
+        os.makedirs(os.path.dirname(out), exist_ok=True)
+        subprocess.run(["cc", "-O2", "-g", "-std=c11", "-Wall", "-Wextra", "-pthread", "-o", out, src]
+                       + list(libs), check=True)
+    return out
+
+
+def load_client(mode, url, n, msgs, timeout):
+    """The command of one load client process (tests/bench/load_client.c)."""
+    return [bench_bin("load_client"), mode, url, str(n), str(msgs), str(timeout)]
 
 
 def free_port():
@@ -79,10 +96,12 @@ def pct(values, p):
 def drive(cmds, n, send, msgs, rate, pids, settle=1.0):
     """Starts the load clients (cmds: one command each; each prints "ready"
     once its subscribers are connected, then one JSON line of figures with
-    its raw latencies), sends msgs messages at rate per second with send(i),
-    each in its own thread, and returns the clients' figures merged, plus
-    the PSS growth (KiB per subscriber, n in all) of each pid group while
-    the subscribers were open."""
+    its raw latencies and its own CPU seconds), sends msgs messages at rate
+    per second with send(i), each in its own thread, and returns the
+    clients' figures merged, plus the PSS growth (KiB per subscriber, n in
+    all) and the CPU of each pid group while the subscribers were open, and
+    each client's CPU over the run. Returns None when a client says the
+    route is absent (a 404: the server has no such transport)."""
     before = [pss_kib(group) for group in pids]
     env = dict(os.environ, LAT="1")
     clients = [subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env) for cmd in cmds]
@@ -91,6 +110,9 @@ def drive(cmds, n, send, msgs, rate, pids, settle=1.0):
         if line != "ready":
             for c in clients:
                 c.kill()
+                c.wait(10)
+            if line == "absent":
+                return None
             raise SystemExit(f"load client failed: {line}")
     time.sleep(settle)
     after = [pss_kib(group) for group in pids]
@@ -109,6 +131,7 @@ def drive(cmds, n, send, msgs, rate, pids, settle=1.0):
         t.join(10)
     parts = [json.loads(c.stdout.readline()) for c in clients]
     cpu = [cpu_s(group) - c0 for group, c0 in zip(pids, cpu0)]
+    secs = time.monotonic() - start
     for c in clients:
         c.wait(30)
     lat = sorted(x for p in parts for x in p["lat"])
@@ -118,6 +141,12 @@ def drive(cmds, n, send, msgs, rate, pids, settle=1.0):
     r["msgs"] = msgs
     # server CPU per delivery, while messages flowed (includes the sends)
     r["cpu_us"] = [c * 1e6 / max(1, r["deliveries"]) for c in cpu]
+    r["cpu_s"] = cpu
+    # each load client's own CPU from its ready to its last delivery, and the
+    # share of one core that is over the run: near 100 % it measures itself
+    r["client_cpu_s"] = [p.get("cpu_s", 0) for p in parts]
+    r["client_core_pct"] = max(100 * c / secs for c in r["client_cpu_s"])
+    r["secs"] = secs
     r["kib"] = [(a - b) / n for a, b in zip(after, before)]
     r["idle"], r["open"] = sum(before), sum(after)
     return r
@@ -128,13 +157,12 @@ def split(n, procs):
     return [n // procs + (1 if i < n % procs else 0) for i in range(procs) if n // procs or i < n % procs]
 
 
-def fanout(url, send, n, rate, secs, pids, raw=False, procs=2):
+def fanout(url, send, n, rate, secs, pids, procs=2):
     """Opens n sockets on url (from procs client processes), sends rate*secs
     messages with send(i), and returns the figures plus the PSS growth (KiB)
     of each pid group."""
     msgs = int(rate * secs)
-    cmds = [["node", os.path.join(ROOT, "tests", "bench", "ws_client.js"), url, str(k), str(msgs),
-             str(secs + 30)] + (["raw"] if raw else []) for k in split(n, procs)]
+    cmds = [load_client("ws", url, k, msgs, secs + 30) for k in split(n, procs)]
     return drive(cmds, n, send, msgs, rate, pids)
 
 
@@ -167,6 +195,8 @@ def main():
               f"p99 {r['p99']:.1f} ms, max {r['max']:.1f} ms")
         print(f"  memory, nginx + chat-ws PSS: {r['idle']} KiB idle, {r['open']} KiB with {n} sockets: "
               f"{sum(r['kib']):.1f} KiB per connection (nginx {r['kib'][0]:.1f}, chat-ws {r['kib'][1]:.1f})")
+        print(f"  CPU over the run: nginx {r['cpu_s'][0]:.2f} s, chat-ws {r['cpu_s'][1]:.2f} s, "
+              f"load clients {' + '.join(f'{c:.2f}' for c in r['client_cpu_s'])} s")
     finally:
         subprocess.run([stack, "stop", state], env=env)
 
