@@ -49,6 +49,18 @@ void hold_stop(struct hold *h);
 int hold_park(struct hold *h, FCGX_Request *req, const struct get_args *g, int64_t seen_id,
               struct chat_fail *f);
 
+/*
+ * Parks req without reading the store when the hold knows that nothing in
+ * g->room comes after g->index: the room's latest id among the rows the
+ * watcher handed over is g->index (the usual re-poll, with the max_index
+ * of the last answer). Every later row is then handed to it as to one
+ * parked by hold_park. Returns 0 when parked (the hold owns req), 1 when
+ * the hold does not know (tail, no wait, a room without a row handed over
+ * since start, another cursor: read, then hold_park or answer), or
+ * CHAT_EUNAVAIL with *f set as hold_park.
+ */
+int hold_try_park(struct hold *h, FCGX_Request *req, const struct get_args *g, struct chat_fail *f);
+
 /* Tells the watcher that this process committed messages: probe now if requests wait. */
 void hold_kick(struct hold *h);
 
