@@ -24,6 +24,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -44,7 +45,9 @@
 
 struct waiter {
     LIST_ENTRY(waiter) link;   /* in a bucket, the check list or a local list */
-    FCGX_Request *req;
+    int fd;                    /* the request's connection, open */
+    int request_id;            /* its FastCGI request id */
+    bool keep;                 /* nginx asked to keep the connection (FCGI_KEEP_CONN) */
     int64_t index;
     int64_t deadline;          /* util_now_ms() at which the wait expires */
     int limit, tail;
@@ -127,17 +130,19 @@ static void uncount(struct hold *h, size_t n)
 /*
  * Ends a waiter's request, answering body when given (without one, its
  * client went away: the connection is closed); frees the waiter. The
- * socket stays in the set of parked ones, where only its end is reported:
- * a connection nginx keeps may be parked again with its next request.
+ * answer goes out in one write, its body shared by every waiter of the
+ * same cursor. The socket stays in the set of parked ones, where only its
+ * end is reported: a connection nginx keeps may be parked again with its
+ * next request.
  */
 static void waiter_finish(struct hold *h, struct waiter *w, const char *body, size_t len)
 {
-    atomic_store(&h->by_fd[w->req->ipcFd], NULL);
+    bool written = false;
+
+    atomic_store(&h->by_fd[w->fd], NULL);
     if (body)
-        reply_json(w->req, 200, NULL, body, len);
-    else
-        w->req->keepConnection = 0;
-    reply_done(w->req);
+        written = reply_raw(w->fd, w->request_id, 200, body, len) == 0;
+    reply_release(w->fd, w->keep && written);
     free(w);
 }
 
@@ -227,7 +232,11 @@ static int park(struct hold *h, FCGX_Request *req, const struct get_args *g, int
         return chat_fail(f, CHAT_EUNAVAIL, "cannot watch the request: descriptor %d beyond the limit", fd);
     if (!(w = calloc(1, sizeof *w)))
         return chat_fail(f, CHAT_EUNAVAIL, "out of memory");
-    w->req = req;
+    w->fd = fd;
+    w->request_id = req->requestId;
+    /* As reply_done decides: the body was read to its end, nothing failed. */
+    w->keep = req->keepConnection && req->in && FCGX_HasSeenEOF(req->in) == EOF &&
+              FCGX_GetError(req->in) == 0;
     w->index = g->index;
     w->limit = g->limit;
     w->tail = g->tail;
@@ -247,9 +256,10 @@ static int park(struct hold *h, FCGX_Request *req, const struct get_args *g, int
         seen_id = h->dispatched;
     }
     if (atomic_load(&h->count) >= h->max_held) {
+        size_t max = h->max_held;
         pthread_mutex_unlock(&h->mu);
         free(w);
-        return chat_fail(f, CHAT_EUNAVAIL, "too many waiting requests (%zu held), retry", h->max_held);
+        return chat_fail(f, CHAT_EUNAVAIL, "too many waiting requests (%zu held), retry", max);
     }
     /* Under mu: an end reported at once is read by on_turn with by_fd set. */
     atomic_store(&h->by_fd[fd], w);
@@ -277,6 +287,13 @@ static int park(struct hold *h, FCGX_Request *req, const struct get_args *g, int
     else if (wake)
         watch_kick(h->watch);
     pthread_mutex_unlock(&h->mu);
+    /*
+     * The waiter holds all the answer needs: the request's buffers (8 KiB
+     * each way) and parameters are freed now, not after the wait. Its
+     * connection stays open (the waiter's now).
+     */
+    FCGX_Free(req, 0);
+    free(req);
     return 0;
 }
 
