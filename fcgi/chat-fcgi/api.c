@@ -78,6 +78,9 @@ int api_get(struct api_ctx *c, FCGX_Request *r, const struct params *p, struct c
 
     if ((err = params_get(p, &g, f)) < 0)
         return err;
+    /* The usual re-poll, at the room's latest id: parked without a read. */
+    if ((err = hold_try_park(c->hold, r, &g, f)) <= 0)
+        return err;
     if ((err = store_fetch(c->store, g.room, g.room_len, g.index, g.limit, g.tail, &page, f)) < 0)
         return err;
     /* A cursor ahead of the room answers at once, so the client resyncs. */

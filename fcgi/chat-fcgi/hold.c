@@ -24,10 +24,12 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/queue.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <unistd.h>
@@ -43,7 +45,9 @@
 
 struct waiter {
     LIST_ENTRY(waiter) link;   /* in a bucket, the check list or a local list */
-    FCGX_Request *req;
+    int fd;                    /* the request's connection, open */
+    int request_id;            /* its FastCGI request id */
+    bool keep;                 /* nginx asked to keep the connection (FCGI_KEEP_CONN) */
     int64_t index;
     int64_t deadline;          /* util_now_ms() at which the wait expires */
     int limit, tail;
@@ -54,6 +58,16 @@ struct waiter {
 
 LIST_HEAD(wlist, waiter);
 
+/* The latest id of a room among the rows handed over (see hold_try_park). */
+struct known {
+    LIST_ENTRY(known) link;
+    int64_t id;
+    size_t room_len;
+    char room[CHAT_NAME_MAX + 1];
+};
+
+LIST_HEAD(klist, known);
+
 struct hold {
     pthread_mutex_t mu;
     struct wlist buckets[CHAT_HOLD_BUCKETS];
@@ -62,7 +76,16 @@ struct hold {
     size_t max_held;
     int64_t dispatched;        /* rows up to this id were handed to waiters */
     int64_t next_deadline;     /* no waiter expires before this */
-    int epfd;                  /* the parked requests' sockets */
+    struct klist known[CHAT_HOLD_BUCKETS];   /* rooms' latest ids, by room_bucket */
+    size_t nknown;
+    int epfd;                  /* the parked requests' sockets, by descriptor number */
+    /*
+     * The waiter parked on each descriptor, while it is in the table or the
+     * check list (set and read under mu; cleared without it when the
+     * watcher ends the request, before the connection can carry another).
+     */
+    _Atomic(struct waiter *) *by_fd;
+    int nfd;
     atomic_bool stopping;
     struct store *store;       /* the watcher thread's reads */
     struct watch *watch;
@@ -117,17 +140,19 @@ static void uncount(struct hold *h, size_t n)
 /*
  * Ends a waiter's request, answering body when given (without one, its
  * client went away: the connection is closed); frees the waiter. The
- * socket leaves the set of parked ones first: a connection nginx keeps
- * carries its next request after this answer.
+ * answer goes out in one write, its body shared by every waiter of the
+ * same cursor. The socket stays in the set of parked ones, where only its
+ * end is reported: a connection nginx keeps may be parked again with its
+ * next request.
  */
 static void waiter_finish(struct hold *h, struct waiter *w, const char *body, size_t len)
 {
-    epoll_ctl(h->epfd, EPOLL_CTL_DEL, w->req->ipcFd, NULL);
+    bool written = false;
+
+    atomic_store(&h->by_fd[w->fd], NULL);
     if (body)
-        reply_json(w->req, 200, NULL, body, len);
-    else
-        w->req->keepConnection = 0;
-    reply_done(w->req);
+        written = reply_raw(w->fd, w->request_id, 200, body, len) == 0;
+    reply_release(w->fd, w->keep && written);
     free(w);
 }
 
@@ -143,20 +168,85 @@ static void waiter_expire(struct hold *h, struct waiter *w)
     free(body);
 }
 
-int hold_park(struct hold *h, FCGX_Request *req, const struct get_args *g, int64_t seen_id,
-              struct chat_fail *f)
+static struct known *known_find(struct hold *h, unsigned bucket, const char *room, size_t len)
+{
+    struct known *k;
+
+    LIST_FOREACH(k, &h->known[bucket], link)
+        if (k->room_len == len && memcmp(k->room, room, len) == 0)
+            return k;
+    return NULL;
+}
+
+/* Forgets every room's latest id (rows were skipped unread, or ids went back). Under mu. */
+static void known_clear(struct hold *h)
+{
+    for (unsigned b = 0; b < CHAT_HOLD_BUCKETS; b++) {
+        struct known *k;
+        while ((k = LIST_FIRST(&h->known[b]))) {
+            LIST_REMOVE(k, link);
+            free(k);
+        }
+    }
+    h->nknown = 0;
+}
+
+/* A row handed over: the latest id of its room so far. Under mu. */
+static void known_note(struct hold *h, const struct store_msg *m)
+{
+    unsigned b;
+    struct known *k;
+
+    if (m->room_len > CHAT_NAME_MAX)
+        return;
+    b = room_bucket(m->room, m->room_len);
+    if ((k = known_find(h, b, m->room, m->room_len))) {
+        if (m->id > k->id)
+            k->id = m->id;
+        return;
+    }
+    if (h->nknown >= CHAT_HOLD_ROOMS_KNOWN)
+        known_clear(h);            /* many rooms: start again from the active ones */
+    if (!(k = malloc(sizeof *k)))
+        return;                    /* unknown: its requests read */
+    k->id = m->id;
+    k->room_len = m->room_len;
+    memcpy(k->room, m->room, m->room_len);
+    LIST_INSERT_HEAD(&h->known[b], k, link);
+    h->nknown++;
+}
+
+/*
+ * Parks req (see hold_park). With known set, it was not read: it is parked
+ * only when the room's latest id among the rows handed over is g->index,
+ * as if read at `dispatched`; otherwise returns 1 and parks nothing.
+ */
+static int park(struct hold *h, FCGX_Request *req, const struct get_args *g, int64_t seen_id,
+                bool known, struct chat_fail *f)
 {
     struct waiter *w;
     bool wake = false;
-    struct epoll_event ev = { .events = EPOLLIN | EPOLLRDHUP };
-    struct timeval tv = { .tv_sec = CHAT_HOLD_WRITE_MS / 1000,
-                          .tv_usec = CHAT_HOLD_WRITE_MS % 1000 * 1000 };
+    int fd = req->ipcFd;
+    /*
+     * Only the end of the connection is reported (not its data: a kept
+     * connection carries the next request after the answer), once (edge
+     * triggered). It stays registered after the answer; a park on a
+     * connection registered already re-arms it (EPOLL_CTL_MOD reports an
+     * end that came meanwhile), a new one is added.
+     */
+    struct epoll_event ev = { .events = EPOLLRDHUP | EPOLLET, .data.u64 = (uint64_t)fd };
 
     if (atomic_load(&h->stopping))
         return chat_fail(f, CHAT_EUNAVAIL, "server is shutting down");
+    if (fd < 0 || fd >= h->nfd)
+        return chat_fail(f, CHAT_EUNAVAIL, "cannot watch the request: descriptor %d beyond the limit", fd);
     if (!(w = calloc(1, sizeof *w)))
         return chat_fail(f, CHAT_EUNAVAIL, "out of memory");
-    w->req = req;
+    w->fd = fd;
+    w->request_id = req->requestId;
+    /* As reply_done decides: the body was read to its end, nothing failed. */
+    w->keep = req->keepConnection && req->in && FCGX_HasSeenEOF(req->in) == EOF &&
+              FCGX_GetError(req->in) == 0;
     w->index = g->index;
     w->limit = g->limit;
     w->tail = g->tail;
@@ -164,20 +254,32 @@ int hold_park(struct hold *h, FCGX_Request *req, const struct get_args *g, int64
     w->room_len = g->room_len;
     memcpy(w->room, g->room, g->room_len);
     w->bucket = room_bucket(g->room, g->room_len);
-    ev.data.ptr = w;
-    /* A stalled nginx must not stall the watcher's fan-out. */
-    setsockopt(req->ipcFd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
 
     pthread_mutex_lock(&h->mu);
-    if (atomic_load(&h->count) >= h->max_held) {
-        pthread_mutex_unlock(&h->mu);
-        free(w);
-        return chat_fail(f, CHAT_EUNAVAIL, "too many waiting requests (%zu held), retry", h->max_held);
+    if (known) {
+        struct known *k = known_find(h, w->bucket, w->room, w->room_len);
+        if (!k || k->id != w->index) {
+            pthread_mutex_unlock(&h->mu);
+            free(w);
+            return 1;
+        }
+        seen_id = h->dispatched;
     }
-    if (epoll_ctl(h->epfd, EPOLL_CTL_ADD, req->ipcFd, &ev) < 0) {
+    if (atomic_load(&h->count) >= h->max_held) {
+        size_t max = h->max_held;
         pthread_mutex_unlock(&h->mu);
         free(w);
-        return chat_fail(f, CHAT_EUNAVAIL, "cannot watch the request: %s", strerror(errno));
+        return chat_fail(f, CHAT_EUNAVAIL, "too many waiting requests (%zu held), retry", max);
+    }
+    /* Under mu: an end reported at once is read by on_turn with by_fd set. */
+    atomic_store(&h->by_fd[fd], w);
+    if (epoll_ctl(h->epfd, EPOLL_CTL_MOD, fd, &ev) < 0 &&
+        (errno != ENOENT || epoll_ctl(h->epfd, EPOLL_CTL_ADD, fd, &ev) < 0)) {
+        int e = errno;
+        atomic_store(&h->by_fd[fd], NULL);
+        pthread_mutex_unlock(&h->mu);
+        free(w);
+        return chat_fail(f, CHAT_EUNAVAIL, "cannot watch the request: %s", strerror(e));
     }
     if (seen_id < h->dispatched) {
         LIST_INSERT_HEAD(&h->check, w, link);
@@ -195,7 +297,27 @@ int hold_park(struct hold *h, FCGX_Request *req, const struct get_args *g, int64
     else if (wake)
         watch_kick(h->watch);
     pthread_mutex_unlock(&h->mu);
+    /*
+     * The waiter holds all the answer needs: the request's buffers (8 KiB
+     * each way) and parameters are freed now, not after the wait. Its
+     * connection stays open (the waiter's now).
+     */
+    FCGX_Free(req, 0);
+    free(req);
     return 0;
+}
+
+int hold_park(struct hold *h, FCGX_Request *req, const struct get_args *g, int64_t seen_id,
+              struct chat_fail *f)
+{
+    return park(h, req, g, seen_id, false, f);
+}
+
+int hold_try_park(struct hold *h, FCGX_Request *req, const struct get_args *g, struct chat_fail *f)
+{
+    if (g->tail > 0 || g->wait <= 0)
+        return 1;
+    return park(h, req, g, 0, true, f);
 }
 
 void hold_kick(struct hold *h)
@@ -301,12 +423,17 @@ static int64_t on_rows(void *ctx, const struct store_page *rows)
     struct wlist taken = LIST_HEAD_INITIALIZER(taken);
 
     pthread_mutex_lock(&h->mu);
+    /* Rows skipped unread, or ids that went back (a replaced database): latest ids unknown. */
+    if (rows->n == 0 || rows->max_index < h->dispatched)
+        known_clear(h);
     h->dispatched = rows->max_index;
     if (rows->n == 0) {
         /* Skipped unread while nobody was counted: every waiter reads by cursor. */
         for (unsigned b = 0; b < CHAT_HOLD_BUCKETS; b++)
             move_waiters(&h->buckets[b], NULL, 0, &taken);
     }
+    for (size_t i = 0; i < rows->n; i++)
+        known_note(h, &rows->msgs[i]);
     for (size_t i = 0; i < rows->n; i++) {
         const struct store_msg *m = &rows->msgs[i];
         /* Rows of one room usually come together: take its waiters once. */
@@ -377,13 +504,17 @@ static int64_t on_turn(void *ctx, int64_t now)
         n = epoll_wait(h->epfd, evs, (int)(sizeof evs / sizeof evs[0]), 0);
         for (int i = 0; i < n; i++) {
             /*
-             * nginx sends nothing on the connection of a request it waits
-             * for, kept or not: any event means it closed it (its client
-             * left, or it gave up).
+             * The end of a connection: nginx closed it (its client left, or
+             * it gave up). Every waiter is in the table or the check list
+             * here (this thread is the one that takes them out); a
+             * connection with none is idle between requests, and its end
+             * is the workers' to see.
              */
-            struct waiter *w = evs[i].data.ptr;
-            /* Out of the set at once: it stays readable until finished below. */
-            epoll_ctl(h->epfd, EPOLL_CTL_DEL, w->req->ipcFd, NULL);
+            int fd = (int)evs[i].data.u64;
+            struct waiter *w = fd >= 0 && fd < h->nfd ? atomic_load(&h->by_fd[fd]) : NULL;
+            if (!w)
+                continue;
+            atomic_store(&h->by_fd[fd], NULL);
             LIST_REMOVE(w, link);
             LIST_INSERT_HEAD(&gone, w, link);
         }
@@ -412,16 +543,26 @@ static int64_t on_turn(void *ctx, int64_t now)
 int hold_start(const struct hold_opts *o, struct hold **out, struct chat_fail *f)
 {
     struct hold *h = calloc(1, sizeof *h);
+    struct rlimit rl;
     int err;
 
     if (!h)
         return chat_fail(f, CHAT_EUNAVAIL, "out of memory");
     pthread_mutex_init(&h->mu, NULL);
-    for (unsigned b = 0; b < CHAT_HOLD_BUCKETS; b++)
+    for (unsigned b = 0; b < CHAT_HOLD_BUCKETS; b++) {
         LIST_INIT(&h->buckets[b]);
+        LIST_INIT(&h->known[b]);
+    }
     LIST_INIT(&h->check);
     h->max_held = o->max_held;
     h->next_deadline = INT64_MAX;
+    /* One entry a descriptor the process may open: untouched pages of a large calloc cost nothing. */
+    h->nfd = getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < (1 << 22) ? (int)rl.rlim_cur : (1 << 20);
+    if (!(h->by_fd = calloc((size_t)h->nfd, sizeof *h->by_fd))) {
+        pthread_mutex_destroy(&h->mu);
+        free(h);
+        return chat_fail(f, CHAT_EUNAVAIL, "out of memory");
+    }
     if ((h->epfd = epoll_create1(EPOLL_CLOEXEC)) < 0) {
         err = chat_fail(f, CHAT_EINTERNAL, "epoll: %s", strerror(errno));
         goto err;
@@ -441,6 +582,7 @@ err:
     if (h->epfd >= 0)
         close(h->epfd);
     pthread_mutex_destroy(&h->mu);
+    free(h->by_fd);
     free(h);
     return err;
 }
@@ -459,6 +601,8 @@ void hold_stop(struct hold *h)
     expire_all(h, &all);
     store_close(h->store);
     close(h->epfd);
+    known_clear(h);
     pthread_mutex_destroy(&h->mu);
+    free(h->by_fd);
     free(h);
 }

@@ -1,8 +1,9 @@
 /*
  * hold.h - the parking lot of long-polls, on the process's change watcher.
  *
- * A /get/msg request that must wait is parked here: its FCGX_Request stays
- * open but no thread waits on it. The watcher (common/watch.h) listens
+ * A /get/msg request that must wait is parked here: its connection stays
+ * open (its libfcgi request is freed: the waiter keeps what the answer
+ * needs) and no thread waits on it. The watcher (common/watch.h) listens
  * while requests are parked, and on its thread the hold
  *   - takes the waiters of the rooms each batch of new rows names, reads
  *     each room's answer once per distinct cursor, renders it once and
@@ -42,12 +43,26 @@ void hold_stop(struct hold *h);
  * Parks req until a message with id > g->index arrives in g->room (or, for
  * a tail request, any message) or g->wait seconds pass. seen_id is the
  * largest message id of the snapshot in which the caller found nothing to
- * return. Returns 0 when parked (the hold then owns req), or CHAT_EUNAVAIL
+ * return. Returns 0 when parked (req is freed then: the hold keeps only its
+ * connection, and answers on it with reply_raw), or CHAT_EUNAVAIL
  * with *f set when max_held requests are parked already or the process is
  * stopping (the caller still owns req).
  */
 int hold_park(struct hold *h, FCGX_Request *req, const struct get_args *g, int64_t seen_id,
               struct chat_fail *f);
+
+/*
+ * Parks req without reading the store when the hold knows that nothing in
+ * g->room comes after g->index: the room's latest id among the rows the
+ * watcher handed over is g->index (the usual re-poll, with the max_index
+ * of the last answer). Every later row is then handed to it as to one
+ * parked by hold_park. Returns 0 when parked (req is freed, as by
+ * hold_park), 1 when
+ * the hold does not know (tail, no wait, a room without a row handed over
+ * since start, another cursor: read, then hold_park or answer), or
+ * CHAT_EUNAVAIL with *f set as hold_park.
+ */
+int hold_try_park(struct hold *h, FCGX_Request *req, const struct get_args *g, struct chat_fail *f);
 
 /* Tells the watcher that this process committed messages: probe now if requests wait. */
 void hold_kick(struct hold *h);

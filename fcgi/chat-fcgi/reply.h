@@ -51,4 +51,21 @@ void reply_done(FCGX_Request *r);
 typedef void reply_keep_fn(void *ctx, int fd, bool open);
 void reply_keeper(reply_keep_fn *keep, void *ctx);
 
+/*
+ * Writes a whole 200-style JSON answer with status on connection fd for
+ * FastCGI request request_id, without a libfcgi request (the hold's parked
+ * long-polls): the head and body in FCGI_STDOUT records, the end of the
+ * stream and FCGI_END_REQUEST, in one writev() when it fits. Blocks up to
+ * the connection's write timeout. Returns 0 when all was written, -1
+ * otherwise (errno set; the connection is then not to be kept).
+ */
+int reply_raw(int fd, int request_id, int status, const char *body, size_t len);
+
+/*
+ * Ends a connection whose request was answered with reply_raw (or whose
+ * client left): to the keeper when keep (nginx asked for it and the answer
+ * was written), otherwise closed.
+ */
+void reply_release(int fd, bool keep);
+
 #endif

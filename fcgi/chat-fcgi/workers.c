@@ -219,7 +219,8 @@ static void accept_one(struct worker *w)
 {
     struct workers *ws = w->pool;
     struct epoll_event ev = { .events = EPOLLIN | EPOLLONESHOT, .data.u64 = LISTENER };
-    int conn = listen_accept(ws->listen_fd, CHAT_READ_TIMEOUT_MS);
+    /* A stalled nginx must stall neither a worker nor the hold's fan-out for long. */
+    int conn = listen_accept(ws->listen_fd, CHAT_READ_TIMEOUT_MS, CHAT_HOLD_WRITE_MS);
     int err = errno;
 
     if (conn < 0 && err != EAGAIN && err != EINTR && !atomic_load(&ws->stopping)) {

@@ -103,7 +103,12 @@ int ws_receive(struct conn *c, const char *in, size_t len)
 
 int ws_writable(struct conn *c)
 {
-    for (int i = 0; i < WRITES_PER_CALLBACK && c->qlen && !lws_send_pipe_choked(c->wsi); i++) {
+    /*
+     * The socket is writable when lws calls this: the first frame goes
+     * without asking. lws_send_pipe_choked() is a poll() of the socket, a
+     * system call a frame if asked every time: only before the next ones.
+     */
+    for (int i = 0; i < WRITES_PER_CALLBACK && c->qlen && (i == 0 || !lws_send_pipe_choked(c->wsi)); i++) {
         struct feed_msg *m = c->q[c->qhead];
         if (lws_write(c->wsi, m->buf + FEED_HEADROOM, m->len, LWS_WRITE_TEXT) < (int)m->len)
             return -1;

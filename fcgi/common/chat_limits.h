@@ -30,6 +30,7 @@
 #define CHAT_WATCH_BATCH      500    /* rows the watcher reads per query */
 #define CHAT_HOLD_BUCKETS     256    /* rooms hash into this many lists of parked long-polls */
 #define CHAT_HOLD_WRITE_MS    1000   /* a parked answer's write gives up after this */
+#define CHAT_HOLD_ROOMS_KNOWN 65536  /* chat-fcgi: rooms whose latest id the hold remembers */
 /* chat-fcgi: each read of a request must come within this (nginx writes it at once). */
 #define CHAT_READ_TIMEOUT_MS  2000
 /*

@@ -178,9 +178,10 @@ static bool peer_allowed(const struct sockaddr_storage *ss)
     return false;
 }
 
-int listen_accept(int fd, int read_timeout_ms)
+int listen_accept(int fd, int read_timeout_ms, int write_timeout_ms)
 {
     struct timeval tv = { .tv_sec = read_timeout_ms / 1000, .tv_usec = read_timeout_ms % 1000 * 1000 };
+    struct timeval wtv = { .tv_sec = write_timeout_ms / 1000, .tv_usec = write_timeout_ms % 1000 * 1000 };
 
     for (;;) {
         struct sockaddr_storage ss;
@@ -203,7 +204,8 @@ int listen_accept(int fd, int read_timeout_ms)
         }
         if (ss.ss_family == AF_INET || ss.ss_family == AF_INET6)
             setsockopt(c, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-        if (setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) < 0) {
+        if (setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) < 0 ||
+            setsockopt(c, SOL_SOCKET, SO_SNDTIMEO, &wtv, sizeof wtv) < 0) {
             /* Unbounded reads are what this avoids: drop the connection instead. */
             close(c);
             continue;

@@ -38,15 +38,16 @@ int listen_inherited(void);
 
 /*
  * Accepts the next connection on the listening socket fd: close-on-exec,
- * blocking, TCP_NODELAY on TCP, and every blocking read on it gives up
- * after read_timeout_ms. Connections that fail before they are accepted,
- * and IPv4 peers outside FCGI_WEB_SERVER_ADDRS when it is set, are
- * skipped. A blocking fd (an inherited one may be) waits for a connection;
- * a non-blocking one does not. Returns the connection, or -1 with errno
- * set: EAGAIN when a non-blocking fd has none waiting, EINTR when a signal
- * interrupted the wait, otherwise an error of accept() (EMFILE, ENOMEM,
- * EINVAL once the socket is shut down...).
+ * blocking, TCP_NODELAY on TCP; every blocking read on it gives up after
+ * read_timeout_ms, every write after write_timeout_ms. Connections that
+ * fail before they are accepted, and IPv4 peers outside
+ * FCGI_WEB_SERVER_ADDRS when it is set, are skipped. A blocking fd (an
+ * inherited one may be) waits for a connection; a non-blocking one does
+ * not. Returns the connection, or -1 with errno set: EAGAIN when a
+ * non-blocking fd has none waiting, EINTR when a signal interrupted the
+ * wait, otherwise an error of accept() (EMFILE, ENOMEM, EINVAL once the
+ * socket is shut down...).
  */
-int listen_accept(int fd, int read_timeout_ms);
+int listen_accept(int fd, int read_timeout_ms, int write_timeout_ms);
 
 #endif
