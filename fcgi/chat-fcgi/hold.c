@@ -76,6 +76,7 @@ struct hold {
     size_t max_held;
     int64_t dispatched;        /* rows up to this id were handed to waiters */
     int64_t next_deadline;     /* no waiter expires before this */
+    bool check_kicked;         /* the watcher was kicked for the check list and has not taken it */
     struct klist known[CHAT_HOLD_BUCKETS];   /* rooms' latest ids, by room_bucket */
     size_t nknown;
     int epfd;                  /* the parked requests' sockets, by descriptor number */
@@ -218,8 +219,10 @@ static void known_note(struct hold *h, const struct store_msg *m)
 
 /*
  * Parks req (see hold_park). With known set, it was not read: it is parked
- * only when the room's latest id among the rows handed over is g->index,
- * as if read at `dispatched`; otherwise returns 1 and parks nothing.
+ * when the room's latest id among the rows handed over is g->index, as if
+ * read at `dispatched`, or put in the check list when that id is beyond
+ * g->index (and the hold is not full); otherwise returns 1 and parks
+ * nothing.
  */
 static int park(struct hold *h, FCGX_Request *req, const struct get_args *g, int64_t seen_id,
                 bool known, struct chat_fail *f)
@@ -258,12 +261,18 @@ static int park(struct hold *h, FCGX_Request *req, const struct get_args *g, int
     pthread_mutex_lock(&h->mu);
     if (known) {
         struct known *k = known_find(h, w->bucket, w->room, w->room_len);
-        if (!k || k->id != w->index) {
+        /*
+         * Behind the room's latest id: the watcher reads it, once for every
+         * request at the same cursor (a fan-out's re-polls come together).
+         * Never refused for a full hold: read here instead.
+         */
+        bool behind = k && k->id > w->index && atomic_load(&h->count) < h->max_held;
+        if (!behind && (!k || k->id != w->index)) {
             pthread_mutex_unlock(&h->mu);
             free(w);
             return 1;
         }
-        seen_id = h->dispatched;
+        seen_id = behind ? w->index : h->dispatched;
     }
     if (atomic_load(&h->count) >= h->max_held) {
         size_t max = h->max_held;
@@ -283,7 +292,9 @@ static int park(struct hold *h, FCGX_Request *req, const struct get_args *g, int
     }
     if (seen_id < h->dispatched) {
         LIST_INSERT_HEAD(&h->check, w, link);
-        wake = true;
+        /* One kick until the watcher takes the list: it takes all of it. */
+        wake = !h->check_kicked;
+        h->check_kicked = true;
     } else {
         LIST_INSERT_HEAD(&h->buckets[w->bucket], w, link);
     }
@@ -295,7 +306,7 @@ static int park(struct hold *h, FCGX_Request *req, const struct get_args *g, int
     if (atomic_fetch_add(&h->count, 1) == 0)
         watch_listen(h->watch, true);     /* probes at once */
     else if (wake)
-        watch_kick(h->watch);
+        watch_nudge(h->watch);     /* the check list, or an earlier deadline */
     pthread_mutex_unlock(&h->mu);
     /*
      * The waiter holds all the answer needs: the request's buffers (8 KiB
@@ -520,6 +531,7 @@ static int64_t on_turn(void *ctx, int64_t now)
         }
     } while (n == (int)(sizeof evs / sizeof evs[0]));
     move_waiters(&h->check, NULL, 0, &check);
+    h->check_kicked = false;
     if (now >= h->next_deadline)
         take_expired(h, now, false, &expired);
     /* Counted out before they are ended: a client that has its answer sees it gone. */

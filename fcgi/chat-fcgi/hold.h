@@ -52,14 +52,16 @@ int hold_park(struct hold *h, FCGX_Request *req, const struct get_args *g, int64
               struct chat_fail *f);
 
 /*
- * Parks req without reading the store when the hold knows that nothing in
- * g->room comes after g->index: the room's latest id among the rows the
- * watcher handed over is g->index (the usual re-poll, with the max_index
- * of the last answer). Every later row is then handed to it as to one
- * parked by hold_park. Returns 0 when parked (req is freed, as by
- * hold_park), 1 when
- * the hold does not know (tail, no wait, a room without a row handed over
- * since start, another cursor: read, then hold_park or answer), or
+ * Parks req without reading the store when the hold knows the room's
+ * latest id among the rows the watcher handed over. When it is g->index
+ * (the usual re-poll, with the max_index of the last answer), every later
+ * row is handed to it as to one parked by hold_park. When it is beyond
+ * g->index (a re-poll behind a fan-out still under way), the watcher
+ * thread answers it, with one read and one rendering for all the requests
+ * at the same cursor. Returns 0 when parked (req is freed, as by
+ * hold_park), 1 when the hold does not know or cannot take it (tail, no
+ * wait, a room without a row handed over since start, a cursor ahead of
+ * the room, a full hold behind: read, then hold_park or answer), or
  * CHAT_EUNAVAIL with *f set as hold_park.
  */
 int hold_try_park(struct hold *h, FCGX_Request *req, const struct get_args *g, struct chat_fail *f);

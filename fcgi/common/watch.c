@@ -21,12 +21,14 @@ struct watch {
     int changes_fd;             /* readable on a write by any process, or -1 */
     int kickfd;
     atomic_bool stopping, listening;
+    atomic_bool probe_now;      /* kicked: probe on the next turn */
     atomic_llong probes;
     /* watcher thread only: */
     int64_t last_id;            /* rows up to this id were handed over or skipped */
     int64_t data_version;       /* of the last probe that handed everything over */
     bool retry;                 /* the last probe failed part-way: read again */
     int recheck_ms;             /* probe again this soon after a write, or -1 */
+    int64_t next_probe;         /* while listening, the fallback timer's next probe */
     int64_t next_turn;          /* on_turn's next deadline */
     pthread_t thread;
 };
@@ -113,14 +115,13 @@ static void probe(struct watch *w, bool written)
 /* How long the next poll may sleep. */
 static int poll_timeout(struct watch *w, bool listening)
 {
-    int timeout = 1000;
-    int64_t now = util_now_ms();
+    int64_t now = util_now_ms(), until = now + 1000;
 
-    if (listening)
-        timeout = w->recheck_ms >= 0 && w->recheck_ms < w->o.probe_ms ? w->recheck_ms : w->o.probe_ms;
-    if (w->next_turn - now < timeout)
-        timeout = w->next_turn <= now ? 0 : (int)(w->next_turn - now);
-    return timeout;
+    if (listening && w->next_probe < until)
+        until = w->next_probe;
+    if (w->next_turn < until)
+        until = w->next_turn;
+    return until <= now ? 0 : (int)(until - now);
 }
 
 static void *watch_main(void *arg)
@@ -147,11 +148,18 @@ static void *watch_main(void *arg)
             if (pfd[2].revents & POLLIN)
                 written = store_changes_drain(w->store);
         }
-        w->recheck_ms = -1;
-        if (atomic_load(&w->listening))
-            probe(w, written);
-        else
+        /*
+         * A nudge only runs on_turn: the probe waits for a kick, a write, or
+         * its timer (probe_ms, or the recheck after a write not yet visible).
+         */
+        if (!atomic_load(&w->listening)) {
             skip_rows(w);
+        } else if (atomic_exchange(&w->probe_now, false) || written || util_now_ms() >= w->next_probe) {
+            w->recheck_ms = -1;
+            probe(w, written);
+            w->next_probe = util_now_ms() +
+                (w->recheck_ms >= 0 && w->recheck_ms < w->o.probe_ms ? w->recheck_ms : w->o.probe_ms);
+        }
         if (w->o.on_turn)
             w->next_turn = w->o.on_turn(w->o.ctx, util_now_ms());
     }
@@ -207,10 +215,16 @@ void watch_stop(struct watch *w)
     free(w);
 }
 
-void watch_kick(struct watch *w)
+void watch_nudge(struct watch *w)
 {
     uint64_t one = 1;
     if (write(w->kickfd, &one, sizeof one) < 0) { /* saturated: awake anyway */ }
+}
+
+void watch_kick(struct watch *w)
+{
+    atomic_store(&w->probe_now, true);
+    watch_nudge(w);
 }
 
 void watch_listen(struct watch *w, bool on)

@@ -62,8 +62,10 @@ int watch_start(const struct watch_opts *o, struct watch **out, struct chat_fail
 /* Stops and joins the thread, frees the watcher. watch_stop(NULL) is a no-op. */
 void watch_stop(struct watch *w);
 
-/* Probe now and run on_turn: this process committed, or the consumer has work. Any thread. */
+/* Probe now and run on_turn: this process committed. Any thread. */
 void watch_kick(struct watch *w);
+/* Run on_turn without a probe: the consumer has work of its own. Any thread. */
+void watch_nudge(struct watch *w);
 /* Whether the consumer wants rows. Any thread; turning it on probes at once. */
 void watch_listen(struct watch *w, bool on);
 /* Change probes made since start. Any thread. */

@@ -268,9 +268,66 @@ static void test_hold_failed_read_retried(void **state)
     assert_non_null(strstr(body, "\"data\":[\"two\"]"));
 }
 
+/*
+ * Re-polls parked without a read (hold_try_park): at the room's latest id
+ * handed over, the request waits for the next row; behind it, the watcher
+ * answers with the rows after its cursor; ahead of it, or in a room with
+ * no row handed over, the caller reads.
+ */
+static void test_hold_try_park(void **state)
+{
+    struct db *d = *state;
+    struct hold_env e;
+    struct store_sent one, two, three;
+    struct get_args g;
+    struct chat_fail f;
+    FCGX_Request *a, *b, *c, *x;
+    int ca, cb, cc, cx;
+    static char body[65536];
+
+    send_one(d->s, "r", "one", NULL, &one);
+    hold_env_start(&e, d->path);
+    a = fcgi_request(&e, &ca);
+    g = get_room("r", one.id);
+    /* No row of r handed over since start: not known. */
+    assert_int_equal(hold_try_park(e.h, a, &g, &f), 1);
+    assert_int_equal(hold_park(e.h, a, &g, one.id, &f), 0);
+    send_one(d->s, "r", "two", NULL, &two);
+    fcgi_answer(ca, body, sizeof body);
+    assert_non_null(strstr(body, "\"data\":[\"two\"]"));
+
+    /* Behind the latest id handed over: answered by the watcher. */
+    b = fcgi_request(&e, &cb);
+    g = get_room("r", one.id);
+    assert_int_equal(hold_try_park(e.h, b, &g, &f), 0);
+    fcgi_answer(cb, body, sizeof body);
+    assert_non_null(strstr(body, "Status: 200"));
+    assert_non_null(strstr(body, "\"data\":[\"two\"]"));
+
+    /* At it: waits for the next row. */
+    c = fcgi_request(&e, &cc);
+    g = get_room("r", two.id);
+    assert_int_equal(hold_try_park(e.h, c, &g, &f), 0);
+    send_one(d->s, "r", "three", NULL, &three);
+    fcgi_answer(cc, body, sizeof body);
+    assert_non_null(strstr(body, "\"data\":[\"three\"]"));
+
+    /* Ahead of it, or another room: the caller reads. */
+    x = fcgi_request(&e, &cx);
+    g = get_room("r", three.id + 5);
+    assert_int_equal(hold_try_park(e.h, x, &g, &f), 1);
+    g = get_room("other", 0);
+    assert_int_equal(hold_try_park(e.h, x, &g, &f), 1);
+    FCGX_Finish_r(x);
+    free(x);
+    close(cx);
+    hold_env_stop(&e);
+}
+
 static const struct CMUnitTest tests[] = {
     cmocka_unit_test_setup_teardown(test_hold_in_flight_wakeup, db_setup, db_teardown),
     cmocka_unit_test_setup_teardown(test_hold_failed_read_retried, db_setup, db_teardown),
+    cmocka_unit_test_setup_teardown(test_hold_try_park, db_setup, db_teardown),
 };
 
 const struct CMUnitTest *hold_tests(size_t *n)
