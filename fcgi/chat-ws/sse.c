@@ -221,7 +221,8 @@ int sse_writable(struct conn *c)
         if (m->id)
             srv.events_sent++;
         conn_pop(c);
-        if (used == 0 && lws_send_pipe_choked(c->wsi))
+        /* A poll() of the socket: asked only when there is more to write. */
+        if (used == 0 && c->qlen && lws_send_pipe_choked(c->wsi))
             break;
     }
     if (used) {
@@ -246,9 +247,10 @@ int sse_writable(struct conn *c)
         }
         return -1;
     }
+    /* Nothing left: lws flushes what it holds of the last write by itself. */
     if (c->qlen)
         conn_want_write(c);
-    else if (!lws_send_pipe_choked(c->wsi))
+    else
         rx_off(c);
     return 0;
 }
