@@ -20,8 +20,9 @@ issue's aims in brackets):
 Usage: tests/bench/cluster.py [--runs R] [--secs S] [--only C1,C2,C3]
        (defaults: 3 runs, 10 s; the median run is reported, lost and
        duplicated summed over every run)
-Needs wrk and Node with tests/bench's ws package (tests/bench/run.sh
-installs them) and postgresql-15. The machine's two cores run the servers,
+Subscribers are tests/bench/load_client.c (raw sockets, as in nchan.py);
+server CPU counts every node's processes and, for two nodes, PostgreSQL's.
+Needs wrk (tests/bench/run.sh installs it) and postgresql-15. The machine's two cores run the servers,
 PostgreSQL and the load clients alike: the figures are this machine's.
 """
 import argparse
@@ -36,8 +37,8 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, HERE)
-from nchan import http, median_run, node, w7_once, wrk  # noqa: E402
-from ws_fanout import drive, free_port, split  # noqa: E402
+from nchan import CLIENT_PROCS, http, median_run, w7_once, wrk  # noqa: E402
+from ws_fanout import drive, free_port, load_client, split  # noqa: E402
 
 PG_BIN = os.environ.get("PG_BIN", "/usr/lib/postgresql/15/bin")
 STACK = os.path.join(ROOT, "conf", "stack.sh")
@@ -68,6 +69,13 @@ class Postgres:
 
     def stop(self):
         subprocess.run(as_pg(self.ctl + ["-m", "fast", "stop"]), cwd="/", stdout=subprocess.DEVNULL)
+
+    def pids(self):
+        """The postmaster and its children, for server CPU."""
+        with open(os.path.join(self.dir, "data", "postmaster.pid")) as fh:
+            master = int(fh.readline())
+        kids = subprocess.run(["pgrep", "-P", str(master)], capture_output=True, text=True).stdout
+        return [master] + [int(p) for p in kids.split()]
 
 
 class Node:
@@ -116,21 +124,20 @@ def wrk_both(nodes, conns, secs, room):
 
 
 def wakeup(sub, pub, room, count=200):
-    lp = node("lp_client.js", f"{sub.base}/get/msg?room={room}", 1, count, 60)
-    ws = node("ws_client.js", f"ws://127.0.0.1:{sub.port}/ws?room={room}", 1, count, 60)
+    lp = load_client("lp", f"{sub.base}/get/msg?room={room}", 1, count, 60)
+    ws = load_client("ws", f"ws://127.0.0.1:{sub.port}/ws?room={room}", 1, count, 60)
     return w7_once(lp, ws, pub.send(room), count)
 
 
-def fanout(subs, pub, kind, room, n, rate, secs):
+def fanout(subs, pub, kind, room, n, rate, secs, pg=None):
     msgs = int(rate * secs)
     cmds = []
     per_node = split(n, len(subs))
     for s, k in zip(subs, per_node):
-        if kind == "lp":
-            cmds.append(node("lp_client.js", f"{s.base}/get/msg?room={room}", k, msgs, secs + 30))
-        else:
-            cmds.append(node("ws_client.js", f"ws://127.0.0.1:{s.port}/ws?room={room}", k, msgs, secs + 30))
-    pids = [p for s in subs for p in s.pids()]
+        url = f"{s.base}/get/msg?room={room}" if kind == "lp" else f"ws://127.0.0.1:{s.port}/ws?room={room}"
+        # The same light client as nchan.py, in the same number of processes over all.
+        cmds += [load_client(kind, url, part, msgs, secs + 30) for part in split(k, max(1, CLIENT_PROCS // len(subs)))]
+    pids = [p for s in subs for p in s.pids()] + (pg.pids() if pg else [])
     return drive(cmds, n, pub.send(room), msgs, rate, [pids])
 
 
@@ -179,7 +186,7 @@ def main():
                 rows.append((f"C2 {label}, lost", cross[kind]["lost"], same[kind]["lost"]))
         if "C3" in only:
             for kind, label in (("lp", "long-poll"), ("ws", "ws")):
-                two = median_run(lambda: fanout(nodes, nodes[0], kind, room("c3_"), 1000, 20, secs), runs, "p50")
+                two = median_run(lambda: fanout(nodes, nodes[0], kind, room("c3_"), 1000, 20, secs, pg), runs, "p50")
                 one = median_run(lambda: fanout([lite], lite, kind, room("c3_"), 1000, 20, secs), runs, "p50")
                 name = f"C3 {label} N=1000 at 20/s"
                 for key in ("p50", "p99"):
