@@ -247,10 +247,13 @@ int sse_writable(struct conn *c)
         }
         return -1;
     }
-    /* Nothing left: lws flushes what it holds of the last write by itself. */
+    /*
+     * Reading goes off only once the socket has taken everything: with it
+     * off, lws would not finish a write it holds part of.
+     */
     if (c->qlen)
         conn_want_write(c);
-    else
+    else if (!lws_send_pipe_choked(c->wsi))
         rx_off(c);
     return 0;
 }
