@@ -358,6 +358,8 @@ static int pg_open(const struct store_opts *o, struct store **out, struct chat_f
     struct pg_db *s = calloc(1, sizeof *s);
     int err;
 
+    /* Before any log line that may echo it (libpq's errors may show a bad password bare). */
+    log_secrets_of(o->path);
     if (!s)
         return chat_fail(f, CHAT_EUNAVAIL, "out of memory");
     s->base.backend = backend_of();
