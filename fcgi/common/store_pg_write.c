@@ -218,6 +218,8 @@ int pgs_append_tx(struct store *base, struct store_item **items, size_t n,
                             !memcmp(e->cid, m->cid, m->cid_len) && !memcmp(e->room, m->room, m->room_len)) {
                             items[i]->sent = items[j]->sent;
                             items[i]->sent.duplicate = true;
+                            items[i]->err = items[j]->err;
+                            items[i]->fail = items[j]->fail;
                             break;
                         }
                     }
