@@ -38,7 +38,10 @@ bool cli_common_flag(int ch, const char *arg, struct cli_common *c, void (*usage
 void cli_no_operands(int argc, char **argv, void (*usage)(FILE *out))
 {
     if (optind < argc) {
-        fprintf(stderr, "%s: unexpected argument %s\n", prog, argv[optind]);
+        char shown[256];
+        /* Masked: a --db URI given without its flag must not show its password either. */
+        log_mask(argv[optind], strlen(argv[optind]), shown, sizeof shown);
+        fprintf(stderr, "%s: unexpected argument %s\n", prog, shown);
         usage(stderr);
         exit(2);
     }

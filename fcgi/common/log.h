@@ -4,12 +4,26 @@
 #ifndef CHAT_LOG_H
 #define CHAT_LOG_H
 
+#include <stddef.h>
+
 enum log_level { LOG_DEBUG, LOG_INFO, LOG_WARN, LOG_ERROR };
 
 /* Lines below this level are dropped; LOG_INFO unless set. */
 void log_set_level(enum log_level level);
 /* The program name written on every line. */
 void log_set_name(const char *name);
+
+/*
+ * Copies in[0..n) to out (at most size - 1 bytes, NUL-terminated) with
+ * every password replaced by "***": a URI's (scheme://user:PASSWORD@host)
+ * and a connection string's or URI query's (password=PASSWORD), and any
+ * password log_secrets_of has seen, wherever it shows. Returns the length
+ * written. log_msg passes every line through it, so that a --db URI never
+ * shows a password in a log, whatever echoes it.
+ */
+size_t log_mask(const char *in, size_t n, char *out, size_t size);
+/* Notes the passwords of a --db (of 4 bytes or more), masked bare from now on. Any thread. */
+void log_secrets_of(const char *db);
 
 void log_msg(enum log_level level, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));

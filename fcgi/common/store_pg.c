@@ -8,14 +8,15 @@
  * Design:
  *   - --db is a libpq URI (postgresql:// or postgres://). Every statement
  *     is prepared once per connection (PQprepare) and run with parameters
- *     (PQexecPrepared, or PQsendQueryPrepared in a pipeline): no SQL text
- *     is built from input. Strings travel in binary format with their
- *     lengths, so a parameter never depends on a NUL.
+ *     (PQexecPrepared): no SQL text is built from input. Strings travel in
+ *     binary format with their lengths (a batch's as text[] arrays), so a
+ *     parameter never depends on a NUL.
  *   - Ids are handed out by the database in commit order (a trigger that
  *     takes sql/schema-pg.sql's one-row counter for update), so readers
  *     follow ids exactly as on SQLite. A batch of the group commit is one
- *     pipeline (BEGIN, the inserts, COMMIT, sent at once): the counter row
- *     is held for the server's work only, never for round trips.
+ *     statement (one multi-row INSERT, its own transaction): one round
+ *     trip, and the counter row is held for the server's work and the
+ *     commit's WAL flush only, never for round trips.
  *   - A read that must be one snapshot (rows, the room's latest id, the
  *     largest id, retention's mark) is one statement.
  *   - A connection that breaks answers CHAT_EUNAVAIL ("database
@@ -358,6 +359,8 @@ static int pg_open(const struct store_opts *o, struct store **out, struct chat_f
     struct pg_db *s = calloc(1, sizeof *s);
     int err;
 
+    /* Before any log line that may echo it (libpq's errors may show a bad password bare). */
+    log_secrets_of(o->path);
     if (!s)
         return chat_fail(f, CHAT_EUNAVAIL, "out of memory");
     s->base.backend = backend_of();

@@ -32,20 +32,23 @@
     "              (SELECT coalesce(max(upto), 0) FROM pruned WHERE room = $1) AS upto) k"
 
 const struct stmt pgs_stmts[ST_COUNT] = {
-    [ST_BEGIN]    = { "begin", "BEGIN", 0, { 0 } },
-    [ST_COMMIT]   = { "commit", "COMMIT", 0, { 0 } },
-    [ST_ROLLBACK] = { "rollback", "ROLLBACK", 0, { 0 } },
     /*
-     * One message: its cid's first row when the room has one (earlier in
-     * the batch too), else the new row. A cid committed meanwhile by
-     * another node makes the insert do nothing: no row, see append_tx.
+     * A batch of messages, $1..$4 the rooms, users, texts and cids (text[],
+     * NULL for no cid; a cid repeated within the batch is sent once). The
+     * rows of cids the room already has come first (n from 1, id, ts), then
+     * the new rows in id order (NULL, id, ts, room, user, text, cid). A cid
+     * committed meanwhile by another node makes its insert do nothing: no
+     * row, see pgs_append_tx.
      */
-    [ST_APPEND]   = { "insert", "WITH dup AS (SELECT id, ts FROM messages WHERE room = $1 AND cid = $4),"
+    [ST_APPEND]   = { "insert", "WITH b AS (SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[])"
+                      "           WITH ORDINALITY AS b(room, usr, txt, cid, n)),"
+                      " old AS (SELECT b.n, m.id, m.ts FROM b JOIN messages m ON m.room = b.room AND m.cid = b.cid),"
                       " ins AS (INSERT INTO messages (room, \"user\", text, cid)"
-                      "         SELECT $1, $2, $3, $4 WHERE NOT EXISTS (SELECT FROM dup)"
-                      "         ON CONFLICT (room, cid) DO NOTHING RETURNING id, ts)"
-                      " SELECT id, ts, false FROM ins UNION ALL SELECT id, ts, true FROM dup",
-                      4, { OID_TEXT, OID_TEXT, OID_TEXT, OID_TEXT } },
+                      "         SELECT room, usr, txt, cid FROM b WHERE n NOT IN (SELECT n FROM old) ORDER BY n"
+                      "         ON CONFLICT (room, cid) DO NOTHING RETURNING id, ts, room, \"user\", text, cid)"
+                      " (SELECT n, id, ts, NULL, NULL, NULL, NULL FROM old)"
+                      " UNION ALL (SELECT NULL, id, ts, room, \"user\", text, cid FROM ins ORDER BY id)",
+                      4, { OID_TEXT_ARRAY, OID_TEXT_ARRAY, OID_TEXT_ARRAY, OID_TEXT_ARRAY } },
     [ST_FIND_CID] = { "find cid", "SELECT id, ts FROM messages WHERE room = $1 AND cid = $2",
                       2, { OID_TEXT, OID_TEXT } },
     [ST_AFTER]    = { "read messages", "SELECT " PAGE_COLS ", k.latest, k.seen, k.upto" PAGE_MARKS

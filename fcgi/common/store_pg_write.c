@@ -1,10 +1,12 @@
 /*
  * store_pg_write.c - writes on the PostgreSQL backend: a batch of the group
- * commit as one pipeline, and retention (see store_pg.c).
+ * commit as one statement, and retention (see store_pg.c).
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <poll.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,25 +24,44 @@
 /* ---- writes ---- */
 
 /*
- * The next result of a pipeline, with the NULL that ends a query's results
- * consumed. NULL when the connection broke.
+ * A text[] parameter in binary format: one dimension of n strings (a NULL
+ * pointer is SQL NULL), each with its length, so that no string depends
+ * on a NUL. Returns its length, or -1 out of memory; free *out.
  */
-static PGresult *pipe_result(PGconn *c)
+static int text_array(const char *const *vals, const size_t *lens, size_t n, char **out)
 {
-    PGresult *r = PQgetResult(c), *end;
+    size_t size = 20;
+    char *b, *p;
 
-    if (r && PQresultStatus(r) != PGRES_PIPELINE_SYNC && (end = PQgetResult(c)) != NULL)
-        PQclear(end);   /* a query has one result: cannot happen */
-    return r;
+    for (size_t i = 0; i < n; i++)
+        size += 4 + (vals[i] ? lens[i] : 0);
+    if (size > INT32_MAX || !(b = malloc(size)))
+        return -1;
+    p = b;
+#define PUT32(v) do { uint32_t v_ = htonl((uint32_t)(v)); memcpy(p, &v_, 4); p += 4; } while (0)
+    PUT32(1);                  /* dimensions */
+    PUT32(0);                  /* a NULL flag; the server works it out */
+    PUT32(OID_TEXT);
+    PUT32(n);                  /* this dimension's length, */
+    PUT32(1);                  /* and its lower bound */
+    for (size_t i = 0; i < n; i++) {
+        PUT32(vals[i] ? (int32_t)lens[i] : -1);
+        if (vals[i]) {
+            memcpy(p, vals[i], lens[i]);
+            p += lens[i];
+        }
+    }
+#undef PUT32
+    *out = b;
+    return (int)size;
 }
 
-/* Sends one statement of a pipeline: text parameters in binary, with lengths. */
-static bool pipe_send(struct pg_db *s, enum stmt_id id, const char *const *vals, const int *lens,
-                      const int *fmts)
+/* Whether the cell (r, row, col) holds exactly s[0..len), or is NULL when s is. */
+static bool cell_is(const PGresult *r, int row, int col, const char *s, size_t len)
 {
-    char name[8];
-    pgs_stmt_name(id, name);
-    return PQsendQueryPrepared(s->conn, name, pgs_stmts[id].nparams, vals, lens, fmts, 0) == 1;
+    if (PQgetisnull(r, row, col))
+        return s == NULL;
+    return s && (size_t)PQgetlength(r, row, col) == len && memcmp(PQgetvalue(r, row, col), s, len) == 0;
 }
 
 /* A cid that another node committed while we inserted: its first row. */
@@ -66,9 +87,9 @@ static int find_cid(struct pg_db *s, const struct valid_send *m, struct store_se
 }
 
 /*
- * The connection broke with the batch sent and its COMMIT unanswered: the
- * server may have committed it (its answers are sent at the end). The
- * client is told so: a retry with the same cid stores nothing twice.
+ * The connection broke with the batch sent and its result unanswered: the
+ * server may have committed it. The client is told so: a retry with the
+ * same cid stores nothing twice.
  */
 static int unsure(struct pg_db *s, struct chat_fail *f)
 {
@@ -78,96 +99,148 @@ static int unsure(struct pg_db *s, struct chat_fail *f)
 }
 
 /*
- * Stores items[0..n) in one transaction, as one pipeline: BEGIN, one
- * statement per message, COMMIT, then the results. Returns 0, or a
- * negative code with *f set (nothing of the batch is stored; *begun tells
- * whether BEGIN had succeeded, so that a failure may be one message's).
+ * Matches the result of ST_APPEND to the items that were sent (want[i]:
+ * not a repeat of an earlier cid of the batch; item_of[k], the item sent
+ * k-th): the rows of cids stored before (k + 1, id, ts), and the new rows
+ * in id order (NULL, id, ts, room, user, text, cid). Returns whether a cid was stored by another node
+ * meanwhile (that item's id is left 0).
+ */
+static bool take_rows(const PGresult *r, struct store_item **items, size_t n, const bool *want,
+                      const size_t *item_of, size_t sent)
+{
+    int rows = PQntuples(r), row_of[CHAT_BATCH_MAX];
+    size_t fresh = 0, at = 0;
+    bool raced = false, used[CHAT_BATCH_MAX] = { false };
+
+    for (size_t i = 0; i < n; i++)
+        items[i]->sent = (struct store_sent){ 0 };
+    for (int row = 0; row < rows; row++) {
+        int64_t k = pgs_col_int(r, row, 0) - 1;
+        if (PQgetisnull(r, row, 0)) {
+            if (fresh < CHAT_BATCH_MAX)
+                row_of[fresh++] = row;
+        } else if (k >= 0 && (size_t)k < sent) {
+            /* A cid stored before: its first row is the answer. */
+            items[item_of[k]]->sent = (struct store_sent){ .id = pgs_col_int(r, row, 1),
+                                                  .ts = pgs_col_int(r, row, 2), .duplicate = true };
+        }
+    }
+    /*
+     * The new rows, in the order they were inserted, which is the items':
+     * each item takes the next unused row with its fields (a scan from
+     * there, so that a row missing, a cid raced, shifts nothing).
+     */
+    for (size_t i = 0; i < n; i++) {
+        const struct valid_send *m = items[i]->msg;
+        bool found = false;
+        if (!want[i] || items[i]->sent.id)
+            continue;
+        for (size_t t = 0; t < fresh && !found; t++) {
+            size_t k = (at + t) % fresh;
+            int row = row_of[k];
+            found = !used[k] && cell_is(r, row, 5, m->text, m->text_len) &&
+                    cell_is(r, row, 3, m->room, m->room_len) && cell_is(r, row, 6, m->cid, m->cid_len) &&
+                    cell_is(r, row, 4, m->user ? m->user : "", m->user ? m->user_len : 0);
+            if (found) {
+                used[k] = true;
+                items[i]->sent = (struct store_sent){ .id = pgs_col_int(r, row, 1),
+                                                      .ts = pgs_col_int(r, row, 2) };
+                at = k + 1;
+            }
+        }
+        if (!found && m->cid)
+            raced = true;      /* its cid went in from elsewhere meanwhile: id left 0 */
+        else if (!found)
+            items[i]->err = chat_fail(&items[i]->fail, CHAT_EINTERNAL, "database error (no row stored)");
+    }
+    return raced;
+}
+
+/*
+ * Stores items[0..n) in one statement, so one round trip and one
+ * transaction (the server's implicit one, committed before it answers):
+ * the messages as four text[] parameters (room, user, text, cid), a cid
+ * repeated within the batch sent once. Returns 0, or a negative code with
+ * *f set (nothing of the batch is stored; *begun tells that the server ran
+ * the statement and refused it, so that the failure may be one message's).
  */
 int pgs_append_tx(struct store *base, struct store_item **items, size_t n,
                         struct chat_fail *f, bool *begun)
 {
     struct pg_db *s = (struct pg_db *)base;
-    bool raced = false;
-    int err = 0;
+    const char *col[4][CHAT_BATCH_MAX];
+    size_t len[4][CHAT_BATCH_MAX];
+    bool want[CHAT_BATCH_MAX];
+    size_t sent = 0, item_of[CHAT_BATCH_MAX];
+    char *arr[4] = { NULL };
+    int lens[4], err = 0;
+    const int fmts[4] = { 1, 1, 1, 1 };
+    char name[8];
     PGresult *r;
 
     *begun = false;
-    if ((err = pgs_ready(s, f)) < 0)
-        return err;
-    if (!PQenterPipelineMode(s->conn))
-        return pgs_fail_of(s, NULL, f, "pipeline");
-    bool sent = pipe_send(s, ST_BEGIN, NULL, NULL, NULL);
-    for (size_t i = 0; sent && i < n; i++) {
+    if (n > CHAT_BATCH_MAX)
+        return chat_fail(f, CHAT_EINTERNAL, "batch of %zu messages, more than %d", n, CHAT_BATCH_MAX);
+    for (size_t i = 0; i < n; i++) {
         const struct valid_send *m = items[i]->msg;
-        const char *vals[4] = { m->room, m->user ? m->user : "", m->text, m->cid };
-        const int lens[4] = { (int)m->room_len, m->user ? (int)m->user_len : 0, (int)m->text_len,
-                              (int)m->cid_len };
-        const int fmts[4] = { 1, 1, 1, 1 };
-        sent = pipe_send(s, ST_APPEND, vals, lens, fmts);
-    }
-    sent = sent && pipe_send(s, ST_COMMIT, NULL, NULL, NULL) && PQpipelineSync(s->conn) == 1;
-    if (!sent) {
-        err = pgs_fail_of(s, NULL, f, "send batch");
-        return err;
-    }
-    /* BEGIN, the n messages, COMMIT, then the sync. */
-    for (size_t q = 0; q < n + 3; q++) {
-        if (!(r = pipe_result(s->conn))) {
-            if (err == 0)
-                err = unsure(s, f);
-            return err;        /* the connection is gone */
+        want[i] = true;
+        for (size_t j = 0; m->cid && j < i && want[i]; j++) {
+            const struct valid_send *e = items[j]->msg;
+            want[i] = !(e->cid && e->cid_len == m->cid_len && e->room_len == m->room_len &&
+                        !memcmp(e->cid, m->cid, m->cid_len) && !memcmp(e->room, m->room, m->room_len));
         }
-        ExecStatusType st = PQresultStatus(r);
-        if (q == n + 2) {
-            PQclear(r);        /* the sync */
-            break;
-        }
-        if (st == PGRES_PIPELINE_ABORTED || err < 0) {
-            PQclear(r);        /* after the failure: skipped */
-        } else if (st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK) {
-            /* An error before COMMIT aborts the transaction; one of COMMIT's own may not have. */
-            err = pgs_fail_of(s, r, f, q == 0 ? "begin" : q == n + 1 ? "commit" : "insert");
-            if (!s->conn)
-                return q == n + 1 ? unsure(s, f) : err;
-        } else {
-            if (q == 0)
-                *begun = true;
-            else if (q <= n) {
-                struct store_sent *out = &items[q - 1]->sent;
-                out->duplicate = false;
-                if (PQntuples(r) == 0) {
-                    raced = true;
-                    out->id = 0;
-                } else {
-                    out->id = pgs_col_int(r, 0, 0);
-                    out->ts = pgs_col_int(r, 0, 1);
-                    out->duplicate = strcmp(PQgetvalue(r, 0, 2), "t") == 0;
+        if (!want[i])
+            continue;
+        item_of[sent] = i;
+        col[0][sent] = m->room; len[0][sent] = m->room_len;
+        col[1][sent] = m->user ? m->user : ""; len[1][sent] = m->user ? m->user_len : 0;
+        col[2][sent] = m->text; len[2][sent] = m->text_len;
+        col[3][sent] = m->cid; len[3][sent] = m->cid_len;
+        sent++;
+    }
+    for (int c = 0; c < 4; c++)
+        if ((lens[c] = text_array(col[c], len[c], sent, &arr[c])) < 0)
+            err = chat_fail(f, CHAT_EUNAVAIL, "out of memory");
+    if (err == 0 && (err = pgs_ready(s, f)) == 0) {
+        pgs_stmt_name(ST_APPEND, name);
+        r = PQexecPrepared(s->conn, name, 4, (const char *const *)arr, lens, fmts, 0);
+        if (PQresultStatus(r) == PGRES_TUPLES_OK) {
+            /* Committed. A cid that another node stored first: that row is the answer. */
+            bool raced = take_rows(r, items, n, want, item_of, sent);
+            PQclear(r);
+            for (size_t i = 0; i < n; i++) {
+                if (!want[i]) {
+                    /* A cid repeated in the batch: its first's answer. */
+                    const struct valid_send *m = items[i]->msg;
+                    for (size_t j = 0; j < i; j++) {
+                        const struct valid_send *e = items[j]->msg;
+                        if (want[j] && e->cid && e->cid_len == m->cid_len && e->room_len == m->room_len &&
+                            !memcmp(e->cid, m->cid, m->cid_len) && !memcmp(e->room, m->room, m->room_len)) {
+                            items[i]->sent = items[j]->sent;
+                            items[i]->sent.duplicate = true;
+                            items[i]->err = items[j]->err;
+                            items[i]->fail = items[j]->fail;
+                            break;
+                        }
+                    }
+                } else if (raced && items[i]->sent.id == 0 && items[i]->err == 0 &&
+                           (items[i]->err = find_cid(s, items[i]->msg, &items[i]->sent,
+                                                     &items[i]->fail)) < 0) {
+                    log_warn("cid race: %s", items[i]->fail.msg);
                 }
             }
+        } else if (!r || !s->conn || PQstatus(s->conn) != CONNECTION_OK) {
             PQclear(r);
+            err = unsure(s, f);
+        } else {
+            /* The server refused it, and nothing of it is stored: maybe one message's fault. */
+            *begun = PQresultErrorField(r, PG_DIAG_SQLSTATE) != NULL;
+            err = pgs_fail_of(s, r, f, "insert");
         }
     }
-    if (!PQexitPipelineMode(s->conn)) {
-        if (err == 0)
-            err = pgs_fail_of(s, NULL, f, "pipeline end");
-        else
-            pgs_drop(s, "pipeline end");
-        return err;
-    }
-    if (err < 0) {
-        if (PQtransactionStatus(s->conn) != PQTRANS_IDLE) {
-            struct chat_fail ignored;
-            PGresult *rb = pgs_run(s, ST_ROLLBACK, NULL, NULL, NULL, &ignored, &(int){ 0 });
-            PQclear(rb);
-        }
-        return err;
-    }
-    /* Committed. A cid that another node stored first: that row is the answer. */
-    for (size_t i = 0; raced && i < n; i++)
-        if (items[i]->sent.id == 0 && (items[i]->err = find_cid(s, items[i]->msg, &items[i]->sent,
-                                                                 &items[i]->fail)) < 0)
-            log_warn("cid race: %s", items[i]->fail.msg);
-    return 0;
+    for (int c = 0; c < 4; c++)
+        free(arr[c]);
+    return err;
 }
 
 /* ---- retention: each batch one statement, so its own short transaction ---- */

@@ -34,17 +34,19 @@ struct watch {
 };
 
 /*
- * Hands over the rows after last_id in batches. Returns false when a read
- * failed or the consumer could not take a whole batch: last_id stays at
- * the last row taken, and the next probe reads again from there.
+ * Hands over the rows after last_id in batches; *none tells that there was
+ * no row to hand over. Returns false when a read failed or the consumer
+ * could not take a whole batch: last_id stays at the last row taken, and
+ * the next probe reads again from there.
  */
-static bool hand_over_rows(struct watch *w)
+static bool hand_over_rows(struct watch *w, bool *none)
 {
     struct store_page page;
     struct chat_fail f;
     int64_t taken = 0;
     bool ok;
 
+    *none = true;
     do {
         if (store_since(w->store, w->last_id, CHAT_WATCH_BATCH, &page, &f) < 0) {
             log_warn("watcher read failed: %s", f.msg);
@@ -53,6 +55,7 @@ static bool hand_over_rows(struct watch *w)
         if (page.n > 0)
             taken = w->o.on_rows(w->o.ctx, &page);
         ok = page.n == 0 || taken == page.max_index;
+        *none = *none && page.n == 0;
         if (page.n > 0 && taken > w->last_id)
             w->last_id = taken;
         store_page_free(&page);
@@ -88,6 +91,7 @@ static void skip_rows(struct watch *w)
 static void probe(struct watch *w, bool written)
 {
     int64_t version, max_id;
+    bool none;
     struct chat_fail f;
 
     atomic_fetch_add(&w->probes, 1);
@@ -99,15 +103,22 @@ static void probe(struct watch *w, bool written)
         return;
     /* The version counts as seen only once every new row is handed over. */
     w->retry = true;
-    if (store_max_id(w->store, &max_id, &f) < 0)
+    /*
+     * The new rows first: on a change there usually are some, and the
+     * read is then the probe's only round trip (on PostgreSQL). Only when
+     * there are none may the ids have gone back.
+     */
+    if (!hand_over_rows(w, &none))
         return;
-    if (max_id < w->last_id) {
-        log_warn("message ids went back from %lld to %lld: the database was replaced",
-                 (long long)w->last_id, (long long)max_id);
-        w->last_id = max_id;
+    if (none) {
+        if (store_max_id(w->store, &max_id, &f) < 0)
+            return;
+        if (max_id < w->last_id) {
+            log_warn("message ids went back from %lld to %lld: the database was replaced",
+                     (long long)w->last_id, (long long)max_id);
+            w->last_id = max_id;
+        }
     }
-    if (max_id > w->last_id && !hand_over_rows(w))
-        return;
     w->data_version = version;
     w->retry = false;
 }

@@ -178,6 +178,28 @@ check_error "read-only: a send" 503
 req "$BASE/get/msg?tail=1"
 check "read-only: reads still work" 200 "$STATUS"
 
+# ---- a password in the URI never shows in a log ----
+# (trust authentication: the server ignores the passwords, the programs must not show them)
+"$ROOT/conf/stack.sh" stop "$STACK_DIR" >/dev/null
+pwdb=$(pg_db pw_uri) || { finish; exit 1; }
+pwdb=${pwdb#postgresql:///}
+DB="postgresql://chat:Uri-S3cret-pw@/${pwdb%%\?*}?host=$PG_HOST&password=Query-S3cret-pw" stack_up pwuri ||
+    { finish; exit 1; }
+req "$BASE/send/msg?text=with+a+password"
+check "a stack on a URI with passwords serves" 200 "$STATUS"
+# (the start-up line may follow the socket by a moment)
+for _ in $(seq 1 50); do grep -q listening "$STACK_DIR/logs/chat-fcgi.log" && break; sleep 0.1; done
+check_true "chat-fcgi's start-up line shows the URI masked" grep -q 'database postgresql://chat:\*\*\*@/.*password=\*\*\*' "$STACK_DIR/logs/chat-fcgi.log"
+check_true "and chat-ws's" grep -q 'database postgresql://chat:\*\*\*@/.*password=\*\*\*' "$STACK_DIR/logs/chat-ws.log"
+"$BIN_DIR/chat-fcgi" --db "postgresql://chat:Bad%zzS3cret-pw@/x?host=$PG_HOST" --listen "$TMP/n.sock" 2>"$TMP/err-pw"
+check "a URI libpq refuses exits 1" 1 $?
+"$BIN_DIR/chat-ws" --db "postgresql://chat:Bad%zzS3cret-pw@/x?host=$PG_HOST" --listen "127.0.0.1:$(free_port)" 2>>"$TMP/err-pw"
+"$BIN_DIR/chat-ws" --db "postgresql:///nosuchdb?host=$PG_HOST&user=chat&password=Query-S3cret-pw" --listen "127.0.0.1:$(free_port)" 2>>"$TMP/err-pw"
+"$BIN_DIR/chat-fcgi" "postgresql://chat:Uri-S3cret-pw@/x" 2>>"$TMP/err-pw"
+check_true "with libpq's message, the password it echoes masked" grep -q 'percent-encoded token: "\*\*\*"' "$TMP/err-pw"
+check "no password in any log line of either program" 0 \
+    "$(cat "$STACK_DIR"/logs/chat-fcgi.log "$STACK_DIR"/logs/chat-ws.log "$TMP/err-pw" | grep -c 'S3cret')"
+
 # ---- databases the programs cannot use ----
 "$BIN_DIR/chat-fcgi" --db "postgresql:///nosuchdb?host=$PG_HOST&user=chat" --listen "$TMP/n.sock" 2>"$TMP/err"
 check "an unknown database exits 1" 1 $?
