@@ -34,10 +34,14 @@ python3 "$here/ws_fanout.py" 1000 20 10
 python3 "$here/cluster.py"
 
 # Send throughput, each durability setting
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 for sync in normal full; do
+    # Two free ports, each asked of the system (the one after a free port may be taken).
+    read -r port ws_port < <(python3 -c 'import socket
+s = [socket.socket() for _ in range(2)]
+for x in s: x.bind(("127.0.0.1", 0))
+print(*(x.getsockname()[1] for x in s))')
     state=$(mktemp -d "${TMPDIR:-/tmp}/chat-bench-send.XXXXXX")
-    PORT=$port WS_PORT=$((port + 1)) FCGI_FLAGS="--sync $sync" conf/stack.sh start "$state"
+    PORT=$port WS_PORT=$ws_port FCGI_FLAGS="--sync $sync" conf/stack.sh start "$state"
     echo "send throughput, --sync $sync (wrk -t2 -c16 -d8s GET /send/msg):"
     wrk -t2 -c16 -d8s "http://127.0.0.1:$port/send/msg?text=hello+world" | grep -E 'Latency|Requests/sec|Non-2xx' | sed 's/^/  /'
     conf/stack.sh stop "$state"
