@@ -78,9 +78,6 @@ int api_get(struct api_ctx *c, FCGX_Request *r, const struct params *p, struct c
 
     if ((err = params_get(p, &g, f)) < 0)
         return err;
-    /* A fan-out's late re-poll: the answer its cursor had a moment ago is still the answer. */
-    if ((body = hold_answer_known(c->hold, &g, &len)))
-        return answer(r, MR_GET, body, len, f);
     /* The usual re-poll, at the room's latest id: parked without a read. */
     if ((err = hold_try_park(c->hold, r, &g, f)) <= 0)
         return err;

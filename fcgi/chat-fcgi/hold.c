@@ -62,17 +62,6 @@ LIST_HEAD(wlist, waiter);
 struct known {
     LIST_ENTRY(known) link;
     int64_t id;
-    /*
-     * The last answer the watcher rendered in this room that held every
-     * row up to id (so a read now would give the same): for the requests
-     * at its cursor that come after it (see hold_answer_known). Freed when
-     * a later row of the room is handed over.
-     */
-    char *answer;
-    size_t answer_len;
-    int64_t answer_index;
-    int64_t answer_until;      /* util_now_ms() after which it is not used */
-    int answer_limit;
     size_t room_len;
     char room[CHAT_NAME_MAX + 1];
 };
@@ -90,7 +79,6 @@ struct hold {
     bool check_kicked;         /* the watcher was kicked for the check list and has not taken it */
     struct klist known[CHAT_HOLD_BUCKETS];   /* rooms' latest ids, by room_bucket */
     size_t nknown;
-    size_t answer_bytes;       /* of the known rooms' answers */
     int epfd;                  /* the parked requests' sockets, by descriptor number */
     /*
      * The waiter parked on each descriptor, while it is in the table or the
@@ -191,16 +179,6 @@ static struct known *known_find(struct hold *h, unsigned bucket, const char *roo
     return NULL;
 }
 
-/* Drops k's answer. Under mu. */
-static void known_forget_answer(struct hold *h, struct known *k)
-{
-    if (k->answer) {
-        h->answer_bytes -= k->answer_len;
-        free(k->answer);
-        k->answer = NULL;
-    }
-}
-
 /* Forgets every room's latest id (rows were skipped unread, or ids went back). Under mu. */
 static void known_clear(struct hold *h)
 {
@@ -208,55 +186,10 @@ static void known_clear(struct hold *h)
         struct known *k;
         while ((k = LIST_FIRST(&h->known[b]))) {
             LIST_REMOVE(k, link);
-            known_forget_answer(h, k);
             free(k);
         }
     }
     h->nknown = 0;
-}
-
-/*
- * The watcher rendered body for (room, index, limit) from a read that
- * ended at upto with nothing more: kept when upto is the room's latest id
- * handed over and the answers kept stay within CHAT_HOLD_ANSWER_BYTES.
- */
-static void known_keep_answer(struct hold *h, const struct waiter *key, int64_t upto,
-                              const char *body, size_t len)
-{
-    struct known *k;
-
-    pthread_mutex_lock(&h->mu);
-    k = known_find(h, key->bucket, key->room, key->room_len);
-    if (k && k->id == upto) {
-        known_forget_answer(h, k);
-        if (h->answer_bytes + len <= CHAT_HOLD_ANSWER_BYTES && (k->answer = malloc(len))) {
-            memcpy(k->answer, body, len);
-            k->answer_len = len;
-            k->answer_index = key->index;
-            k->answer_limit = key->limit;
-            k->answer_until = util_now_ms() + CHAT_HOLD_ANSWER_MS;
-            h->answer_bytes += len;
-        }
-    }
-    pthread_mutex_unlock(&h->mu);
-}
-
-char *hold_answer_known(struct hold *h, const struct get_args *g, size_t *len)
-{
-    struct known *k;
-    char *out = NULL;
-
-    if (g->tail > 0 || g->room_len > CHAT_NAME_MAX)
-        return NULL;
-    pthread_mutex_lock(&h->mu);
-    k = known_find(h, room_bucket(g->room, g->room_len), g->room, g->room_len);
-    if (k && k->answer && k->answer_index == g->index && k->answer_limit == g->limit &&
-        util_now_ms() < k->answer_until && (out = malloc(k->answer_len))) {
-        memcpy(out, k->answer, k->answer_len);
-        *len = k->answer_len;
-    }
-    pthread_mutex_unlock(&h->mu);
-    return out;
 }
 
 /* A row handed over: the latest id of its room so far. Under mu. */
@@ -269,15 +202,13 @@ static void known_note(struct hold *h, const struct store_msg *m)
         return;
     b = room_bucket(m->room, m->room_len);
     if ((k = known_find(h, b, m->room, m->room_len))) {
-        if (m->id > k->id) {
+        if (m->id > k->id)
             k->id = m->id;
-            known_forget_answer(h, k);     /* no longer all the room has */
-        }
         return;
     }
     if (h->nknown >= CHAT_HOLD_ROOMS_KNOWN)
         known_clear(h);            /* many rooms: start again from the active ones */
-    if (!(k = calloc(1, sizeof *k)))
+    if (!(k = malloc(sizeof *k)))
         return;                    /* unknown: its requests read */
     k->id = m->id;
     k->room_len = m->room_len;
@@ -440,8 +371,8 @@ static void dispatch(struct hold *h, struct wlist *l)
         struct chat_fail f;
         char *body = NULL;
         size_t len = 0;
-        int64_t stored_ts = 0, upto = 0;
-        bool answer = false, read_failed = false, whole = false;
+        int64_t stored_ts = 0;
+        bool answer = false, read_failed = false;
 
         if (store_fetch(h->store, key.room, key.room_len, key.index, key.limit, key.tail,
                         &page, &f) < 0) {
@@ -453,12 +384,8 @@ static void dispatch(struct hold *h, struct wlist *l)
             answer = body != NULL;
             if (answer)
                 stored_ts = page.msgs[page.n - 1].ts;
-            upto = page.max_index;
-            whole = !page.more && key.tail == 0;
             store_page_free(&page);
         }
-        if (answer && whole)
-            known_keep_answer(h, &key, upto, body, len);
         for (w = LIST_FIRST(l); w; w = next) {
             next = LIST_NEXT(w, link);
             if (!same_room(w, key.room, key.room_len) || w->index != key.index ||

@@ -65,14 +65,6 @@ int hold_park(struct hold *h, FCGX_Request *req, const struct get_args *g, int64
  * CHAT_EUNAVAIL with *f set as hold_park.
  */
 int hold_try_park(struct hold *h, FCGX_Request *req, const struct get_args *g, struct chat_fail *f);
-/*
- * The answer to g (no tail) that the watcher last rendered for its room
- * and cursor and limit, when no later row of the room has been handed over
- * since, for CHAT_HOLD_ANSWER_MS after it was rendered: what a read would
- * give now, but for rows retention deleted meanwhile (the answer is as of
- * that moment). A copy to free, or NULL (then read).
- */
-char *hold_answer_known(struct hold *h, const struct get_args *g, size_t *len);
 
 /* Tells the watcher that this process committed messages: probe now if requests wait. */
 void hold_kick(struct hold *h);

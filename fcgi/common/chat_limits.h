@@ -31,8 +31,6 @@
 #define CHAT_HOLD_BUCKETS     256    /* rooms hash into this many lists of parked long-polls */
 #define CHAT_HOLD_WRITE_MS    1000   /* a parked answer's write gives up after this */
 #define CHAT_HOLD_ROOMS_KNOWN 65536  /* chat-fcgi: rooms whose latest id the hold remembers */
-#define CHAT_HOLD_ANSWER_BYTES (8 << 20)  /* chat-fcgi: the rooms' last answers kept, at most */
-#define CHAT_HOLD_ANSWER_MS   1000   /* chat-fcgi: a room's last answer serves late re-polls this long */
 /* chat-fcgi: each read of a request must come within this (nginx writes it at once). */
 #define CHAT_READ_TIMEOUT_MS  2000
 /*
