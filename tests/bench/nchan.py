@@ -25,7 +25,8 @@ system / Nchan; for latency and memory, lower is better).
   W4  WebSocket fan-out: the same with sockets, N = 100 and 1000 at 20/s and
       5000 at 2/s, plus memory per connection (nginx and chat-ws together)
   W8  SSE fan-out: the same with event streams (GET /events?room=R over
-      HTTP/1.0; Nchan's eventsource subscriber), N = 100, 1000; skipped for
+      HTTP/1.0; Nchan's eventsource subscriber), N = 100 and 1000 at 20/s
+      and 5000 at 2/s; skipped for
       this system while /events answers 404
   W6  short-poll reads: wrk c=64 on /get/msg?index=<latest> vs Nchan
       interval-poll with the latest message's If-Modified-Since/If-None-Match
@@ -467,7 +468,7 @@ def main():
             ceiling.append(("W6 short poll c=64 / W0 no-op c=64", a_["rps"], w0[64]["rps"]))
         for w, kind, label, cases in (("W3", "lp", "long-poll", ((100, 20), (1000, 20))),
                                       ("W4", "ws", "ws", ((100, 20), (1000, 20), (5000, 2))),
-                                      ("W8", "sse", "SSE", ((100, 20), (1000, 20)))):
+                                      ("W8", "sse", "SSE", ((100, 20), (1000, 20), (5000, 2)))):
             if w not in only:
                 continue
             for n, rate in cases:
