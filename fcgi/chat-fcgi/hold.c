@@ -379,10 +379,12 @@ static void dispatch(struct hold *h, struct wlist *l)
             log_warn("watcher read of room %s failed: %s", key.room, f.msg);
             read_failed = true;
         } else {
-            if (page.n > 0 && !(body = render_page(&page, &len)))
+            /* A cursor ahead of the room (ids went back) answers at once, as api_get does. */
+            bool ahead = page.n == 0 && key.tail == 0 && key.index > page.max_index;
+            if ((page.n > 0 || ahead) && !(body = render_page(&page, &len)))
                 read_failed = true;        /* out of memory: try again */
             answer = body != NULL;
-            if (answer)
+            if (answer && page.n > 0)
                 stored_ts = page.msgs[page.n - 1].ts;
             store_page_free(&page);
         }
@@ -405,7 +407,8 @@ static void dispatch(struct hold *h, struct wlist *l)
         while ((w = LIST_FIRST(&done))) {
             LIST_REMOVE(w, link);
             metrics_request(MR_GET, 200);
-            metrics_wakeup(util_wall_ms() - stored_ts);
+            if (stored_ts)
+                metrics_wakeup(util_wall_ms() - stored_ts);
             waiter_finish(h, w, body, len);
         }
         free(body);

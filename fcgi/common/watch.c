@@ -117,6 +117,8 @@ static void probe(struct watch *w, bool written)
             log_warn("message ids went back from %lld to %lld: the database was replaced",
                      (long long)w->last_id, (long long)max_id);
             w->last_id = max_id;
+            /* As for skipped rows: the consumer's waiters read by cursor again. */
+            w->o.on_rows(w->o.ctx, &(struct store_page){ .max_index = max_id, .seen_id = max_id });
         }
     }
     w->data_version = version;
@@ -148,8 +150,9 @@ static void *watch_main(void *arg)
 
         /* Other processes' commits wake the watcher only while anyone listens. */
         if (listening && w->changes_fd >= 0) {
+            /* A notice that came while nobody listened may be newer than the last probe. */
             if (!armed)
-                store_changes_drain(w->store);   /* what was written before is probed anyway */
+                written = store_changes_drain(w->store);
             pfd[2].fd = w->changes_fd;
         }
         armed = pfd[2].fd >= 0;
@@ -157,7 +160,7 @@ static void *watch_main(void *arg)
             uint64_t v;
             if ((pfd[0].revents & POLLIN) && read(w->kickfd, &v, sizeof v) < 0) { /* drained */ }
             if (pfd[2].revents & POLLIN)
-                written = store_changes_drain(w->store);
+                written |= store_changes_drain(w->store);
         }
         /*
          * A nudge only runs on_turn: the probe waits for a kick, a write, or

@@ -324,10 +324,57 @@ static void test_hold_try_park(void **state)
     hold_env_stop(&e);
 }
 
+/*
+ * The database replaced under a held request (ids went back): a cursor now
+ * ahead of the room is answered at once with the room's latest id, so the
+ * client resyncs (as a read answers it), not left to its deadline.
+ */
+static void test_hold_ids_went_back(void **state)
+{
+    struct db *d = *state;
+    struct hold_env e;
+    struct store_sent one, two, three, again;
+    struct get_args g;
+    struct chat_fail f;
+    FCGX_Request *a;
+    sqlite3 *db;
+    int ca;
+    int64_t t0;
+    static char body[65536];
+
+    send_one(d->s, "r", "one", NULL, &one);
+    send_one(d->s, "r", "two", NULL, &two);
+    send_one(d->s, "r", "three", NULL, &three);
+    hold_env_start(&e, d->path);
+    a = fcgi_request(&e, &ca);
+    g = get_room("r", three.id);
+    assert_int_equal(hold_park(e.h, a, &g, three.id, &f), 0);
+    /* Replaced: every row gone and the ids counted again from 1. */
+    assert_int_equal(sqlite3_open(d->path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, "DELETE FROM messages; DELETE FROM sqlite_sequence", NULL, NULL, NULL),
+                     SQLITE_OK);
+    sqlite3_close(db);
+    send_one(d->s, "r", "new", NULL, &again);
+    assert_true(again.id < three.id);
+    t0 = util_now_ms();
+    fcgi_answer(ca, body, sizeof body);
+    hold_env_stop(&e);
+    assert_true(util_now_ms() - t0 < 3000);     /* its wait is 5 s */
+    assert_non_null(strstr(body, "Status: 200"));
+    {
+        /* The room's latest id when the watcher saw the ids go back: 0, or the new row's. */
+        const char *mi = strstr(body, "\"max_index\":");
+        assert_non_null(mi);
+        long long got = atoll(mi + strlen("\"max_index\":"));
+        assert_true(got == 0 || got == again.id);
+    }
+}
+
 static const struct CMUnitTest tests[] = {
     cmocka_unit_test_setup_teardown(test_hold_in_flight_wakeup, db_setup, db_teardown),
     cmocka_unit_test_setup_teardown(test_hold_failed_read_retried, db_setup, db_teardown),
     cmocka_unit_test_setup_teardown(test_hold_try_park, db_setup, db_teardown),
+    cmocka_unit_test_setup_teardown(test_hold_ids_went_back, db_setup, db_teardown),
 };
 
 const struct CMUnitTest *hold_tests(size_t *n)
