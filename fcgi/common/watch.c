@@ -146,21 +146,24 @@ static void *watch_main(void *arg)
         struct pollfd pfd[3] = { { .fd = w->kickfd, .events = POLLIN },
                                  { .fd = w->o.consumer_fd, .events = POLLIN },
                                  { .fd = -1, .events = POLLIN } };
-        bool listening = atomic_load(&w->listening), written = false;
+        bool listening = atomic_load(&w->listening), written = false, drained = false;
 
         /* Other processes' commits wake the watcher only while anyone listens. */
         if (listening && w->changes_fd >= 0) {
-            /* A notice that came while nobody listened may be newer than the last probe. */
+            /*
+             * Notices that came while nobody listened: one may be newer than
+             * the last probe, so probe once more at once.
+             */
             if (!armed)
-                written = store_changes_drain(w->store);
+                drained = store_changes_drain(w->store);
             pfd[2].fd = w->changes_fd;
         }
         armed = pfd[2].fd >= 0;
-        if (poll(pfd, 3, poll_timeout(w, listening)) > 0) {
+        if (poll(pfd, 3, drained ? 0 : poll_timeout(w, listening)) > 0) {
             uint64_t v;
             if ((pfd[0].revents & POLLIN) && read(w->kickfd, &v, sizeof v) < 0) { /* drained */ }
             if (pfd[2].revents & POLLIN)
-                written |= store_changes_drain(w->store);
+                written = store_changes_drain(w->store);
         }
         /*
          * A nudge only runs on_turn: the probe waits for a kick, a write, or
@@ -168,7 +171,8 @@ static void *watch_main(void *arg)
          */
         if (!atomic_load(&w->listening)) {
             skip_rows(w);
-        } else if (atomic_exchange(&w->probe_now, false) || written || util_now_ms() >= w->next_probe) {
+        } else if (atomic_exchange(&w->probe_now, false) || written || drained ||
+                   util_now_ms() >= w->next_probe) {
             w->recheck_ms = -1;
             probe(w, written);
             w->next_probe = util_now_ms() +
