@@ -84,7 +84,7 @@ int api_get(struct api_ctx *c, FCGX_Request *r, const struct params *p, struct c
     if ((err = store_fetch(c->store, g.room, g.room_len, g.index, g.limit, g.tail, &page, f)) < 0)
         return err;
     /* A cursor ahead of the room answers at once, so the client resyncs. */
-    if (page.n == 0 && g.wait > 0 && (g.tail > 0 || g.index <= page.max_index)) {
+    if (g.wait > 0 && hold_page_waits(&page, g.index, g.tail)) {
         if (g.tail > 0)
             g.index = 0;
         err = hold_park(c->hold, r, &g, page.seen_id, f);

@@ -379,9 +379,8 @@ static void dispatch(struct hold *h, struct wlist *l)
             log_warn("watcher read of room %s failed: %s", key.room, f.msg);
             read_failed = true;
         } else {
-            /* A cursor ahead of the room (ids went back) answers at once, as api_get does. */
-            bool ahead = page.n == 0 && key.tail == 0 && key.index > page.max_index;
-            if ((page.n > 0 || ahead) && !(body = render_page(&page, &len)))
+            /* Rows, or a cursor ahead of the room (ids went back): answered, as api_get does. */
+            if (!hold_page_waits(&page, key.index, key.tail) && !(body = render_page(&page, &len)))
                 read_failed = true;        /* out of memory: try again */
             answer = body != NULL;
             if (answer && page.n > 0)

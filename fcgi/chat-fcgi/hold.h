@@ -66,6 +66,16 @@ int hold_park(struct hold *h, FCGX_Request *req, const struct get_args *g, int64
  */
 int hold_try_park(struct hold *h, FCGX_Request *req, const struct get_args *g, struct chat_fail *f);
 
+/*
+ * Whether a read of (index, tail) found nothing to answer yet, so a
+ * long-poll waits: an empty page, unless the cursor is ahead of the room
+ * (then it is answered at once, with the room's latest id, to resync).
+ */
+static inline bool hold_page_waits(const struct store_page *page, int64_t index, int tail)
+{
+    return page->n == 0 && (tail > 0 || index <= page->max_index);
+}
+
 /* Tells the watcher that this process committed messages: probe now if requests wait. */
 void hold_kick(struct hold *h);
 

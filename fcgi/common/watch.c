@@ -27,8 +27,7 @@ struct watch {
     int64_t last_id;            /* rows up to this id were handed over or skipped */
     int64_t data_version;       /* of the last probe that handed everything over */
     bool retry;                 /* the last probe failed part-way: read again */
-    int recheck_ms;             /* probe again this soon after a write, or -1 */
-    int64_t next_probe;         /* while listening, the fallback timer's next probe */
+    int64_t next_probe;         /* while listening: probe_ms after the last probe, sooner after a write */
     int64_t next_turn;          /* on_turn's next deadline */
     pthread_t thread;
 };
@@ -91,14 +90,18 @@ static void skip_rows(struct watch *w)
 static void probe(struct watch *w, bool written)
 {
     int64_t version, max_id;
+    int recheck;
     bool none;
     struct chat_fail f;
 
     atomic_fetch_add(&w->probes, 1);
+    w->next_probe = util_now_ms() + w->o.probe_ms;
     if (store_data_version(w->store, &version, &f) < 0)
         return;
     /* A write seen before its commit is visible: look again shortly. */
-    w->recheck_ms = store_recheck_ms(w->store, written, version != w->data_version);
+    recheck = store_recheck_ms(w->store, written, version != w->data_version);
+    if (recheck >= 0 && recheck < w->o.probe_ms)
+        w->next_probe = util_now_ms() + recheck;
     if (version == w->data_version && !w->retry)
         return;
     /* The version counts as seen only once every new row is handed over. */
@@ -173,10 +176,7 @@ static void *watch_main(void *arg)
             skip_rows(w);
         } else if (atomic_exchange(&w->probe_now, false) || written || drained ||
                    util_now_ms() >= w->next_probe) {
-            w->recheck_ms = -1;
             probe(w, written);
-            w->next_probe = util_now_ms() +
-                (w->recheck_ms >= 0 && w->recheck_ms < w->o.probe_ms ? w->recheck_ms : w->o.probe_ms);
         }
         if (w->o.on_turn)
             w->next_turn = w->o.on_turn(w->o.ctx, util_now_ms());
@@ -192,7 +192,6 @@ int watch_start(const struct watch_opts *o, struct watch **out, struct chat_fail
     if (!w)
         return chat_fail(f, CHAT_EUNAVAIL, "out of memory");
     w->o = *o;
-    w->recheck_ms = -1;
     w->next_turn = INT64_MAX;
     w->changes_fd = -1;
     if ((w->kickfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0) {

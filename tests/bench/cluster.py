@@ -194,6 +194,9 @@ def main():
                 rows.append((f"{name}, lost [0]", two["lost"], one["lost"]))
                 rows.append((f"{name}, duplicated", two["dup"], one["dup"]))
                 rows.append((f"{name}, server CPU us/delivery", sum(two["cpu_us"]), sum(one["cpu_us"])))
+                # Near 100 the client measures itself, not the servers.
+                rows.append((f"{name}, busiest load client, % of a core", two["client_core_pct"],
+                             one["client_core_pct"]))
     finally:
         for n in nodes + ([lite] if lite else []):
             n.stop()
