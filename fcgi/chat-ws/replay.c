@@ -6,6 +6,8 @@
  * the subscriber goes live with its cursor at the snapshot's largest id
  * (seen_id): every row up to it was replayed or is another room's, and
  * every later one comes from the feed, which drops what the cursor passed.
+ * A replay is read only as its queue drains, so it never overflows; it
+ * goes live when a read finds no more and leaves half the queue free.
  *
  * An event stream first says where it starts (SPEC section 8's ready
  * event): the cursor, once the first read has placed it, and the room's
@@ -130,8 +132,11 @@ void replay_step(struct conn *c)
         feed_msg_unref(m);
         c->cursor = page.msgs[i].id;
     }
-    /* (A cursor ahead of the database, which was replaced, resyncs here too.) */
-    if (!page.more)
+    /* Live only with half the queue free: a subscriber that keeps up is not
+     * ended for the replay's own last chunk. Until then the next step reads
+     * again once the queue drains. (A cursor ahead of the database, which
+     * was replaced, resyncs here too: that read finds nothing.) */
+    if (!page.more && c->qlen <= srv.cfg.max_queue / 2)
         go_live(c, page.seen_id);
     store_page_free(&page);
     if (c->qlen)

@@ -10,7 +10,7 @@ CLIENTS=$ROOT/tests/it/sse_clients.py
 sse_run() { run_checks "$PY" "$CLIENTS" "$BASE" "$DB" "$STACK_DIR" "$BIN_DIR" "$@"; }
 
 WS_FLAGS="--max-queue 100" stack_up main || { finish; exit 1; }
-sse_run basic writers handover bad leave many slow
+sse_run basic writers handover lastchunk bad leave many slow
 check "integrity_check" ok "$(sqlite3 "$DB" 'pragma integrity_check')"
 req "$BASE/metrics/ws"
 check "chat-ws metrics: 200" 200 "$STATUS"

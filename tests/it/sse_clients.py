@@ -9,7 +9,7 @@ BIN_DIR where chat-ws is. Streams are read with sse_client.py, a socket-level
 parser of the event-stream format as the HTML standard gives it. Prints
 "PASS name" / "FAIL name: detail" lines, counted by tests/lib.sh.
 
-Groups: basic, writers, handover, many, bad, limit, full, ping, slow,
+Groups: basic, writers, handover, lastchunk, many, bad, limit, full, ping, slow,
 sigterm, down, pruned, fivek. Every wait is bounded; no bound is under a
 second (a loaded two-core machine).
 """
@@ -303,22 +303,53 @@ def g_handover():
             sent.append(send(f"new {i}", room))
             i += 1
 
+    def reader(s, out):
+        """Reads as a browser does, while the writer runs: the ready event, then messages to the top."""
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                ev = s.next(0.5)
+            except TimeoutError:
+                if done.is_set() and out["ids"] and out["ids"][-1] >= top[0]:
+                    return
+                continue
+            if ev is None:
+                out["ended"] = True
+                return
+            if "ready" not in out:
+                out["ready"] = ev
+            elif ev.type == "message":
+                out["ids"].append(int(ev.id))
+                if done.is_set() and out["ids"][-1] >= top[0]:
+                    return
+
+    done = threading.Event()
+    top = [0]
     t = threading.Thread(target=writer)
     t.start()
     time.sleep(0.3)
     streams = [stream(f"room={room}&index=0") for _ in range(3)]
     streams.append(stream(f"room={room}&tail=1000"))
+    outs = [{"ids": []} for _ in streams]
+    readers = [threading.Thread(target=reader, args=(s, o)) for s, o in zip(streams, outs)]
+    for r in readers:
+        r.start()
     time.sleep(1.5)
     stop.set()
     t.join(30)
-    top = latest(room)
+    top[0] = latest(room)
+    done.set()
+    for r in readers:
+        r.join(70)
     want = [m for (m,) in sqlite3.connect(DB).execute("select id from messages where room = ? order by id", (room,))]
-    for k, s in enumerate(streams):
-        rid, _ = ready_of(s, f"hand-over {k}")
-        got = ids_of(s.messages_until(top, 30))
-        exp = [i for i in want if i > (rid or 0)]
+    for k, (s, out) in enumerate(zip(streams, outs)):
+        ev = out.get("ready")
+        report(ev is not None and ev.type == "ready", f"hand-over {k}: the first event is ready", ev)
+        rid = int(ev.id) if ev is not None and ev.type == "ready" else 0
+        got, exp = out["ids"], [i for i in want if i > rid]
         report(got == exp, f"stream {k}: replay then live, every message once, in order "
-               f"({len(got)} of {len(exp)}, {len(sent)} sent meanwhile)",
+               f"({len(got)} of {len(exp)}, {len(sent)} sent meanwhile"
+               f"{', the stream ended' if out.get('ended') else ''})",
                f"first difference at {next((n for n, (x, y) in enumerate(zip(got, exp)) if x != y), min(len(got), len(exp)))}")
         s.close()
 
@@ -686,6 +717,38 @@ def g_fivek():
         print(f"INFO 5,000 streams opened and each given 3 messages in {seen['t']:.1f} s; chat-ws RSS "
               f"{r0 // 1024} MiB before, {seen['rss'] // 1024} MiB with them open "
               f"(about {(seen['rss'] - r0) * 1024 // 5000} bytes a stream)", flush=True)
+
+
+def g_lastchunk():
+    """--max-queue 100: a stream is not ended for what its replay queued; it goes live with room to spare.
+
+    99 stored messages fill the queue beside the ready event, each one 24 KiB
+    on the wire (control characters, escaped). The reader, on a small receive
+    buffer, lets them wait while 200 more as large are stored: more than the
+    kernel's buffers and the queue hold. Live with its queue full it would be
+    ended as too slow; it stays on the replay instead, and reads them from the
+    database as its queue drains."""
+    room = "sse-lastchunk"
+    before = metric("chat_ws_streams_closed_slow_total")
+    big = "\x01" * 4000
+    db = sqlite3.connect(DB, timeout=10)
+    with db:
+        db.executemany("insert into messages(room, text) values(?, ?)", [(room, f"old {i} {big}") for i in range(99)])
+    s = stream(f"room={room}&index=0", port=ws_port(), rcvbuf=4096)
+    ready_of(s, "last chunk")
+    time.sleep(0.5)
+    with db:
+        db.executemany("insert into messages(room, text) values(?, ?)", [(room, f"new {i} {big}") for i in range(200)])
+    db.close()
+    time.sleep(1.5)                  # the feed has seen them
+    top = latest(room)
+    got = ids_of(s.messages_until(top, 60))
+    want = [i for (i,) in sqlite3.connect(DB).execute("select id from messages where room = ? order by id", (room,))]
+    report(got == want, f"the reader gets all {len(want)}, in order ({len(got)}{', ended' if s.ended else ''})",
+           got[-3:])
+    report(metric("chat_ws_streams_closed_slow_total") == before, "and is not ended as too slow",
+           metric("chat_ws_streams_closed_slow_total"))
+    s.close()
 
 
 def main():
