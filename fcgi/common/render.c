@@ -1,6 +1,8 @@
 /*
- * render.c - JSON answers, built with json-c (the answer to a send, the
- * hottest, is put together by hand).
+ * render.c - JSON answers. The hot ones (a send's answer, a page of
+ * messages, one message) are put together by hand; the rest are built
+ * with json-c. Both write strings the same way: valid UTF-8 as is, each
+ * ill-formed byte as U+FFFD, `"`, `\` and control characters escaped.
  */
 #include <stdbool.h>
 #include <stdlib.h>
@@ -61,49 +63,120 @@ static char *finish(struct json_object *o, size_t *len)
     return out;
 }
 
-static struct json_object *message_object(const struct store_msg *m)
+/* Bytes that put_str may write for s[0..len): at most \u00XX for every byte, and the quotes. */
+static size_t str_room(size_t len)
 {
-    struct json_object *o = json_object_new_object();
+    return 6 * len + 2;
+}
 
-    if (!o)
-        return NULL;
-    json_object_object_add(o, "id", json_object_new_int64(m->id));
-    json_object_object_add(o, "room", json_text(m->room, m->room_len));
-    json_object_object_add(o, "user", json_text(m->user, m->user_len));
-    json_object_object_add(o, "text", json_text(m->text, m->text_len));
-    json_object_object_add(o, "ts", json_object_new_int64(m->ts));
-    return o;
+/* Writes s[0..len) at p as a JSON string, as json_text and json-c would; returns the end. */
+static char *put_str(char *p, const char *s, size_t len)
+{
+    static const char hex[] = "0123456789abcdef";
+
+    *p++ = '"';
+    for (size_t i = 0; i < len; ) {
+        unsigned char c = (unsigned char)s[i];
+        if (c >= 0x80) {
+            size_t n = valid_utf8_char(s + i, len - i);
+            if (n == 0) {
+                p = util_put(p, "\xEF\xBF\xBD", 3);
+                i++;
+            } else {
+                p = util_put(p, s + i, n);
+                i += n;
+            }
+            continue;
+        }
+        i++;
+        if (c >= 0x20 && c != '"' && c != '\\') {
+            *p++ = (char)c;
+            continue;
+        }
+        *p++ = '\\';
+        switch (c) {
+        case '"': *p++ = '"'; break;
+        case '\\': *p++ = '\\'; break;
+        case '\b': *p++ = 'b'; break;
+        case '\f': *p++ = 'f'; break;
+        case '\n': *p++ = 'n'; break;
+        case '\r': *p++ = 'r'; break;
+        case '\t': *p++ = 't'; break;
+        default:
+            p = util_put_str(p, "u00");
+            *p++ = hex[c >> 4];
+            *p++ = hex[c & 15];
+        }
+    }
+    *p++ = '"';
+    return p;
+}
+
+/* Bytes put_message may write for m. */
+static size_t message_room(const struct store_msg *m)
+{
+    return str_room(m->room_len) + str_room(m->user_len) + str_room(m->text_len) + 100;
+}
+
+static char *put_message(char *p, const struct store_msg *m)
+{
+    p = util_put_str(p, "{\"id\":");
+    p = util_put_int(p, m->id);
+    p = util_put_str(p, ",\"room\":");
+    p = put_str(p, m->room, m->room_len);
+    p = util_put_str(p, ",\"user\":");
+    p = put_str(p, m->user, m->user_len);
+    p = util_put_str(p, ",\"text\":");
+    p = put_str(p, m->text, m->text_len);
+    p = util_put_str(p, ",\"ts\":");
+    p = util_put_int(p, m->ts);
+    *p++ = '}';
+    return p;
+}
+
+/* The end of an answer written at out..p: NUL-terminated, its length in *len. */
+static char *done(char *out, char *p, size_t *len)
+{
+    *p = '\0';
+    *len = (size_t)(p - out);
+    return out;
 }
 
 char *render_page(const struct store_page *page, size_t *len)
 {
-    struct json_object *o = json_object_new_object();
-    struct json_object *data = json_object_new_array_ext((int)page->n);
-    struct json_object *msgs = json_object_new_array_ext((int)page->n);
+    size_t room = 100;
+    char *out, *p;
 
-    if (!o || !data || !msgs) {
-        json_object_put(o);
-        json_object_put(data);
-        json_object_put(msgs);
+    for (size_t i = 0; i < page->n; i++)
+        room += str_room(page->msgs[i].text_len) + 1 + message_room(&page->msgs[i]) + 1;
+    if (!(out = p = malloc(room)))
         return NULL;
-    }
+    p = util_put_str(p, "{\"data\":[");
     for (size_t i = 0; i < page->n; i++) {
-        const struct store_msg *m = &page->msgs[i];
-        json_object_array_add(data, json_text(m->text, m->text_len));
-        json_object_array_add(msgs, message_object(m));
+        if (i > 0)
+            *p++ = ',';
+        p = put_str(p, page->msgs[i].text, page->msgs[i].text_len);
     }
-    json_object_object_add(o, "data", data);
-    json_object_object_add(o, "max_index", json_object_new_int64(page->max_index));
-    json_object_object_add(o, "messages", msgs);
-    json_object_object_add(o, "more", json_object_new_boolean(page->more));
+    p = util_put_str(p, "],\"max_index\":");
+    p = util_put_int(p, page->max_index);
+    p = util_put_str(p, ",\"messages\":[");
+    for (size_t i = 0; i < page->n; i++) {
+        if (i > 0)
+            *p++ = ',';
+        p = put_message(p, &page->msgs[i]);
+    }
+    p = util_put_str(p, page->more ? "],\"more\":true" : "],\"more\":false");
     if (page->pruned)
-        json_object_object_add(o, "pruned", json_object_new_boolean(true));
-    return finish(o, len);
+        p = util_put_str(p, ",\"pruned\":true");
+    *p++ = '}';
+    return done(out, p, len);
 }
 
 char *render_message(const struct store_msg *m, size_t *len)
 {
-    return finish(message_object(m), len);
+    char *out = malloc(message_room(m) + 1);
+
+    return out ? done(out, put_message(out, m), len) : NULL;
 }
 
 char *render_sent(const struct store_sent *sent, const char *room, size_t room_len, size_t *len)
@@ -122,9 +195,7 @@ char *render_sent(const struct store_sent *sent, const char *room, size_t room_l
     if (sent->duplicate)
         p = util_put_str(p, ",\"duplicate\":true");
     *p++ = '}';
-    *p = '\0';
-    *len = (size_t)(p - out);
-    return out;
+    return done(out, p, len);
 }
 
 char *render_health(size_t held, int64_t probes, size_t *len)
