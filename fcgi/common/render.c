@@ -17,6 +17,22 @@
 #define JSON_FLAGS (JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE)
 
 /*
+ * Copies the UTF-8 character at s (left bytes on) to p, or U+FFFD when the
+ * byte there does not start a well-formed sequence; *used is what it took.
+ */
+static char *put_char(char *p, const char *s, size_t left, size_t *used)
+{
+    size_t n = valid_utf8_char(s, left);
+
+    if (n == 0) {
+        *used = 1;
+        return util_put(p, "\xEF\xBF\xBD", 3);
+    }
+    *used = n;
+    return util_put(p, s, n);
+}
+
+/*
  * A JSON string of s[0..len): as is when valid UTF-8, else with each byte
  * that does not start a well-formed sequence replaced by U+FFFD.
  */
@@ -30,19 +46,8 @@ static struct json_object *json_text(const char *s, size_t len)
     if (!(fixed = malloc(len * 3 + 1)))
         return NULL;
     p = fixed;
-    for (size_t i = 0; i < len; ) {
-        /* Each ill-formed byte becomes U+FFFD. */
-        size_t n = valid_utf8_char(s + i, len - i);
-        if (n == 0) {
-            memcpy(p, "\xEF\xBF\xBD", 3);
-            p += 3;
-            i++;
-        } else {
-            memcpy(p, s + i, n);
-            p += n;
-            i += n;
-        }
-    }
+    for (size_t i = 0, n; i < len; i += n)
+        p = put_char(p, s + i, len - i, &n);
     o = json_object_new_string_len(fixed, (int)(p - fixed));
     free(fixed);
     return o;
@@ -69,7 +74,7 @@ static size_t str_room(size_t len)
     return 6 * len + 2;
 }
 
-/* Writes s[0..len) at p as a JSON string, as json_text and json-c would; returns the end. */
+/* Writes s[0..len) at p as a JSON string, as json-c would write json_text(s, len); returns the end. */
 static char *put_str(char *p, const char *s, size_t len)
 {
     static const char hex[] = "0123456789abcdef";
@@ -78,14 +83,9 @@ static char *put_str(char *p, const char *s, size_t len)
     for (size_t i = 0; i < len; ) {
         unsigned char c = (unsigned char)s[i];
         if (c >= 0x80) {
-            size_t n = valid_utf8_char(s + i, len - i);
-            if (n == 0) {
-                p = util_put(p, "\xEF\xBF\xBD", 3);
-                i++;
-            } else {
-                p = util_put(p, s + i, n);
-                i += n;
-            }
+            size_t n;
+            p = put_char(p, s + i, len - i, &n);
+            i += n;
             continue;
         }
         i++;
