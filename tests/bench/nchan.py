@@ -44,10 +44,12 @@ tests/bench's ws package), to compare the two on the same servers.
 `--check-clients` runs only Nchan's W3 and W4 at N=1000 from load_client.c
 in 1, 2 and 4 processes and from the Node clients, one table.
 
-Usage: tests/bench/nchan.py [--runs R] [--secs S] [--only W2,W3,...] [--client c|node]
+Usage: tests/bench/nchan.py [--runs R] [--secs S] [--only W2,W3,...] [--n 1000] [--syscalls] [--client c|node]
        tests/bench/nchan.py --check-clients [--secs S]
        (defaults: 3 runs, 10 s; the median run is reported; lost and
-       duplicated messages are summed over every run)
+       duplicated messages are summed over every run; --n keeps the fan-out
+       cases of those subscriber counts; --syscalls adds each server
+       process's system calls a delivery, counted with perf stat)
 Every load is bounded in count and time. Needs wrk, a C compiler and
 libnginx-mod-nchan (tests/bench/run.sh installs them).
 """
@@ -155,6 +157,11 @@ def median_run(f, runs, key, reverse=False, first=None):
 def total(values):
     """The sum of a list of figures, or None for a side that did not run."""
     return None if values is None else sum(values)
+
+
+def counted(calls):
+    """The sum of each group's system calls, or None where some were not counted."""
+    return sum(calls) if calls and None not in calls else None
 
 
 def http(url, data=None, headers=None, timeout=10):
@@ -316,7 +323,7 @@ def check_clients(st, secs, n=1000, rate=20):
               f"{r['client_core_pct']:>12.0f} % |")
 
 
-def fan_out(st, kind, n, rate, secs, runs, run_id):
+def fan_out(st, kind, n, rate, secs, runs, run_id, syscalls=False):
     """W3, W4 or W8 at n subscribers, this system then Nchan, on fresh
     servers. A side whose route is absent (404) gives None."""
     msgs = int(rate * secs)
@@ -327,9 +334,10 @@ def fan_out(st, kind, n, rate, secs, runs, run_id):
         def once():
             room = f"{kind}_{n}_{run_id()}"
             send = st.ours_send(room) if proc else st.nchan_send(room)
-            groups = [pids["nginx"], pids[proc]] if proc else [pids["nchan"]]
+            # Ours: every process make run starts (nginx, chat-fcgi, chat-ws), in that order.
+            groups = [pids["nginx"], pids["fcgi"], pids["ws"]] if proc else [pids["nchan"]]
             return drive(clients(kind, proc is None, url.format(room=room), n, msgs, secs + 30),
-                         n, send, msgs, rate, groups)
+                         n, send, msgs, rate, groups, syscalls=syscalls)
         first = once()
         if first is None:
             out.append(None)
@@ -397,6 +405,10 @@ def main():
     ap.add_argument("--only", default="W0,W1,W2,W3,W4,W6,W7,W8")
     ap.add_argument("--client", choices=("c", "node"), default="c",
                     help="fan-out load client: load_client.c (default) or the older Node clients")
+    ap.add_argument("--n", default="",
+                    help="only the fan-out cases with these subscriber counts (e.g. 1000), comma-separated")
+    ap.add_argument("--syscalls", action="store_true",
+                    help="also count each server process's system calls a fan-out delivery (perf stat)")
     ap.add_argument("--check-clients", action="store_true",
                     help="only Nchan's W3 and W4 at N=1000 from several load client designs")
     a = ap.parse_args()
@@ -410,7 +422,8 @@ def main():
         finally:
             st.stop()
         return
-    only, runs, secs = set(a.only.split(",")), a.runs, a.secs
+    only, runs, secs, syscalls = set(a.only.split(",")), a.runs, a.secs, a.syscalls
+    sizes = {int(x) for x in a.n.split(",") if x}
     tmp = tempfile.mkdtemp(prefix="chat-bench-nchan-")
     st = Stacks(tmp)
     counter = [0]
@@ -440,7 +453,7 @@ def main():
             pids = st.pids()
             for c in (16, 64):
                 a_ = median_run(lambda: wrk(base + "/send/msg?text=hello+world&room=w2", c, secs,
-                                            pids=pids["nginx"] + pids["fcgi"]), runs, "rps")
+                                            pids=pids["nginx"] + pids["fcgi"] + pids["ws"]), runs, "rps")
                 b_ = median_run(lambda: wrk(nbase + "/pub/w2", c, secs, post, pids=pids["nchan"]), runs, "rps")
                 rows.append((f"W2 send c={c}, req/s", a_["rps"], b_["rps"]))
                 rows.append((f"W2 send c={c}, p50 ms", a_["p50"], b_["p50"]))
@@ -458,7 +471,7 @@ def main():
             cond = [f"If-Modified-Since: {h['Last-Modified']}", f"If-None-Match: {h['Etag']}"]
             pids = st.pids()
             a_ = median_run(lambda: wrk(f"{base}/get/msg?room=w6&index={index}", 64, secs,
-                                        pids=pids["nginx"] + pids["fcgi"]), runs, "rps")
+                                        pids=pids["nginx"] + pids["fcgi"] + pids["ws"]), runs, "rps")
             b_ = median_run(lambda: wrk(f"{nbase}/poll/w6", 64, secs, headers=cond, pids=pids["nchan"]),
                             runs, "rps")
             rows.append(("W6 short poll c=64, req/s", a_["rps"], b_["rps"]))
@@ -472,7 +485,9 @@ def main():
             if w not in only:
                 continue
             for n, rate in cases:
-                a_, b_ = fan_out(st, kind, n, rate, secs, runs, run_id)
+                if sizes and n not in sizes:
+                    continue
+                a_, b_ = fan_out(st, kind, n, rate, secs, runs, run_id, syscalls)
                 name = f"{w} {label} N={n}"
                 if a_ is None:   # no such route here yet (404): Nchan's figures alone
                     a_ = {k: None for k in b_}
@@ -482,6 +497,12 @@ def main():
                 rows.append((f"{name}, duplicated", a_["dup"], b_["dup"]))
                 rows.append((f"{name}, KiB per subscriber", total(a_["kib"]), total(b_["kib"])))
                 rows.append((f"{name}, server CPU us/delivery", total(a_["cpu_us"]), total(b_["cpu_us"])))
+                for part, us in zip(("nginx", "chat-fcgi", "chat-ws"), a_["cpu_us"] or ()):
+                    rows.append((f"{name}, of which {part}, us/delivery", us, None))
+                if syscalls:
+                    rows.append((f"{name}, system calls a delivery", counted(a_["calls"]), counted(b_["calls"])))
+                    for part, calls in zip(("nginx", "chat-fcgi", "chat-ws"), a_["calls"] or ()):
+                        rows.append((f"{name}, of which {part}", calls, None))
                 rows.append((f"{name}, server CPU s", total(a_["cpu_s"]), total(b_["cpu_s"])))
                 rows.append((f"{name}, load clients CPU s", total(a_["client_cpu_s"]),
                              total(b_["client_cpu_s"])))

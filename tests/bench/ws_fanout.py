@@ -16,6 +16,8 @@ BIN_DIR as for make (default build/release).
 """
 import json
 import os
+import re
+import signal
 import socket
 import subprocess
 import sys
@@ -93,15 +95,36 @@ def pct(values, p):
     return v[min(len(v) - 1, int(round(p / 100 * (len(v) - 1))))] if v else None
 
 
-def drive(cmds, n, send, msgs, rate, pids, settle=1.0):
+def syscall_counter(pids):
+    """Starts counting the system calls of each pid group (perf stat on the
+    raw_syscalls tracepoint); returns a function that stops and gives one
+    count per group, or None where perf could not count."""
+    perfs = [subprocess.Popen(["perf", "stat", "-x", ",", "-e", "raw_syscalls:sys_enter", "-p",
+                               ",".join(str(p) for p in group)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for group in pids]
+    time.sleep(0.2)                   # perf attached
+
+    def stop():
+        counts = []
+        for perf in perfs:
+            perf.send_signal(signal.SIGINT)
+            out = perf.communicate(timeout=30)[1]
+            m = re.search(r"^(\d+),,raw_syscalls:sys_enter", out, re.M)
+            counts.append(int(m.group(1)) if m else None)
+        return counts
+    return stop
+
+
+def drive(cmds, n, send, msgs, rate, pids, settle=1.0, syscalls=False):
     """Starts the load clients (cmds: one command each; each prints "ready"
     once its subscribers are connected, then one JSON line of figures with
     its raw latencies and its own CPU seconds), sends msgs messages at rate
     per second with send(i), each in its own thread, and returns the
     clients' figures merged, plus the PSS growth (KiB per subscriber, n in
     all) and the CPU of each pid group while the subscribers were open, and
-    each client's CPU over the run. Returns None when a client says the
-    route is absent (a 404: the server has no such transport)."""
+    each client's CPU over the run; with syscalls, the system calls of each
+    pid group a delivery over the same span. Returns None when a client says
+    the route is absent (a 404: the server has no such transport)."""
     before = [pss_kib(group) for group in pids]
     env = dict(os.environ, LAT="1")
     clients = [subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env) for cmd in cmds]
@@ -117,6 +140,7 @@ def drive(cmds, n, send, msgs, rate, pids, settle=1.0):
     time.sleep(settle)
     after = [pss_kib(group) for group in pids]
     interval = 1.0 / rate
+    stop_count = syscall_counter(pids) if syscalls else None
     start = time.monotonic()
     cpu0 = [cpu_s(group) for group in pids]
     threads = []
@@ -131,6 +155,7 @@ def drive(cmds, n, send, msgs, rate, pids, settle=1.0):
         t.join(10)
     parts = [json.loads(c.stdout.readline()) for c in clients]
     cpu = [cpu_s(group) - c0 for group, c0 in zip(pids, cpu0)]
+    calls = stop_count() if stop_count else None
     secs = time.monotonic() - start
     for c in clients:
         c.wait(30)
@@ -142,6 +167,7 @@ def drive(cmds, n, send, msgs, rate, pids, settle=1.0):
     # server CPU per delivery, while messages flowed (includes the sends)
     r["cpu_us"] = [c * 1e6 / max(1, r["deliveries"]) for c in cpu]
     r["cpu_s"] = cpu
+    r["calls"] = [c / max(1, r["deliveries"]) if c is not None else None for c in calls] if calls else None
     # each load client's own CPU from its ready to its last delivery, and the
     # share of one core that is over the run: near 100 % it measures itself
     r["client_cpu_s"] = [p.get("cpu_s", 0) for p in parts]
