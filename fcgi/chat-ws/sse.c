@@ -249,11 +249,13 @@ int sse_writable(struct conn *c)
     }
     /*
      * Reading goes off only once the socket has taken everything: with it
-     * off, lws would not finish a write it holds part of.
+     * off, lws would not finish a write it holds part of. (That is what
+     * lws_partial_buffered() says, without the poll() of the socket that
+     * lws_send_pipe_choked() adds.)
      */
     if (c->qlen)
         conn_want_write(c);
-    else if (!lws_send_pipe_choked(c->wsi))
+    else if (!lws_partial_buffered(c->wsi))
         rx_off(c);
     return 0;
 }
