@@ -89,19 +89,19 @@ static void skip_rows(struct watch *w)
 /* One probe while listening; written: a write woke it. */
 static void probe(struct watch *w, bool written)
 {
-    int64_t version, max_id;
+    int64_t version, max_id, now = util_now_ms();
     int recheck;
     bool none;
     struct chat_fail f;
 
     atomic_fetch_add(&w->probes, 1);
-    w->next_probe = util_now_ms() + w->o.probe_ms;
+    w->next_probe = now + w->o.probe_ms;
     if (store_data_version(w->store, &version, &f) < 0)
         return;
     /* A write seen before its commit is visible: look again shortly. */
     recheck = store_recheck_ms(w->store, written, version != w->data_version);
     if (recheck >= 0 && recheck < w->o.probe_ms)
-        w->next_probe = util_now_ms() + recheck;
+        w->next_probe = now + recheck;
     if (version == w->data_version && !w->retry)
         return;
     /* The version counts as seen only once every new row is handed over. */

@@ -155,13 +155,8 @@ def median_run(f, runs, key, reverse=False, first=None):
 
 
 def total(values):
-    """The sum of a list of figures, or None for a side that did not run."""
-    return None if values is None else sum(values)
-
-
-def counted(calls):
-    """The sum of each group's system calls, or None where some were not counted."""
-    return sum(calls) if calls and None not in calls else None
+    """The sum of a list of figures, or None for a side that did not run (or a figure not taken)."""
+    return None if values is None or None in values else sum(values)
 
 
 def http(url, data=None, headers=None, timeout=10):
@@ -500,7 +495,7 @@ def main():
                 for part, us in zip(("nginx", "chat-fcgi", "chat-ws"), a_["cpu_us"] or ()):
                     rows.append((f"{name}, of which {part}, us/delivery", us, None))
                 if syscalls:
-                    rows.append((f"{name}, system calls a delivery", counted(a_["calls"]), counted(b_["calls"])))
+                    rows.append((f"{name}, system calls a delivery", total(a_["calls"]), total(b_["calls"])))
                     for part, calls in zip(("nginx", "chat-fcgi", "chat-ws"), a_["calls"] or ()):
                         rows.append((f"{name}, of which {part}", calls, None))
                 rows.append((f"{name}, server CPU s", total(a_["cpu_s"]), total(b_["cpu_s"])))
