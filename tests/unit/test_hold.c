@@ -370,11 +370,67 @@ static void test_hold_ids_went_back(void **state)
     }
 }
 
+/*
+ * Waiters of one room at several cursors and limits, taken by the watcher
+ * together: each answer is what a read at its own cursor gives (rows,
+ * more), whatever reads the watcher shares between them; the one at the
+ * latest id waits for the next row.
+ */
+static void test_hold_cursors_of_one_room(void **state)
+{
+    /* The first waits; the others are parked while the watcher is paused with it, so they come together. */
+    static const struct { int64_t index; int limit; const char *data; const char *more; } want[] = {
+        { 10, 3, "\"data\":[\"m11\"]", "\"more\":false" },
+        { 0, 2, "\"data\":[\"m1\",\"m2\"]", "\"more\":true" },
+        { 5, 3, "\"data\":[\"m6\",\"m7\",\"m8\"]", "\"more\":true" },
+        { 8, 3, "\"data\":[\"m9\",\"m10\"]", "\"more\":false" },
+        { 0, 2, "\"data\":[\"m1\",\"m2\"]", "\"more\":true" },
+    };
+    enum { N = sizeof want / sizeof want[0] };
+    struct db *d = *state;
+    struct hold_env e;
+    struct store_sent sent;
+    struct chat_fail f;
+    int client[N];
+    static char body[65536];
+
+    for (int i = 1; i <= 10; i++) {
+        char text[8];
+        snprintf(text, sizeof text, "m%d", i);
+        send_one(d->s, "r", text, NULL, &sent);
+        assert_int_equal(sent.id, i);
+    }
+    hold_env_start(&e, d->path);
+    pause_arm();
+    for (int i = 0; i < N; i++) {
+        FCGX_Request *r = fcgi_request(&e, &client[i]);
+        struct get_args g = get_room("r", want[i].index);
+        g.limit = want[i].limit;
+        /* A snapshot older than the start: each is read by cursor. */
+        assert_int_equal(hold_park(e.h, r, &g, 0, &f), 0);
+        if (i == 0)
+            assert_true(pause_reached());
+    }
+    pause_release();
+    for (int i = 1; i < N; i++) {
+        fcgi_answer(client[i], body, sizeof body);
+        assert_non_null(strstr(body, "Status: 200"));
+        assert_non_null(strstr(body, want[i].data));
+        assert_non_null(strstr(body, want[i].more));
+    }
+    send_one(d->s, "r", "m11", NULL, &sent);
+    fcgi_answer(client[0], body, sizeof body);
+    hold_env_stop(&e);
+    assert_non_null(strstr(body, want[0].data));
+    assert_non_null(strstr(body, want[0].more));
+}
+
 static const struct CMUnitTest tests[] = {
     cmocka_unit_test_setup_teardown(test_hold_in_flight_wakeup, db_setup, db_teardown),
     cmocka_unit_test_setup_teardown(test_hold_failed_read_retried, db_setup, db_teardown),
     cmocka_unit_test_setup_teardown(test_hold_try_park, db_setup, db_teardown),
     cmocka_unit_test_setup_teardown(test_hold_ids_went_back, db_setup, db_teardown),
+    cmocka_unit_test_setup_teardown(test_hold_cursors_of_one_room, db_setup, db_teardown),
 };
 
 const struct CMUnitTest *hold_tests(size_t *n)
