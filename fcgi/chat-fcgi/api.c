@@ -79,7 +79,7 @@ int api_get(struct api_ctx *c, FCGX_Request *r, const struct params *p, struct c
     if ((err = params_get(p, &g, f)) < 0)
         return err;
     /* The usual re-poll, at the room's latest id: parked without a read. */
-    if ((err = hold_try_park(c->hold, r, &g, f)) <= 0)
+    if ((err = hold_try_park(c->hold, r, c->conn, &g, f)) <= 0)
         return err;
     if ((err = store_fetch(c->store, g.room, g.room_len, g.index, g.limit, g.tail, &page, f)) < 0)
         return err;
@@ -87,7 +87,7 @@ int api_get(struct api_ctx *c, FCGX_Request *r, const struct params *p, struct c
     if (g.wait > 0 && hold_page_waits(&page, g.index, g.tail)) {
         if (g.tail > 0)
             g.index = 0;
-        err = hold_park(c->hold, r, &g, page.seen_id, f);
+        err = hold_park(c->hold, r, c->conn, &g, page.seen_id, f);
         store_page_free(&page);
         return err;
     }

@@ -21,6 +21,7 @@ struct api_ctx {
     struct store *store;     /* the thread's own connection, for reads */
     struct commit *commit;   /* sends: shared by all threads of the process */
     struct hold *hold;       /* shared by all threads of the process */
+    uint64_t conn;           /* the id of the connection the request came on (0: unknown) */
 };
 
 int api_send(struct api_ctx *c, FCGX_Request *r, const struct params *p, struct chat_fail *f);

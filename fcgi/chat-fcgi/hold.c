@@ -86,6 +86,13 @@ struct hold {
      * watcher ends the request, before the connection can carry another).
      */
     _Atomic(struct waiter *) *by_fd;
+    /*
+     * The connection registered in the set on each descriptor (its id, 0
+     * for none known), and whether its end was reported while nothing was
+     * parked on it. Under mu. A registration lasts as long as its
+     * connection: the set drops it when the connection is closed.
+     */
+    struct registered { uint64_t conn; bool ended; } *reg;
     int nfd;
     atomic_bool stopping;
     struct store *store;       /* the watcher thread's reads */
@@ -218,26 +225,43 @@ static void known_note(struct hold *h, const struct store_msg *m)
 }
 
 /*
+ * Has the set report the end of connection conn on fd, where a waiter is
+ * being parked. Only the end is reported (not its data: a kept connection
+ * carries the next request after the answer), once (edge triggered). A
+ * connection stays registered after its answer, so one parked again is
+ * left as it is, unless its end came meanwhile: then, as for a connection
+ * of unknown id, the registration is made again (EPOLL_CTL_MOD reports an
+ * end that came before it), or added for a new connection. Under mu.
+ * Returns 0, or -1 with errno set.
+ */
+static int watch_end(struct hold *h, int fd, uint64_t conn)
+{
+    struct epoll_event ev = { .events = EPOLLRDHUP | EPOLLET, .data.u64 = (uint64_t)fd };
+    struct registered *r = &h->reg[fd];
+
+    if (conn && r->conn == conn && !r->ended)
+        return 0;
+    if (epoll_ctl(h->epfd, EPOLL_CTL_MOD, fd, &ev) < 0 &&
+        (errno != ENOENT || epoll_ctl(h->epfd, EPOLL_CTL_ADD, fd, &ev) < 0))
+        return -1;
+    r->conn = conn;
+    r->ended = false;
+    return 0;
+}
+
+/*
  * Parks req (see hold_park). With known set, it was not read: it is parked
  * when the room's latest id among the rows handed over is g->index, as if
  * read at `dispatched`, or put in the check list when that id is beyond
  * g->index (and the hold is not full); otherwise returns 1 and parks
  * nothing.
  */
-static int park(struct hold *h, FCGX_Request *req, const struct get_args *g, int64_t seen_id,
-                bool known, struct chat_fail *f)
+static int park(struct hold *h, FCGX_Request *req, uint64_t conn, const struct get_args *g,
+                int64_t seen_id, bool known, struct chat_fail *f)
 {
     struct waiter *w;
     bool wake = false;
     int fd = req->ipcFd;
-    /*
-     * Only the end of the connection is reported (not its data: a kept
-     * connection carries the next request after the answer), once (edge
-     * triggered). It stays registered after the answer; a park on a
-     * connection registered already re-arms it (EPOLL_CTL_MOD reports an
-     * end that came meanwhile), a new one is added.
-     */
-    struct epoll_event ev = { .events = EPOLLRDHUP | EPOLLET, .data.u64 = (uint64_t)fd };
 
     if (atomic_load(&h->stopping))
         return chat_fail(f, CHAT_EUNAVAIL, "server is shutting down");
@@ -282,8 +306,7 @@ static int park(struct hold *h, FCGX_Request *req, const struct get_args *g, int
     }
     /* Under mu: an end reported at once is read by on_turn with by_fd set. */
     atomic_store(&h->by_fd[fd], w);
-    if (epoll_ctl(h->epfd, EPOLL_CTL_MOD, fd, &ev) < 0 &&
-        (errno != ENOENT || epoll_ctl(h->epfd, EPOLL_CTL_ADD, fd, &ev) < 0)) {
+    if (watch_end(h, fd, conn) < 0) {
         int e = errno;
         atomic_store(&h->by_fd[fd], NULL);
         pthread_mutex_unlock(&h->mu);
@@ -318,17 +341,18 @@ static int park(struct hold *h, FCGX_Request *req, const struct get_args *g, int
     return 0;
 }
 
-int hold_park(struct hold *h, FCGX_Request *req, const struct get_args *g, int64_t seen_id,
-              struct chat_fail *f)
+int hold_park(struct hold *h, FCGX_Request *req, uint64_t conn, const struct get_args *g,
+              int64_t seen_id, struct chat_fail *f)
 {
-    return park(h, req, g, seen_id, false, f);
+    return park(h, req, conn, g, seen_id, false, f);
 }
 
-int hold_try_park(struct hold *h, FCGX_Request *req, const struct get_args *g, struct chat_fail *f)
+int hold_try_park(struct hold *h, FCGX_Request *req, uint64_t conn, const struct get_args *g,
+                  struct chat_fail *f)
 {
     if (g->tail > 0 || g->wait <= 0)
         return 1;
-    return park(h, req, g, 0, true, f);
+    return park(h, req, conn, g, 0, true, f);
 }
 
 void hold_kick(struct hold *h)
@@ -525,8 +549,16 @@ static int64_t on_turn(void *ctx, int64_t now)
              */
             int fd = (int)evs[i].data.u64;
             struct waiter *w = fd >= 0 && fd < h->nfd ? atomic_load(&h->by_fd[fd]) : NULL;
-            if (!w)
+            if (!w) {
+                /*
+                 * The end of the connection registered on fd (the set
+                 * dropped any earlier one's events when it was closed):
+                 * its next park registers it again, which reports it.
+                 */
+                if (fd >= 0 && fd < h->nfd)
+                    h->reg[fd].ended = true;
                 continue;
+            }
             atomic_store(&h->by_fd[fd], NULL);
             LIST_REMOVE(w, link);
             LIST_INSERT_HEAD(&gone, w, link);
@@ -572,8 +604,10 @@ int hold_start(const struct hold_opts *o, struct hold **out, struct chat_fail *f
     h->next_deadline = INT64_MAX;
     /* One entry a descriptor the process may open: untouched pages of a large calloc cost nothing. */
     h->nfd = getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < (1 << 22) ? (int)rl.rlim_cur : (1 << 20);
-    if (!(h->by_fd = calloc((size_t)h->nfd, sizeof *h->by_fd))) {
+    if (!(h->by_fd = calloc((size_t)h->nfd, sizeof *h->by_fd)) ||
+        !(h->reg = calloc((size_t)h->nfd, sizeof *h->reg))) {
         pthread_mutex_destroy(&h->mu);
+        free(h->by_fd);
         free(h);
         return chat_fail(f, CHAT_EUNAVAIL, "out of memory");
     }
@@ -597,6 +631,7 @@ err:
         close(h->epfd);
     pthread_mutex_destroy(&h->mu);
     free(h->by_fd);
+    free(h->reg);
     free(h);
     return err;
 }
@@ -618,5 +653,6 @@ void hold_stop(struct hold *h)
     known_clear(h);
     pthread_mutex_destroy(&h->mu);
     free(h->by_fd);
+    free(h->reg);
     free(h);
 }

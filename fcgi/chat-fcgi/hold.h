@@ -41,15 +41,17 @@ void hold_stop(struct hold *h);
 
 /*
  * Parks req until a message with id > g->index arrives in g->room (or, for
- * a tail request, any message) or g->wait seconds pass. seen_id is the
+ * a tail request, any message) or g->wait seconds pass. conn is the id of
+ * the connection req came on (never reused; 0 when unknown), so that a
+ * kept connection parked again is not registered again. seen_id is the
  * largest message id of the snapshot in which the caller found nothing to
  * return. Returns 0 when parked (req is freed then: the hold keeps only its
  * connection, and answers on it with reply_raw), or CHAT_EUNAVAIL
  * with *f set when max_held requests are parked already or the process is
  * stopping (the caller still owns req).
  */
-int hold_park(struct hold *h, FCGX_Request *req, const struct get_args *g, int64_t seen_id,
-              struct chat_fail *f);
+int hold_park(struct hold *h, FCGX_Request *req, uint64_t conn, const struct get_args *g,
+              int64_t seen_id, struct chat_fail *f);
 
 /*
  * Parks req without reading the store when the hold knows the room's
@@ -64,7 +66,8 @@ int hold_park(struct hold *h, FCGX_Request *req, const struct get_args *g, int64
  * the room, a full hold behind: read, then hold_park or answer), or
  * CHAT_EUNAVAIL with *f set as hold_park.
  */
-int hold_try_park(struct hold *h, FCGX_Request *req, const struct get_args *g, struct chat_fail *f);
+int hold_try_park(struct hold *h, FCGX_Request *req, uint64_t conn, const struct get_args *g,
+                  struct chat_fail *f);
 
 /*
  * Whether a read of (index, tail) found nothing to answer yet, so a

@@ -22,6 +22,7 @@ enum conn_state {
 struct slot {
     _Atomic uint64_t word;     /* state | sequence << 8 */
     _Atomic int64_t since;     /* util_now_ms() when it became FRESH or IDLE */
+    uint64_t conn;             /* the connection's id, from 1, never reused: set when accepted */
 };
 
 /* The word after old with state s: the sequence number moves on. */

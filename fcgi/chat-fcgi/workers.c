@@ -40,6 +40,7 @@ struct workers {
     int nslots;
     atomic_int max_fd;         /* the highest descriptor seen: the sweep stops there */
     atomic_int idle;           /* connections IDLE now */
+    atomic_uint_fast64_t conns; /* connections accepted: the last one's id */
     int keep_max;              /* beyond this many IDLE, a connection is closed instead */
 };
 
@@ -126,7 +127,9 @@ static void conn_add(struct workers *ws, int fd)
         return;
     }
     s = &ws->slots[fd];
+    s->conn = atomic_fetch_add(&ws->conns, 1) + 1;
     atomic_store(&s->since, util_now_ms());
+    /* Publishes conn too: a worker reads it after taking the slot. */
     atomic_store(&s->word, word_make(atomic_load(&s->word), C_FRESH));
     for (max = atomic_load(&ws->max_fd); fd > max && !atomic_compare_exchange_weak(&ws->max_fd, &max, fd); )
         ;
@@ -265,6 +268,7 @@ static void serve(struct worker *w, int fd, uint32_t events)
         return;
     }
     worker_enter(w, W_SERVE);
+    w->ctx.conn = ws->slots[fd].conn;
     route_request(&w->ctx, r);
 }
 

@@ -22,6 +22,7 @@
 #include <sqlite3.h>
 
 #include "hold.h"
+#include "reply.h"
 #include "store.h"
 #include "unit.h"
 #include "util.h"
@@ -212,13 +213,13 @@ static void test_hold_in_flight_wakeup(void **state)
     /* A read its room before row 2 was stored: the watcher reads it by cursor. */
     a = fcgi_request(&e, &ca);
     ga = get_room("r", one.id);
-    assert_int_equal(hold_park(e.h, a, &ga, one.id, &f), 0);
+    assert_int_equal(hold_park(e.h, a, 0, &ga, one.id, &f), 0);
     /* Row 2 is another room's: A has nothing new and is paused on its way back. */
     assert_true(pause_reached());
     send_one(d->s, "r", "three", NULL, &three);
     c = fcgi_request(&e, &cc);
     gc = get_room("c", 0);
-    assert_int_equal(hold_park(e.h, c, &gc, three.id, &f), 0);
+    assert_int_equal(hold_park(e.h, c, 0, &gc, three.id, &f), 0);
     pause_release();
 
     fcgi_answer(ca, body_a, sizeof body_a);
@@ -255,7 +256,7 @@ static void test_hold_failed_read_retried(void **state)
     pause_arm();
     a = fcgi_request(&e, &ca);
     ga = get_room("r", one.id);
-    assert_int_equal(hold_park(e.h, a, &ga, one.id, &f), 0);
+    assert_int_equal(hold_park(e.h, a, 0, &ga, one.id, &f), 0);
     send_one(d->s, "r", "two", NULL, &two);
     assert_true(pause_reached());
     assert_int_equal(sqlite3_exec(db, "CREATE TABLE pruned (room TEXT PRIMARY KEY,"
@@ -290,8 +291,8 @@ static void test_hold_try_park(void **state)
     a = fcgi_request(&e, &ca);
     g = get_room("r", one.id);
     /* No row of r handed over since start: not known. */
-    assert_int_equal(hold_try_park(e.h, a, &g, &f), 1);
-    assert_int_equal(hold_park(e.h, a, &g, one.id, &f), 0);
+    assert_int_equal(hold_try_park(e.h, a, 0, &g, &f), 1);
+    assert_int_equal(hold_park(e.h, a, 0, &g, one.id, &f), 0);
     send_one(d->s, "r", "two", NULL, &two);
     fcgi_answer(ca, body, sizeof body);
     assert_non_null(strstr(body, "\"data\":[\"two\"]"));
@@ -299,7 +300,7 @@ static void test_hold_try_park(void **state)
     /* Behind the latest id handed over: answered by the watcher. */
     b = fcgi_request(&e, &cb);
     g = get_room("r", one.id);
-    assert_int_equal(hold_try_park(e.h, b, &g, &f), 0);
+    assert_int_equal(hold_try_park(e.h, b, 0, &g, &f), 0);
     fcgi_answer(cb, body, sizeof body);
     assert_non_null(strstr(body, "Status: 200"));
     assert_non_null(strstr(body, "\"data\":[\"two\"]"));
@@ -307,7 +308,7 @@ static void test_hold_try_park(void **state)
     /* At it: waits for the next row. */
     c = fcgi_request(&e, &cc);
     g = get_room("r", two.id);
-    assert_int_equal(hold_try_park(e.h, c, &g, &f), 0);
+    assert_int_equal(hold_try_park(e.h, c, 0, &g, &f), 0);
     send_one(d->s, "r", "three", NULL, &three);
     fcgi_answer(cc, body, sizeof body);
     assert_non_null(strstr(body, "\"data\":[\"three\"]"));
@@ -315,9 +316,9 @@ static void test_hold_try_park(void **state)
     /* Ahead of it, or another room: the caller reads. */
     x = fcgi_request(&e, &cx);
     g = get_room("r", three.id + 5);
-    assert_int_equal(hold_try_park(e.h, x, &g, &f), 1);
+    assert_int_equal(hold_try_park(e.h, x, 0, &g, &f), 1);
     g = get_room("other", 0);
-    assert_int_equal(hold_try_park(e.h, x, &g, &f), 1);
+    assert_int_equal(hold_try_park(e.h, x, 0, &g, &f), 1);
     FCGX_Finish_r(x);
     free(x);
     close(cx);
@@ -348,7 +349,7 @@ static void test_hold_ids_went_back(void **state)
     hold_env_start(&e, d->path);
     a = fcgi_request(&e, &ca);
     g = get_room("r", three.id);
-    assert_int_equal(hold_park(e.h, a, &g, three.id, &f), 0);
+    assert_int_equal(hold_park(e.h, a, 0, &g, three.id, &f), 0);
     /* Replaced: every row gone and the ids counted again from 1. */
     assert_int_equal(sqlite3_open(d->path, &db), SQLITE_OK);
     assert_int_equal(sqlite3_exec(db, "DELETE FROM messages; DELETE FROM sqlite_sequence", NULL, NULL, NULL),
@@ -407,7 +408,7 @@ static void test_hold_cursors_of_one_room(void **state)
         struct get_args g = get_room("r", want[i].index);
         g.limit = want[i].limit;
         /* A snapshot older than the start: each is read by cursor. */
-        assert_int_equal(hold_park(e.h, r, &g, 0, &f), 0);
+        assert_int_equal(hold_park(e.h, r, 0, &g, 0, &f), 0);
         if (i == 0)
             assert_true(pause_reached());
     }
@@ -425,12 +426,121 @@ static void test_hold_cursors_of_one_room(void **state)
     assert_non_null(strstr(body, want[0].more));
 }
 
+/* A keeper of kept connections that leaves them to the test (chat-fcgi's workers take them). */
+static void keep_for_test(void *ctx, int fd, bool open)
+{
+    (void)ctx;
+    (void)fd;
+    (void)open;
+}
+
+/* Sends a keep-conn GET (no parameters, an empty body) on client and has libfcgi read it from fd. */
+static FCGX_Request *kept_request(int client, int fd)
+{
+    static const unsigned char records[] = {
+        1, 1, 0, 1, 0, 8, 0, 0,  0, 1, 1, 0, 0, 0, 0, 0,   /* BEGIN_REQUEST: responder, FCGI_KEEP_CONN */
+        1, 4, 0, 1, 0, 0, 0, 0,                            /* PARAMS: none */
+        1, 5, 0, 1, 0, 0, 0, 0,                            /* STDIN: empty */
+    };
+    FCGX_Request *r = calloc(1, sizeof *r);
+
+    assert_non_null(r);
+    assert_int_equal(write(client, records, sizeof records), (ssize_t)sizeof records);
+    /* As chat-fcgi's workers read a request from a kept connection. */
+    FCGX_InitRequest(r, -1, 0);
+    r->ipcFd = fd;
+    r->keepConnection = 1;
+    FCGX_Detach(r);
+    assert_int_equal(FCGX_Accept_r(r), 0);
+    /* Its (empty) body read to the end, as the router does: then the connection may be kept. */
+    assert_int_equal(FCGX_GetChar(r->in), EOF);
+    return r;
+}
+
+/* Reads from client until an FCGI_END_REQUEST record has come (5 s at most); true when it has. */
+static bool read_until_end(int client)
+{
+    unsigned char raw[65536];
+    size_t got = 0;
+    int64_t until = util_now_ms() + 5000;
+
+    for (;;) {
+        struct pollfd p = { .fd = client, .events = POLLIN };
+        int64_t left = until - util_now_ms();
+        ssize_t k;
+        size_t at = 0;
+        if (left <= 0 || poll(&p, 1, (int)left) <= 0 ||
+            (k = read(client, raw + got, sizeof raw - got)) <= 0)
+            return false;
+        got += (size_t)k;
+        while (at + 8 <= got) {
+            size_t clen = (size_t)raw[at + 4] << 8 | raw[at + 5], pad = raw[at + 6];
+            if (raw[at + 1] == 3 && at + 8 + clen <= got)
+                return true;
+            at += 8 + clen + pad;
+        }
+    }
+}
+
+/*
+ * A kept connection answered, then parked again with its next request
+ * after nginx closed it (the client left in between): a connection
+ * already registered is not registered again, but one whose end was
+ * reported while nothing was parked on it is, so its waiter is released
+ * at once rather than at the end of its wait (5 s).
+ */
+static void test_hold_kept_connection_ended_between(void **state)
+{
+    struct db *d = *state;
+    struct hold_env e;
+    struct store_sent one, two;
+    struct get_args g;
+    struct chat_fail f;
+    FCGX_Request *first, *second;
+    int client, fd;
+    int64_t t0;
+    bool released = false;
+
+    send_one(d->s, "r", "one", NULL, &one);
+    hold_env_start(&e, d->path);
+    reply_keeper(keep_for_test, NULL);
+    {
+        struct sockaddr_un a = { .sun_family = AF_UNIX };
+        snprintf(a.sun_path, sizeof a.sun_path, "%s", e.sock);
+        client = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        assert_true(client >= 0);
+        assert_int_equal(connect(client, (struct sockaddr *)&a, sizeof a), 0);
+        assert_true((fd = accept(e.listen_fd, NULL, NULL)) >= 0);
+    }
+    first = kept_request(client, fd);
+    g = get_room("r", one.id);
+    assert_int_equal(hold_park(e.h, first, 7, &g, one.id, &f), 0);
+    send_one(d->s, "r", "two", NULL, &two);
+    assert_true(read_until_end(client));
+    /* The next request, then the end of the connection, seen by the hold with nothing parked. */
+    second = kept_request(client, fd);
+    shutdown(client, SHUT_WR);
+    usleep(300000);
+    g = get_room("r", two.id);
+    t0 = util_now_ms();
+    assert_int_equal(hold_park(e.h, second, 7, &g, two.id, &f), 0);
+    while (!released && util_now_ms() - t0 < 3000) {
+        released = hold_count(e.h) == 0;
+        usleep(10000);
+    }
+    reply_keeper(NULL, NULL);
+    hold_env_stop(&e);
+    close(client);
+    assert_true(released);
+}
+
 static const struct CMUnitTest tests[] = {
     cmocka_unit_test_setup_teardown(test_hold_in_flight_wakeup, db_setup, db_teardown),
     cmocka_unit_test_setup_teardown(test_hold_failed_read_retried, db_setup, db_teardown),
     cmocka_unit_test_setup_teardown(test_hold_try_park, db_setup, db_teardown),
     cmocka_unit_test_setup_teardown(test_hold_ids_went_back, db_setup, db_teardown),
     cmocka_unit_test_setup_teardown(test_hold_cursors_of_one_room, db_setup, db_teardown),
+    cmocka_unit_test_setup_teardown(test_hold_kept_connection_ended_between, db_setup, db_teardown),
 };
 
 const struct CMUnitTest *hold_tests(size_t *n)
