@@ -48,7 +48,7 @@ ALL_LDFLAGS = -pthread $(SANFLAGS) $(LDFLAGS)
 
 # Source layout: fcgi/common/ is shared by both programs, fcgi/chat-fcgi/
 # and fcgi/chat-ws/ are each program's own (see README.md, "Source layout").
-COMMON := util log valid params json_names store store_sqlite store_sqlite_prune store_pg store_pg_read store_pg_write render notify watch sendq listen cli prom
+COMMON := util log valid params json_names json_strict store store_sqlite store_sqlite_prune store_pg store_pg_read store_pg_write render notify watch sendq listen cli prom
 COMMON_OBJS := $(COMMON:%=$(B)/obj/common/%.o) $(B)/schema_sql.o $(B)/schema_pg_sql.o
 FCGI_OBJS := $(patsubst %,$(B)/obj/chat-fcgi/%.o,main workers reply hold commit api route metrics retain) $(COMMON_OBJS)
 WS_OBJS   := $(patsubst %,$(B)/obj/chat-ws/%.o,main conn rooms replay handshake ws sse http feed writer) $(COMMON_OBJS)
@@ -140,7 +140,7 @@ test: deps-test
 
 # libFuzzer targets of the parsers (clang); `make test` runs each briefly,
 # `make fuzz` for FUZZ_SECONDS each (default 300).
-FUZZ_SRC := $(patsubst %,fcgi/common/%.c,params json_names valid util render)
+FUZZ_SRC := $(patsubst %,fcgi/common/%.c,params json_names json_strict valid util render)
 build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_SRC) fcgi/common/*.h
 	$(Q)mkdir -p build/fuzz
 	$(Q)clang -g -O1 -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -fsanitize=fuzzer,address,undefined \

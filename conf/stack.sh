@@ -104,8 +104,12 @@ spawn() {
         setsid ${FCGI_WRAP:-} "$bin/chat-fcgi" --db "$db" --listen "$sock" ${FCGI_FLAGS:-} >>"$log" 2>&1 </dev/null &
         ;;
     chat-ws)
+        # No rate limit (SPEC section 7: the production site's nginx has
+        # them; tests and benchmarks come from one address). WS_FLAGS may
+        # set one: the last --max-sends counts.
         # shellcheck disable=SC2086
-        setsid ${WS_WRAP:-} "$bin/chat-ws" --db "$db" --listen "127.0.0.1:$ws_port" ${WS_FLAGS:-} >>"$log" 2>&1 </dev/null &
+        setsid ${WS_WRAP:-} "$bin/chat-ws" --db "$db" --listen "127.0.0.1:$ws_port" --max-sends 0 ${WS_FLAGS:-} \
+            >>"$log" 2>&1 </dev/null &
         ;;
     nginx)
         setsid "$nginx" -p "$dir/nginx" -c "$dir/nginx/nginx.conf" -e "$log" >>"$log" 2>&1 </dev/null &

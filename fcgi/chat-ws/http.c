@@ -1,6 +1,7 @@
 /*
  * http.c - plain HTTP requests to chat-ws (see http.h).
  */
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -51,6 +52,8 @@ static int serve_metrics(struct lws *wsi)
     memcpy(body + LWS_PRE, page, len);
     if (lws_add_http_common_headers(wsi, HTTP_STATUS_OK, "text/plain; version=0.0.4",
                                     (lws_filepos_t)len, &p, end) ||
+        lws_add_http_header_by_name(wsi, (const unsigned char *)"cache-control:",
+                                    (const unsigned char *)"no-store", 8, &p, end) ||
         lws_finalize_write_http_header(wsi, start, &p, end) ||
         lws_write(wsi, body + LWS_PRE, len, LWS_WRITE_HTTP_FINAL) != (int)len)
         goto out;
@@ -61,22 +64,36 @@ out:
     return rc;
 }
 
+/* Whether path is route, or route with a trailing slash (SPEC: optional on every route). */
+static bool is_route(const char *path, const char *route)
+{
+    size_t n = strlen(route);
+    return path && strncmp(path, route, n) == 0 && (path[n] == '\0' || (path[n] == '/' && path[n + 1] == '\0'));
+}
+
 int http_serve(struct lws *wsi, struct conn *c, const char *path)
 {
-    if (path && (strcmp(path, "/events") == 0 || strcmp(path, "/events/") == 0))
+    if (is_route(path, "/events"))
         return sse_serve(wsi, c);
-    if (path && strcmp(path, "/ws") == 0) {
+    if (is_route(path, "/ws")) {
         struct conn probe;
         struct chat_fail f = { 0 };
         int n;
-        if (handshake_check(wsi, &probe, &f) < 0)
+        /* lws names the URI by method: a plain request to /ws that is not a GET. */
+        if (lws_hdr_total_length(wsi, WSI_TOKEN_GET_URI) <= 0)
+            n = handshake_answer(wsi, 405, "/ws takes GET, with Upgrade: websocket");
+        else if (handshake_check(wsi, &probe, &f) < 0)
             n = handshake_refuse(wsi, &f);
         else
             n = handshake_answer(wsi, 426, "this URL takes a WebSocket: send Upgrade: websocket");
         return n < 0 || lws_http_transaction_completed(wsi) ? -1 : 0;
     }
-    if (path && strcmp(path, "/metrics") == 0)
+    if (is_route(path, "/metrics")) {
+        if (lws_hdr_total_length(wsi, WSI_TOKEN_GET_URI) <= 0)
+            return handshake_answer(wsi, 405, "/metrics/ws takes GET") < 0 ||
+                   lws_http_transaction_completed(wsi) ? -1 : 0;
         return serve_metrics(wsi);
+    }
     lws_return_http_status(wsi, HTTP_STATUS_NOT_FOUND, NULL);
     return -1;
 }

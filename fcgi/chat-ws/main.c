@@ -165,7 +165,8 @@ static void usage(FILE *out)
         "                         comes within as long again, at most 10 s (default: 30)\n"
         "      --handshake-secs N drop a connection whose handshake takes longer (default: 10)\n"
         "      --max-sends N      messages one connection may send a second, in bursts\n"
-        "                         of twice as many; beyond, an error frame 429 (default: 20)\n"
+        "                         of twice as many; beyond, an error frame 429; 0: no\n"
+        "                         limit (default: 20; make run passes 0)\n"
         "      --probe-ms N       change probe interval while clients listen, 1..10000 ms\n"
         "                         (default: 5)\n"
         "      --busy-ms N        wait for another writer's lock, then refuse (default: 2000)\n"
@@ -212,7 +213,7 @@ static void parse_flags(int argc, char **argv, struct config *c)
         case OPT_QUEUE: c->max_queue = (unsigned)cli_int("--max-queue", optarg, CHAT_REPLAY_CHUNK, 1000000); break;
         case OPT_PING: c->ping_secs = cli_int("--ping-secs", optarg, 1, 3600); break;
         case OPT_HANDSHAKE: c->handshake_secs = cli_int("--handshake-secs", optarg, 1, 600); break;
-        case OPT_SENDS: c->sends_per_sec = cli_int("--max-sends", optarg, 1, 100000); break;
+        case OPT_SENDS: c->sends_per_sec = cli_int("--max-sends", optarg, 0, 100000); break;
         case OPT_STREAMS: c->max_streams = cli_int("--max-streams", optarg, 1, 1000000); break;
         case OPT_SSE_PING: c->sse_ping_secs = cli_int("--sse-ping-secs", optarg, 1, 3600); break;
         default: usage(stderr); exit(2);

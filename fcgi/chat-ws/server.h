@@ -24,7 +24,7 @@ struct config {
     struct cli_common common;    /* --db, --listen, --probe-ms, --busy-ms, --sync */
     const char *origins;         /* comma-separated allow-list, or NULL */
     int ping_secs, handshake_secs;
-    int sends_per_sec;           /* per connection; bursts of twice as many */
+    int sends_per_sec;           /* per connection; bursts of twice as many; 0: no limit */
     unsigned max_queue;
     int max_conns;               /* connections open at once; 0: by the descriptor limit */
     int max_streams;             /* event streams open at once (within max_conns); 0: max_conns */

@@ -3,6 +3,7 @@
  */
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "handshake.h"
 #include "log.h"
@@ -25,7 +26,12 @@ int ws_confirm_upgrade(struct lws *wsi, const char *upgrade)
     struct chat_fail f = { 0 };
 
     /* Refused here, with an answer (>0: lws completes the transaction). */
-    if (!upgrade || strcmp(upgrade, "websocket") != 0 || handshake_check(wsi, &probe, &f) == 0)
+    if (!upgrade || strcasecmp(upgrade, "websocket") != 0)
+        return 0;
+    /* Without a key lws would hang up, and nginx say 503: a request that cannot succeed. */
+    if (lws_hdr_total_length(wsi, WSI_TOKEN_KEY) <= 0)
+        chat_fail(&f, CHAT_EBADREQ, "a WebSocket handshake needs a Sec-WebSocket-Key header");
+    else if (handshake_check(wsi, &probe, &f) == 0)
         return 0;
     return handshake_refuse(wsi, &f) < 0 ? -1 : 1;
 }
@@ -50,7 +56,8 @@ static void handle_message(struct conn *c, const char *data, size_t len)
     struct chat_fail f = { 0 };
 
     srv.received++;
-    if (!rate_take(&c->tokens, &c->tokens_at, srv.cfg.sends_per_sec, util_now_ms())) {
+    if (srv.cfg.sends_per_sec > 0 &&
+        !rate_take(&c->tokens, &c->tokens_at, srv.cfg.sends_per_sec, util_now_ms())) {
         chat_fail(&f, CHAT_ETOOMANY, "too many messages: at most %d a second", srv.cfg.sends_per_sec);
         conn_error(c, &f);
         return;

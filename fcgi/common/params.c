@@ -9,6 +9,7 @@
 
 #include "chat_limits.h"
 #include "json_names.h"
+#include "json_strict.h"
 #include "params.h"
 #include "util.h"
 
@@ -142,6 +143,9 @@ int params_add_json(struct params *p, const char *s, size_t len, unsigned keys,
         return chat_fail(f, CHAT_EINTERNAL, "JSON decoded twice");
     if (len > CHAT_BODY_MAX)
         return chat_fail(f, CHAT_ETOOBIG, "body is larger than %d bytes", CHAT_BODY_MAX);
+    /* What json-c would take that RFC 8259 does not: NaN, 1., a raw newline in a string. */
+    if ((err = json_strict_check(s, len, f)) < 0)
+        return err;
     if (!(tok = json_tokener_new()))
         return chat_fail(f, CHAT_EUNAVAIL, "out of memory");
     json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);

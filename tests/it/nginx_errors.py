@@ -110,6 +110,17 @@ json_error("Transfer-Encoding: gzip, chunked on POST /send/msg",
 json_error("HTTP/2.0 in the request line", request("GET /get/msg HTTP/2.0", host), 505)
 json_error("a malformed request line", request("GET /get/msg HTTP/1.1 extra", host), 400)
 json_error("a request line over 16 KiB", request("GET /get/msg?x=" + BIG + " HTTP/1.1", host), 414)
+
+
+def line_of(n):
+    """A request line of exactly n bytes (its CRLF not counted), for the page."""
+    head, tail = "GET /?", " HTTP/1.1"
+    return head + "a" * (n - len(head) - len(tail)) + tail
+
+
+got, _, _ = exchange(request(line_of(16384), host))
+report(got == 200, "a request line of exactly 16 KiB is served: 200", got)
+json_error("a request line of 16 KiB and a byte", request(line_of(16385), host), 414)
 json_error("TRACE", request("TRACE /send/msg HTTP/1.1", host), 405)
 for path in ("/ws", "/metrics/ws"):
     json_error(f"a body over 64 KiB on {path}",

@@ -18,7 +18,7 @@ cp -r "$STACK_DIR/nginx/snippets" "$N/"
 echo 'u:{PLAIN}pw' > "$N/htpasswd"
 port=$(free_port); auth_port=$(free_port)
 { nginx_conf_head "$N" 1 64; cat <<NGINX
-    large_client_header_buffers 4 16k;
+    large_client_header_buffers 4 16386;
     upstream chat_fcgi { server unix:$STACK_DIR/fcgi.sock; }
     upstream chat_ws { server 127.0.0.1:$(free_port); }
     server {

@@ -103,6 +103,11 @@ bad "JSON broken" 400 -H 'Content-Type: application/json' -d '{"text":"a"' "$BAS
 bad "JSON trailing garbage" 400 -H 'Content-Type: application/json' -d '{"text":"a"}x' "$BASE/send/msg"
 bad "JSON NUL in text" 400 -H 'Content-Type: application/json' -d '{"text":"a\u0000b"}' "$BASE/send/msg"
 bad "JSON control char escaped" 400 -H 'Content-Type: application/json' -d '{"text":"a\u0007b"}' "$BASE/send/msg"
+bad "JSON NaN" 400 -H 'Content-Type: application/json' -d '{"text":"x","n":NaN}' "$BASE/send/msg"
+bad "JSON -Infinity" 400 -H 'Content-Type: application/json' -d '{"text":"x","n":-Infinity}' "$BASE/send/msg"
+bad "JSON number 1." 400 -H 'Content-Type: application/json' -d '{"text":"x","n":1.}' "$BASE/send/msg"
+bad "JSON raw newline in a string" 400 -H 'Content-Type: application/json' --data-binary $'{"text":"raw\nnewline"}' "$BASE/send/msg"
+bad "JSON raw tab in a string" 400 -H 'Content-Type: application/json' --data-binary $'{"text":"raw\ttab"}' "$BASE/send/msg"
 bad "JSON empty body" 400 -H 'Content-Type: application/json' -X POST "$BASE/send/msg"
 # A key given twice at the top level is a parameter given twice (SPEC section 5),
 # compared after unescaping; any key, even one that would be ignored

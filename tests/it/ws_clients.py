@@ -35,13 +35,16 @@ def http_json(url):
         return json.loads(e.read())
 
 
-def raw_http(base, query, headers=(), upgrade=True):
-    """One GET /ws?query on a fresh socket: (status, headers lower-cased, body)."""
+def raw_http(base, query, headers=(), upgrade=True, method="GET", path="/ws", key=True):
+    """One request for path?query (GET /ws) on a fresh socket: (status, headers
+    lower-cased, body). upgrade: True (websocket, with a Sec-WebSocket-Key when
+    key), another protocol's name, or False (a plain request)."""
     host, port = base.split("//")[1].split(":")
-    lines = [f"GET /ws?{query} HTTP/1.1", "Host: x"]
+    lines = [f"{method} {path}?{query} HTTP/1.1", "Host: x"]
     if upgrade:
-        lines += ["Upgrade: websocket", "Connection: Upgrade",
-                  "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==", "Sec-WebSocket-Version: 13"]
+        lines += [f"Upgrade: {'websocket' if upgrade is True else upgrade}", "Connection: Upgrade",
+                  "Sec-WebSocket-Version: 13"]
+        lines += ["Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ=="] if key else []
     else:
         lines += ["Connection: close"]
     lines += list(headers)
@@ -241,6 +244,8 @@ async def bad(c):
             ('{"text":""}', 400, "empty text"),
             ('{"text":5}', 400, "a number as text"),
             ('{"text":"a\\u0001b"}', 400, "a control character"),
+            ('{"text":"n","n":NaN}', 400, "NaN (JSON has none)"),
+            ('{"text":"raw\nnewline"}', 400, "a raw newline in a JSON string"),
             ('{"text":"ok","cid":"bad cid"}', 400, "a bad cid"),
             (json.dumps({"text": "x", "user": "u" * 65}), 400, "a user over 64 bytes"),
             (json.dumps({"text": "x" * 4097}), 413, "a text over 4096 bytes"),
@@ -300,6 +305,40 @@ async def refuse(c):
         await ws.send(json.dumps({"text": "after refusals"}))
         got = await recv_json(ws)
         report(got.get("text") == "after refusals", "sockets still open after refusals", got)
+
+
+async def edges(c):
+    """The route's edges: a trailing slash, other methods, other upgrades, no key."""
+    async with websockets.connect(f"{c.ws}/?room=wsedge", max_size=2 ** 22) as ws:
+        await ws.send(json.dumps({"text": "slash"}))
+        got = await recv_json(ws)
+        report(got.get("text") == "slash", "/ws/ (a trailing slash) takes a WebSocket", got)
+    check_json_answer("a plain GET of /ws/", raw_http(c.base, "room=x", upgrade=False, path="/ws/"), 426,
+                      upgrade="websocket")
+    for method in ("POST", "PUT", "DELETE"):
+        check_json_answer(f"{method} /ws", raw_http(c.base, "room=x", upgrade=False, method=method), 405,
+                          allow="GET")
+    check_json_answer("Upgrade: foo", raw_http(c.base, "room=x", upgrade="foo"), 426, upgrade="websocket")
+    check_json_answer("a handshake without Sec-WebSocket-Key", raw_http(c.base, "room=x", key=False), 400)
+    st, hdrs, body = raw_http(c.base, "", upgrade=False, path="/metrics/ws/")
+    report(st == 200 and b"chat_ws_open_sockets" in body and hdrs.get("cache-control") == "no-store",
+           "/metrics/ws/: 200, no-store", (st, hdrs))
+    st, hdrs, body = raw_http(c.base, "", upgrade=False, path="/metrics/ws")
+    report(st == 200 and hdrs.get("cache-control") == "no-store", "/metrics/ws: no-store", (st, hdrs))
+    check_json_answer("POST /metrics/ws", raw_http(c.base, "", upgrade=False, method="POST", path="/metrics/ws"),
+                      405, allow="GET")
+
+
+async def burst_open(c):
+    """60 messages at once from one socket, as make run starts chat-ws: all stored, none refused."""
+    async with c.connect("room=wsburst") as ws:
+        for i in range(60):
+            await ws.send(json.dumps({"text": f"b{i}"}))
+        got = await recv_n(ws, 60)
+    limited = sum(g.get("code") == 429 for g in got)
+    stored = sum(str(g.get("text", "")).startswith("b") for g in got)
+    report(limited == 0 and stored == 60, "60 messages at once from one socket all stored: no rate limit",
+           (limited, stored))
 
 
 async def full(c):
