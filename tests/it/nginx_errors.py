@@ -122,6 +122,10 @@ got, _, _ = exchange(request(line_of(16384), host))
 report(got == 200, "a request line of exactly 16 KiB is served: 200", got)
 json_error("a request line of 16 KiB and a byte", request(line_of(16385), host), 414)
 json_error("TRACE", request("TRACE /send/msg HTTP/1.1", host), 405)
+for path, allow in (("/send/msg", "GET, POST"), ("/send/msg/?text=a", "GET, POST"), ("/get/msg", "GET, HEAD"),
+                    ("/events/", "GET"), ("/ws", "GET"), ("/metrics/ws", "GET"), ("/", "GET, HEAD")):
+    _, headers, _ = exchange(request(f"TRACE {path} HTTP/1.1", host))
+    report(headers.get("allow") == allow, f"TRACE {path}: Allow: {allow}", headers.get("allow"))
 for path in ("/ws", "/metrics/ws"):
     json_error(f"a body over 64 KiB on {path}",
                request(f"POST {path} HTTP/1.1", host, "Content-Length: 70000"), 413)
