@@ -125,22 +125,37 @@ static void hold_env_stop(struct hold_env *e)
 }
 
 /* A request accepted by libfcgi (malloc'd, as the hold frees it); *client is nginx's end. */
+/* nginx's end of a new connection to the hold's socket. */
+static int client_connect(const struct hold_env *e)
+{
+    struct sockaddr_un a = { .sun_family = AF_UNIX };
+    int client = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+    assert_true(client >= 0);
+    snprintf(a.sun_path, sizeof a.sun_path, "%s", e->sock);
+    assert_int_equal(connect(client, (struct sockaddr *)&a, sizeof a), 0);
+    return client;
+}
+
+/* Writes what nginx sends for a GET (no parameters, an empty body), FCGI_KEEP_CONN when keep. */
+static void send_get(int client, bool keep)
+{
+    unsigned char records[] = {
+        1, 1, 0, 1, 0, 8, 0, 0,  0, 1, keep, 0, 0, 0, 0, 0,   /* BEGIN_REQUEST: responder, flags */
+        1, 4, 0, 1, 0, 0, 0, 0,                               /* PARAMS: none */
+        1, 5, 0, 1, 0, 0, 0, 0,                               /* STDIN: empty */
+    };
+
+    assert_int_equal(write(client, records, sizeof records), (ssize_t)sizeof records);
+}
+
 static FCGX_Request *fcgi_request(struct hold_env *e, int *client)
 {
-    static const unsigned char records[] = {
-        1, 1, 0, 1, 0, 8, 0, 0,  0, 1, 0, 0, 0, 0, 0, 0,   /* BEGIN_REQUEST: responder */
-        1, 4, 0, 1, 0, 0, 0, 0,                            /* PARAMS: none */
-        1, 5, 0, 1, 0, 0, 0, 0,                            /* STDIN: empty */
-    };
-    struct sockaddr_un a = { .sun_family = AF_UNIX };
     FCGX_Request *r = calloc(1, sizeof *r);
 
     assert_non_null(r);
-    snprintf(a.sun_path, sizeof a.sun_path, "%s", e->sock);
-    *client = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    assert_true(*client >= 0);
-    assert_int_equal(connect(*client, (struct sockaddr *)&a, sizeof a), 0);
-    assert_int_equal(write(*client, records, sizeof records), (ssize_t)sizeof records);
+    *client = client_connect(e);
+    send_get(*client, false);
     assert_int_equal(FCGX_InitRequest(r, e->listen_fd, 0), 0);
     assert_int_equal(FCGX_Accept_r(r), 0);
     return r;
@@ -434,18 +449,13 @@ static void keep_for_test(void *ctx, int fd, bool open)
     (void)open;
 }
 
-/* Sends a keep-conn GET (no parameters, an empty body) on client and has libfcgi read it from fd. */
+/* Sends a keep-conn GET on client and has libfcgi read it from fd. */
 static FCGX_Request *kept_request(int client, int fd)
 {
-    static const unsigned char records[] = {
-        1, 1, 0, 1, 0, 8, 0, 0,  0, 1, 1, 0, 0, 0, 0, 0,   /* BEGIN_REQUEST: responder, FCGI_KEEP_CONN */
-        1, 4, 0, 1, 0, 0, 0, 0,                            /* PARAMS: none */
-        1, 5, 0, 1, 0, 0, 0, 0,                            /* STDIN: empty */
-    };
     FCGX_Request *r = calloc(1, sizeof *r);
 
     assert_non_null(r);
-    assert_int_equal(write(client, records, sizeof records), (ssize_t)sizeof records);
+    send_get(client, true);
     /* As chat-fcgi's workers read a request from a kept connection. */
     FCGX_InitRequest(r, -1, 0);
     r->ipcFd = fd;
@@ -504,14 +514,8 @@ static void test_hold_kept_connection_ended_between(void **state)
     send_one(d->s, "r", "one", NULL, &one);
     hold_env_start(&e, d->path);
     reply_keeper(keep_for_test, NULL);
-    {
-        struct sockaddr_un a = { .sun_family = AF_UNIX };
-        snprintf(a.sun_path, sizeof a.sun_path, "%s", e.sock);
-        client = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        assert_true(client >= 0);
-        assert_int_equal(connect(client, (struct sockaddr *)&a, sizeof a), 0);
-        assert_true((fd = accept(e.listen_fd, NULL, NULL)) >= 0);
-    }
+    client = client_connect(&e);
+    assert_true((fd = accept(e.listen_fd, NULL, NULL)) >= 0);
     first = kept_request(client, fd);
     g = get_room("r", one.id);
     assert_int_equal(hold_park(e.h, first, 7, &g, one.id, &f), 0);
