@@ -37,10 +37,12 @@ static const char *const stmt_sql[ST_COUNT] = {
                        "  ORDER BY id DESC LIMIT ?2) ORDER BY id",
     [ST_SINCE]       = "SELECT id, ts, user, text, room FROM messages"
                        " WHERE id > ?1 ORDER BY id LIMIT ?2",
-    [ST_LATEST]      = "SELECT coalesce(max(id), 0) FROM messages WHERE room = ?1",
+    /* What a page says beside its rows, in one step: the room's latest id, the latest id, pruned upto. */
+    [ST_PAGE_META]   = "SELECT (SELECT coalesce(max(id), 0) FROM messages WHERE room = ?1),"
+                       " (SELECT coalesce(max(id), 0) FROM messages),"
+                       " coalesce((SELECT upto FROM pruned WHERE room = ?1), 0)",
     [ST_DATA_VERSION]= "PRAGMA data_version",
     [ST_MAX_ID]      = "SELECT coalesce(max(id), 0) FROM messages",
-    [ST_PRUNED]      = "SELECT upto FROM pruned WHERE room = ?1",
     [ST_ROOMS]       = "SELECT DISTINCT room FROM messages",
     /* Retention deletes in batches and returns what it deleted, to note it. */
     /* The first id young enough to keep: a walk from the oldest row, as long as what is old. */
@@ -148,6 +150,7 @@ static int sq_open(const struct store_opts *o, struct store **out, struct chat_f
     char pragmas[128];
     int rc, err;
 
+    store_sqlite_configure();
     if (!s)
         return chat_fail(f, CHAT_EUNAVAIL, "out of memory");
     s->base.backend = backend_of();
@@ -328,7 +331,7 @@ static int sq_fetch(struct store *base, const char *room, size_t room_len, int64
                 int limit, int tail, struct store_page *page, struct chat_fail *f)
 {
     struct sqlite_db *s = (struct sqlite_db *)base;
-    sqlite3_stmt *st, *latest = s->st[ST_LATEST];
+    sqlite3_stmt *st, *meta = s->st[ST_PAGE_META];
     int rc, err = 0;
 
     memset(page, 0, sizeof *page);
@@ -348,19 +351,16 @@ static int sq_fetch(struct store *base, const char *room, size_t room_len, int64
     sqlite3_reset(st);
     sqlite3_clear_bindings(st);
     if (err == 0) {
-        sqlite3_bind_text(latest, 1, room, (int)room_len, SQLITE_STATIC);
-        rc = sqlite_single_int(s, ST_LATEST, &page->max_index);
-        if (rc != SQLITE_OK)
-            err = sqlite_fail(s, rc, f, "latest id");
-    }
-    if (err == 0 && (rc = sqlite_single_int(s, ST_MAX_ID, &page->seen_id)) != SQLITE_OK)
-        err = sqlite_fail(s, rc, f, "max id");
-    if (err == 0 && tail == 0) {
-        int64_t upto = 0;
-        sqlite3_bind_text(s->st[ST_PRUNED], 1, room, (int)room_len, SQLITE_STATIC);
-        if ((rc = sqlite_single_int(s, ST_PRUNED, &upto)) != SQLITE_OK && rc != SQLITE_DONE)
-            err = sqlite_fail(s, rc, f, "pruned");
-        page->pruned = index < upto;
+        sqlite3_bind_text(meta, 1, room, (int)room_len, SQLITE_STATIC);
+        if ((rc = sqlite3_step(meta)) == SQLITE_ROW) {
+            page->max_index = sqlite3_column_int64(meta, 0);
+            page->seen_id = sqlite3_column_int64(meta, 1);
+            page->pruned = tail == 0 && index < sqlite3_column_int64(meta, 2);
+        } else {
+            err = sqlite_fail(s, rc, f, "latest ids");
+        }
+        sqlite3_reset(meta);
+        sqlite3_clear_bindings(meta);
     }
     sqlite_exec_stmt(s, ST_COMMIT);
     if (err < 0) {

@@ -13,9 +13,9 @@
 
 enum stmt_id {
     ST_BEGIN_READ, ST_BEGIN_WRITE, ST_COMMIT, ST_ROLLBACK,
-    ST_INSERT, ST_FIND_CID, ST_AFTER, ST_TAIL, ST_LATEST, ST_SINCE,
+    ST_INSERT, ST_FIND_CID, ST_AFTER, ST_TAIL, ST_PAGE_META, ST_SINCE,
     ST_DATA_VERSION, ST_MAX_ID,
-    ST_PRUNED, ST_ROOMS, ST_AGE_EDGE, ST_AGE_BATCH, ST_COUNT_EDGE, ST_ROOM_BATCH, ST_NOTE_PRUNED,
+    ST_ROOMS, ST_AGE_EDGE, ST_AGE_BATCH, ST_COUNT_EDGE, ST_ROOM_BATCH, ST_NOTE_PRUNED,
     ST_COUNT
 };
 
@@ -36,5 +36,8 @@ int sqlite_single_int(struct sqlite_db *s, enum stmt_id id, int64_t *out);
 /* Retention (store_sqlite_prune.c), as store_backend.h's prune_age and prune_rooms. */
 int sq_prune_age(struct store *base, int64_t before_ms, int batch, struct chat_fail *f);
 int sq_prune_rooms(struct store *base, int keep, int batch, struct chat_fail *f);
+
+/* SQLite's process-wide settings (store_sqlite_mutex.c), made once before the first connection. */
+void store_sqlite_configure(void);
 
 #endif
