@@ -53,7 +53,10 @@ static sqlite3_mutex *mutex_alloc(int type)
     pthread_mutexattr_init(&a);
     pthread_mutexattr_settype(&a, type == SQLITE_MUTEX_RECURSIVE ? PTHREAD_MUTEX_RECURSIVE
                                                                  : PTHREAD_MUTEX_ADAPTIVE_NP);
-    pthread_mutex_init(&m->mu, &a);
+    if (pthread_mutex_init(&m->mu, &a) != 0) {
+        free(m);
+        m = NULL;   /* SQLite reports SQLITE_NOMEM */
+    }
     pthread_mutexattr_destroy(&a);
     return m;
 }
