@@ -14,6 +14,13 @@ for t in query json ws; do
     rc=$?
     runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$TMP/fuzz-$t.log")
     check "fuzz_$t: ${runs:-0} inputs in ${secs} s, no crash, leak or sanitizer report" 0 $rc
-    [ $rc = 0 ] || grep -m5 -E 'ERROR|SUMMARY|runtime error' "$TMP/fuzz-$t.log"
+    if [ $rc != 0 ]; then
+        # What failed and on which input, so that a CI log alone is enough to reproduce it.
+        grep -m5 -E 'ERROR|SUMMARY|runtime error|check failed|Assertion|aborts' "$TMP/fuzz-$t.log"
+        grep -m12 -E '^ +#[0-9]+ ' "$TMP/fuzz-$t.log"
+        for a in "$TMP"/crash-$t-*; do
+            [ -f "$a" ] && python3 -c 'import sys; d = open(sys.argv[1], "rb").read(); print("  input (%d bytes): %r" % (len(d), d[:600]))' "$a"
+        done
+    fi
 done
 finish

@@ -12,6 +12,7 @@
  */
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -19,6 +20,14 @@
 
 #include "json_names.h"
 #include "params.h"
+
+/* A check that failed: says which and what each reader said, then stops the fuzzer. */
+static void fail(const char *what, int scan, size_t members, size_t kept, const char *scan_msg)
+{
+    fprintf(stderr, "fuzz_json check failed: %s (scan %d, %zu members, json-c kept %zu; scan said: %s)\n",
+            what, scan, members, kept, scan_msg);
+    abort();
+}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -42,12 +51,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (p.json && json_object_is_type(p.json, json_type_object)) {
         size_t kept = (size_t)json_object_object_length(p.json);
         if (scan == 0 && members != kept)
-            abort();              /* json-c merged names the scan took for different */
+            fail("json-c merged names the scan took for different", scan, members, kept, g.msg);
         if (scan == CHAT_EBADREQ && !strstr(g.msg, "\\u0000") &&
             (!strstr(g.msg, "more than once") || members <= kept))
-            abort();              /* the scan saw a repeat, or a fault, json-c did not */
+            fail("the scan saw a repeat, or a fault, json-c did not", scan, members, kept, g.msg);
         if (scan == 0 && err == CHAT_EBADREQ && strstr(f.msg, "more than once"))
-            abort();              /* refused a repeat the scan did not see */
+            fail("a repeat refused that the scan did not see", scan, members, kept, f.msg);
     }
     params_free(&p);
     free(s);
