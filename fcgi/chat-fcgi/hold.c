@@ -16,6 +16,12 @@
  * turn. A waiter whose read finds nothing goes back into the table on the
  * watcher thread, before the next batch. So no park ever moves a cursor.
  *
+ * The database away: a waiter whose read fails is answered 503 with
+ * Retry-After at once, as a request read by a worker would be, and one
+ * whose wait ends while the watcher's reads fail gets the same (it may
+ * have missed rows, so "nothing new" would be a guess). The client comes
+ * back with the same cursor: nothing is lost either way.
+ *
  * Locking: h->mu guards the table, the check list, dispatched and
  * next_deadline. Reads, rendering and writes happen outside it, so parking
  * never waits for a fan-out.
@@ -77,6 +83,7 @@ struct hold {
     int64_t dispatched;        /* rows up to this id were handed to waiters */
     int64_t next_deadline;     /* no waiter expires before this */
     bool check_kicked;         /* the watcher was kicked for the check list and has not taken it */
+    bool reads_failing;        /* the watcher thread's last read for waiters failed (logged once) */
     struct klist known[CHAT_HOLD_BUCKETS];   /* rooms' latest ids, by room_bucket */
     size_t nknown;
     int epfd;                  /* the parked requests' sockets, by descriptor number */
@@ -159,8 +166,25 @@ static void waiter_finish(struct hold *h, struct waiter *w, const char *body, si
 
     atomic_store(&h->by_fd[w->fd], NULL);
     if (body)
-        written = reply_raw(w->fd, w->request_id, 200, body, len) == 0;
+        written = reply_raw(w->fd, w->request_id, 200, NULL, body, len) == 0;
     reply_release(w->fd, w->keep && written);
+    free(w);
+}
+
+/* Answers a waiter 503 with Retry-After (the database is away), as a worker would. */
+static void waiter_refuse(struct hold *h, struct waiter *w, const char *why)
+{
+    static const char fallback[] = "{\"error\":\"out of memory\"}";
+    size_t len;
+    char *body = render_error(why, &len);
+    bool written;
+
+    atomic_store(&h->by_fd[w->fd], NULL);
+    metrics_request(MR_GET, 503);
+    written = reply_raw(w->fd, w->request_id, 503, "Retry-After: 1\r\n", body ? body : fallback,
+                        body ? len : sizeof fallback - 1) == 0;
+    reply_release(w->fd, w->keep && written);
+    free(body);
     free(w);
 }
 
@@ -169,8 +193,13 @@ static void waiter_expire(struct hold *h, struct waiter *w)
 {
     struct store_page empty = { .max_index = w->index };
     size_t len;
-    char *body = render_page(&empty, &len);
+    char *body;
 
+    if (watch_failing(h->watch)) {
+        waiter_refuse(h, w, "database unavailable, try again");
+        return;
+    }
+    body = render_page(&empty, &len);
     metrics_request(MR_GET, 200);
     waiter_finish(h, w, body, body ? len : 0);
     free(body);
@@ -350,7 +379,8 @@ int hold_park(struct hold *h, FCGX_Request *req, uint64_t conn, const struct get
 int hold_try_park(struct hold *h, FCGX_Request *req, uint64_t conn, const struct get_args *g,
                   struct chat_fail *f)
 {
-    if (g->tail > 0 || g->wait <= 0)
+    /* While the watcher's reads fail the worker reads: a 503 now, not after the wait. */
+    if (g->tail > 0 || g->wait <= 0 || watch_failing(h->watch))
         return 1;
     return park(h, req, conn, g, 0, true, f);
 }
@@ -379,7 +409,7 @@ size_t hold_count(struct hold *h)
  * Answers the waiters of *l, which the caller took out of the table: one
  * read and one rendering per distinct (room, cursor, limit, tail); waiters
  * whose cursor has nothing new yet go back into the table, those whose read
- * failed into the check list. Watcher thread.
+ * failed are answered 503. Watcher thread.
  */
 static void dispatch(struct hold *h, struct wlist *l)
 {
@@ -400,12 +430,19 @@ static void dispatch(struct hold *h, struct wlist *l)
 
         if (store_fetch(h->store, key.room, key.room_len, key.index, key.limit, key.tail,
                         &page, &f) < 0) {
-            log_warn("watcher read of room %s failed: %s", key.room, f.msg);
-            read_failed = true;
+            /* Once for a run of failures: while the database is away every read fails. */
+            if (!h->reads_failing)
+                log_warn("a held request's read (room %s) failed: %s", key.room, f.msg);
+            h->reads_failing = read_failed = true;
         } else {
+            if (h->reads_failing)
+                log_info("held requests' reads work again");
+            h->reads_failing = false;
             /* Rows, or a cursor ahead of the room (ids went back): answered, as api_get does. */
-            if (!hold_page_waits(&page, key.index, key.tail) && !(body = render_page(&page, &len)))
-                read_failed = true;        /* out of memory: try again */
+            if (!hold_page_waits(&page, key.index, key.tail) && !(body = render_page(&page, &len))) {
+                chat_fail(&f, CHAT_EUNAVAIL, "out of memory");
+                read_failed = true;
+            }
             answer = body != NULL;
             if (answer && page.n > 0)
                 stored_ts = page.msgs[page.n - 1].ts;
@@ -418,7 +455,7 @@ static void dispatch(struct hold *h, struct wlist *l)
                 continue;
             LIST_REMOVE(w, link);
             LIST_INSERT_HEAD(answer ? &done : read_failed ? &failed : &again, w, link);
-            answered += answer;
+            answered += answer || read_failed;
         }
         if (answered) {
             /* Counted out before the answers go: a client that has its answer sees it gone. */
@@ -434,21 +471,23 @@ static void dispatch(struct hold *h, struct wlist *l)
                 metrics_wakeup(util_wall_ms() - stored_ts);
             waiter_finish(h, w, body, len);
         }
+        while ((w = LIST_FIRST(&failed))) {
+            LIST_REMOVE(w, link);
+            waiter_refuse(h, w, f.msg);
+        }
         free(body);
     }
-    if (hold_test_hook && (!LIST_EMPTY(&again) || !LIST_EMPTY(&failed)))
+    if (hold_test_hook && !LIST_EMPTY(&again))
         hold_test_hook(h);
     pthread_mutex_lock(&h->mu);
-    /* Back in the table (still in the epoll set), or in the check list after a failed read. */
-    for (int k = 0; k < 2; k++) {
-        for (w = LIST_FIRST(k ? &failed : &again); w; w = next) {
-            next = LIST_NEXT(w, link);
-            LIST_REMOVE(w, link);
-            LIST_INSERT_HEAD(k ? &h->check : &h->buckets[w->bucket], w, link);
-            /* It was out of the table when the next deadline was last reckoned. */
-            if (w->deadline < h->next_deadline)
-                h->next_deadline = w->deadline;
-        }
+    /* Back in the table (still in the epoll set). */
+    for (w = LIST_FIRST(&again); w; w = next) {
+        next = LIST_NEXT(w, link);
+        LIST_REMOVE(w, link);
+        LIST_INSERT_HEAD(&h->buckets[w->bucket], w, link);
+        /* It was out of the table when the next deadline was last reckoned. */
+        if (w->deadline < h->next_deadline)
+            h->next_deadline = w->deadline;
     }
     pthread_mutex_unlock(&h->mu);
 }

@@ -178,11 +178,11 @@ static int write_all(int fd, struct iovec *iov, int n)
     return 0;
 }
 
-int reply_raw(int fd, int request_id, int status, const char *body, size_t len)
+int reply_raw(int fd, int request_id, int status, const char *extra, const char *body, size_t len)
 {
     enum { REC_MAX = 65535, FCGI_STDOUT = 6, FCGI_END_REQUEST = 3 };
     char head[HEAD_MAX];
-    size_t hlen = head_build(head, status, "application/json", NULL, len);
+    size_t hlen = head_build(head, status, "application/json", extra, len);
     size_t total = hlen + len, nrec = (total + REC_MAX - 1) / REC_MAX;
     /* A record header each, the content in at most two pieces each, the end. */
     struct iovec small[3 * 4 + 1], *iov = small;

@@ -52,14 +52,15 @@ typedef void reply_keep_fn(void *ctx, int fd, bool open);
 void reply_keeper(reply_keep_fn *keep, void *ctx);
 
 /*
- * Writes a whole 200-style JSON answer with status on connection fd for
- * FastCGI request request_id, without a libfcgi request (the hold's parked
- * long-polls): the head and body in FCGI_STDOUT records, the end of the
+ * Writes a whole JSON answer with status (and the optional extra header
+ * lines, as for reply_json) on connection fd for FastCGI request
+ * request_id, without a libfcgi request (the hold's parked long-polls):
+ * the head and body in FCGI_STDOUT records, the end of the
  * stream and FCGI_END_REQUEST, in one writev() when it fits. Blocks up to
  * the connection's write timeout. Returns 0 when all was written, -1
  * otherwise (errno set; the connection is then not to be kept).
  */
-int reply_raw(int fd, int request_id, int status, const char *body, size_t len);
+int reply_raw(int fd, int request_id, int status, const char *extra, const char *body, size_t len);
 
 /*
  * Ends a connection whose request was answered with reply_raw (or whose

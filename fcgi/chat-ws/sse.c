@@ -102,8 +102,12 @@ static void push_text(struct conn *c, const char *text, size_t len)
     conn_want_write(c);
 }
 
-/* "event: error" with {"error": why, "code": code}, after a retry: line when retry_ms. */
-static char *error_event(const char *why, int code, int retry_ms, size_t *len)
+/*
+ * A retry: line, then "event: error" with {"error": why, "code": code}.
+ * The retry period is spread over a second one, so that a crowd turned
+ * away together does not come back together.
+ */
+static char *error_event(const char *why, int code, size_t *len)
 {
     size_t jlen;
     char *json = render_ws_error(why, code, &jlen), *out, *p;
@@ -111,13 +115,9 @@ static char *error_event(const char *why, int code, int retry_ms, size_t *len)
     if (!json)
         return NULL;
     if ((out = malloc(jlen + 64))) {
-        p = out;
-        if (retry_ms) {
-            p = util_put_str(p, "retry: ");
-            p = util_put_int(p, retry_ms);
-            p = util_put_str(p, "\n");
-        }
-        p = util_put_str(p, "event: error\ndata: ");
+        p = util_put_str(out, "retry: ");
+        p = util_put_int(p, SSE_RETRY_MS + rand() % SSE_RETRY_MS);
+        p = util_put_str(p, "\nevent: error\ndata: ");
         p = util_put(p, json, jlen);
         p = util_put_str(p, "\n\n");
         *len = (size_t)(p - out);
@@ -235,10 +235,14 @@ int sse_writable(struct conn *c)
     if (c->qlen == 0 && c->replaying && !c->close_code)
         replay_step(c);
     if (c->close_code && (c->qlen == 0 || c->close_code != LWS_CLOSE_STATUS_GOINGAWAY)) {
-        /* The database failed a replay: say so, so that curl -N shows why. */
+        /*
+         * The database failed a replay: say so, so that curl -N shows why,
+         * with a retry: line, since the stream may end before its ready
+         * event (the database was down when it opened).
+         */
         if (c->close_code == CLOSE_TRY_AGAIN_LATER && !lws_send_pipe_choked(c->wsi)) {
             size_t len;
-            char *ev = error_event(c->close_reason, 503, 0, &len);
+            char *ev = error_event(c->close_reason, 503, &len);
             if (ev && len <= GATHER_MAX) {
                 memcpy(gather + LWS_PRE, ev, len);
                 write_out(c, gather + LWS_PRE, len);
@@ -286,10 +290,8 @@ static int stream_head(struct lws *wsi, const char *body, size_t len)
 /* Beyond capacity: a 200 stream that says so, then ends, so EventSource comes back. */
 static int answer_retry(struct lws *wsi, const char *why)
 {
-    /* Spread a crowd's return over a second retry period. */
-    int retry = SSE_RETRY_MS + rand() % SSE_RETRY_MS;
     size_t len;
-    char *ev = error_event(why, 503, retry, &len);
+    char *ev = error_event(why, 503, &len);
     int rc;
 
     srv.streams_refused++;

@@ -22,6 +22,7 @@ struct watch {
     int kickfd;
     atomic_bool stopping, listening;
     atomic_bool probe_now;      /* kicked: probe on the next turn */
+    atomic_bool failing;        /* the last read failed; set and cleared by the thread */
     atomic_llong probes;
     /* watcher thread only: */
     int64_t last_id;            /* rows up to this id were handed over or skipped */
@@ -31,6 +32,21 @@ struct watch {
     int64_t next_turn;          /* on_turn's next deadline */
     pthread_t thread;
 };
+
+/*
+ * A read of the watcher failed (why) or, with why NULL, all of a probe's
+ * reads worked: the log tells each change, not each read, since a probe
+ * of a database that is away fails every turn.
+ */
+static void set_failing(struct watch *w, const char *why)
+{
+    bool was = atomic_exchange(&w->failing, why != NULL);
+
+    if (why && !was)
+        log_warn("watcher read failed: %s (trying again on each probe)", why);
+    else if (!why && was)
+        log_info("watcher reads work again");
+}
 
 /*
  * Hands over the rows after last_id in batches; *none tells that there was
@@ -48,7 +64,7 @@ static bool hand_over_rows(struct watch *w, bool *none)
     *none = true;
     do {
         if (store_since(w->store, w->last_id, CHAT_WATCH_BATCH, &page, &f) < 0) {
-            log_warn("watcher read failed: %s", f.msg);
+            set_failing(w, f.msg);
             return false;
         }
         if (page.n > 0)
@@ -75,8 +91,12 @@ static void skip_rows(struct watch *w)
      * read: a consumer that starts listening later reads by cursor from a
      * snapshot taken later still.
      */
-    if (store_data_version(w->store, &version, &f) < 0 || store_max_id(w->store, &max_id, &f) < 0 ||
-        atomic_load(&w->listening))
+    if (store_data_version(w->store, &version, &f) < 0 || store_max_id(w->store, &max_id, &f) < 0) {
+        set_failing(w, f.msg);
+        return;
+    }
+    set_failing(w, NULL);
+    if (atomic_load(&w->listening))
         return;
     w->data_version = version;
     w->retry = false;
@@ -96,8 +116,10 @@ static void probe(struct watch *w, bool written)
 
     atomic_fetch_add(&w->probes, 1);
     w->next_probe = now + w->o.probe_ms;
-    if (store_data_version(w->store, &version, &f) < 0)
+    if (store_data_version(w->store, &version, &f) < 0) {
+        set_failing(w, f.msg);
         return;
+    }
     /* A write seen before its commit is visible: look again shortly. */
     recheck = store_recheck_ms(w->store, written, version != w->data_version);
     if (recheck >= 0 && recheck < w->o.probe_ms)
@@ -114,8 +136,10 @@ static void probe(struct watch *w, bool written)
     if (!hand_over_rows(w, &none))
         return;
     if (none) {
-        if (store_max_id(w->store, &max_id, &f) < 0)
+        if (store_max_id(w->store, &max_id, &f) < 0) {
+            set_failing(w, f.msg);
             return;
+        }
         if (max_id < w->last_id) {
             log_warn("message ids went back from %lld to %lld: the database was replaced",
                      (long long)w->last_id, (long long)max_id);
@@ -126,6 +150,7 @@ static void probe(struct watch *w, bool written)
     }
     w->data_version = version;
     w->retry = false;
+    set_failing(w, NULL);
 }
 
 /* How long the next poll may sleep. */
@@ -254,4 +279,9 @@ void watch_listen(struct watch *w, bool on)
 int64_t watch_probes(struct watch *w)
 {
     return atomic_load(&w->probes);
+}
+
+bool watch_failing(struct watch *w)
+{
+    return atomic_load(&w->failing);
 }

@@ -70,5 +70,10 @@ void watch_nudge(struct watch *w);
 void watch_listen(struct watch *w, bool on);
 /* Change probes made since start. Any thread. */
 int64_t watch_probes(struct watch *w);
+/*
+ * Whether the watcher's last read failed (the database is away): it may
+ * have missed rows until a read works again. Any thread.
+ */
+bool watch_failing(struct watch *w);
 
 #endif

@@ -138,6 +138,24 @@ req "$BASE/get/msg?index=0"
 check_error "PostgreSQL down: a read" 503
 req "$BASE/healthz"
 check_error "PostgreSQL down: /healthz" 503
+# Long-polls beside the held one: refused at once, not held (nor held for ever)
+lines0=$(wc -l < "$STACK_DIR/logs/chat-fcgi.log")
+t0=$(date +%s%N)
+req "$BASE/get/msg?index=0&wait=3"
+t1=$(date +%s%N)
+check_error "PostgreSQL down: a long-poll behind the latest id" 503
+check "with Retry-After" 1 "$(header retry-after)"
+check "at once, not after its wait" 1 "$(( (t1 - t0) < 2000000000 ))"
+req "$BASE/get/msg?index=$latest&wait=2"
+check_error "PostgreSQL down: a long-poll at the latest id (its wait may pass first)" 503
+check "with Retry-After" 1 "$(header retry-after)"
+req "$BASE/events?index=0"
+check "PostgreSQL down: an event stream is a 200 stream" "200 text/event-stream" "$STATUS $(header content-type)"
+check "holding a retry: line" 1 "$(printf '%s\n' "$BODY" | grep -c '^retry: [0-9][0-9]*$')"
+check "and one error event with code 503" "error 503" \
+    "$(printf '%s\n' "$BODY" | sed -n 's/^event: //p') $(printf '%s\n' "$BODY" | sed -n 's/^data: //p' | jq .code)"
+check "the outage is logged in a few lines, not a line a read" 1 \
+    "$(( $(wc -l < "$STACK_DIR/logs/chat-fcgi.log") - lines0 < 20 ))"
 touch "$TMP/go"
 wait "$spid"
 check "PostgreSQL down: a WebSocket send gets a 503 error frame" 503 "$(tail -1 "$TMP/ws-down.out" | jq .code 2>/dev/null)"

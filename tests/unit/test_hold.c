@@ -247,41 +247,44 @@ static void test_hold_in_flight_wakeup(void **state)
 }
 
 /*
- * A read of the watcher that fails puts its waiters back; the cursor must
- * not stay past the rows they were taken for: once reads work again, A is
- * answered with row 2. The read is made to fail by dropping the table the
- * room's read (and only it) needs, and restored while A is in flight.
+ * A read of the watcher that fails answers its waiters 503 with
+ * Retry-After at once (as a worker's failed read would), and the cursor
+ * does not move past the rows they were taken for: once reads work again,
+ * the client's next poll at the same cursor gets row 2. The read is made
+ * to fail by dropping the table the room's read (and only it) needs.
  */
-static void test_hold_failed_read_retried(void **state)
+static void test_hold_failed_read_refused(void **state)
 {
     struct db *d = *state;
     struct hold_env e;
     struct store_sent one, two;
     struct get_args ga;
     struct chat_fail f;
-    FCGX_Request *a;
+    FCGX_Request *a, *b;
     sqlite3 *db;
-    int ca;
-    static char body[65536];
+    int ca, cb;
+    static char body_a[65536], body_b[65536];
 
     send_one(d->s, "r", "one", NULL, &one);
     hold_env_start(&e, d->path);
     assert_int_equal(sqlite3_open(d->path, &db), SQLITE_OK);
     assert_int_equal(sqlite3_exec(db, "DROP TABLE pruned", NULL, NULL, NULL), SQLITE_OK);
-    pause_arm();
     a = fcgi_request(&e, &ca);
     ga = get_room("r", one.id);
     assert_int_equal(hold_park(e.h, a, 0, &ga, one.id, &f), 0);
     send_one(d->s, "r", "two", NULL, &two);
-    assert_true(pause_reached());
+    fcgi_answer(ca, body_a, sizeof body_a);
+    assert_non_null(strstr(body_a, "Status: 503"));
+    assert_non_null(strstr(body_a, "Retry-After: 1"));
+
     assert_int_equal(sqlite3_exec(db, "CREATE TABLE pruned (room TEXT PRIMARY KEY,"
                                   " upto INTEGER NOT NULL)", NULL, NULL, NULL), SQLITE_OK);
-    pause_release();
-
-    fcgi_answer(ca, body, sizeof body);
+    b = fcgi_request(&e, &cb);
+    assert_int_equal(hold_park(e.h, b, 0, &ga, one.id, &f), 0);
+    fcgi_answer(cb, body_b, sizeof body_b);
     hold_env_stop(&e);
     sqlite3_close(db);
-    assert_non_null(strstr(body, "\"data\":[\"two\"]"));
+    assert_non_null(strstr(body_b, "\"data\":[\"two\"]"));
 }
 
 /*
@@ -540,7 +543,7 @@ static void test_hold_kept_connection_ended_between(void **state)
 
 static const struct CMUnitTest tests[] = {
     cmocka_unit_test_setup_teardown(test_hold_in_flight_wakeup, db_setup, db_teardown),
-    cmocka_unit_test_setup_teardown(test_hold_failed_read_retried, db_setup, db_teardown),
+    cmocka_unit_test_setup_teardown(test_hold_failed_read_refused, db_setup, db_teardown),
     cmocka_unit_test_setup_teardown(test_hold_try_park, db_setup, db_teardown),
     cmocka_unit_test_setup_teardown(test_hold_ids_went_back, db_setup, db_teardown),
     cmocka_unit_test_setup_teardown(test_hold_cursors_of_one_room, db_setup, db_teardown),
