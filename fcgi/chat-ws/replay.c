@@ -43,6 +43,18 @@ static int room_latest(struct conn *c, struct store_page *page, struct chat_fail
     return store_fetch(srv.store, c->room, c->room_len, CHAT_INDEX_MAX, 1, 0, page, f);
 }
 
+void replay_fix_start(struct conn *c)
+{
+    struct store_page page;
+    struct chat_fail f;
+
+    if (!c->live_only || room_latest(c, &page, &f) < 0)
+        return;
+    c->live_only = false;
+    c->cursor = page.seen_id;
+    store_page_free(&page);
+}
+
 void replay_start(struct conn *c)
 {
     struct store_page page;

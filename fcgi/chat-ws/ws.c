@@ -46,6 +46,8 @@ int ws_filter(struct lws *wsi, struct conn *c)
         return 1;
     }
     handshake_auth(wsi, c);
+    /* Here, since the answer (101) goes out before ESTABLISHED. */
+    replay_fix_start(c);
     return 0;
 }
 

@@ -228,6 +228,19 @@ async def basic(c):
         got = await recv_json(ws)
         report(got.get("text") == "after an odd row", "a row with an over-long room does not stop delivery", got)
 
+    # Live only, its start fixed before the handshake's answer: a message sent
+    # the moment the socket is open comes (each try in a new room)
+    missed = []
+    for i in range(30):
+        r = f"{room}-live{i}"
+        async with c.connect(f"room={r}") as ws:
+            c.send_http("right after the handshake", r)
+            try:
+                await recv_json(ws, 3)
+            except asyncio.TimeoutError:
+                missed.append(i)
+    report(not missed, "a live-only socket gets a message sent as soon as it is open (30 tries)", missed)
+
     # A long unknown argument does not hide the cursor after it
     async with c.connect(f"x={'y' * 200}&room={room}&index={ids[0] - 1}") as ws:
         got = await recv_json(ws)
