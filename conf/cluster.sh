@@ -75,13 +75,25 @@ if [ ! -f "$data/PG_VERSION" ]; then
     as_pg "$pg_bin/initdb" -D "$data" -A trust -U chat -E UTF8 --locale=C >"$home/initdb.log" 2>&1 ||
         { echo "cluster.sh: initdb failed; see $home/initdb.log" >&2; tail -5 "$home/initdb.log" >&2; exit 1; }
 fi
+# The settings live in the data folder (chat.conf, which postgresql.conf
+# includes), not on pg_ctl's command line, so that an operator's own
+# `pg_ctl stop` then `pg_ctl start` keeps the socket where the nodes look.
+conns=$((nodes * 20 + 20)); [ "$conns" -ge 100 ] || conns=100
+grep -qx "include_if_exists = 'chat.conf'" "$data/postgresql.conf" ||
+    echo "include_if_exists = 'chat.conf'" >> "$data/postgresql.conf"
+cat > "$data/chat.conf" <<EOF_CONF
+# written by conf/cluster.sh at each start (a change takes effect at the next start)
+listen_addresses = ''
+unix_socket_directories = '$home'
+unix_socket_permissions = 0700
+max_connections = $conns
+EOF_CONF
+[ "$(id -u)" = 0 ] && chown postgres "$data/chat.conf"
 if as_pg "$pg_bin/pg_ctl" -D "$data" status >/dev/null 2>&1; then
     echo "PostgreSQL is already running in $data (left by an earlier run?): using it"
 else
-    conns=$((nodes * 20 + 20)); [ "$conns" -ge 100 ] || conns=100
-    as_pg "$pg_bin/pg_ctl" -D "$data" -l "$log" -w -t 60 \
-        -o "-c listen_addresses='' -c unix_socket_directories='$home' -c unix_socket_permissions=0700 -c max_connections=$conns" \
-        start >/dev/null || { echo "cluster.sh: PostgreSQL did not start; see $log" >&2; tail -5 "$log" >&2; exit 1; }
+    as_pg "$pg_bin/pg_ctl" -D "$data" -l "$log" -w -t 60 start >/dev/null ||
+        { echo "cluster.sh: PostgreSQL did not start; see $log" >&2; tail -5 "$log" >&2; exit 1; }
 fi
 host=$(python3 -c 'import sys, urllib.parse; print(urllib.parse.quote(sys.argv[1], safe="/"))' "$home")
 uri="postgresql:///chat?host=$host&user=chat"

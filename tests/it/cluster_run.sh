@@ -131,6 +131,15 @@ for n in "$n0" "$n1"; do
     check "after the restart $n stores again" 1 "$ok"
 done
 check "PostgreSQL is not restarted by the supervisor" 0 "$(grep -c 'postgres.*started again' "$TMP/two.out")"
+# Stopped, then started with no options, as an operator may: its settings are its own (chat.conf)
+(cd / && ${restart% restart} stop >/dev/null 2>&1 && ${restart% restart} start >/dev/null 2>&1)
+check "pg_ctl stop, then a plain pg_ctl start" 0 $?
+ok=0
+for _ in $(seq 1 100); do
+    [ "$(curl -s -o /dev/null -w '%{http_code}' "$n0/send/msg?text=after+stop+and+start")" = 200 ] && { ok=1; break; }
+    sleep 0.1
+done
+check "after it node 0 stores again (the socket where it was)" 1 "$ok"
 
 pids=$(cat "$V"/node*/*.pid 2>/dev/null; head -1 "$V/pg/data/postmaster.pid")
 ctrl_c "$CL_PID" "two nodes"
