@@ -126,6 +126,8 @@ bad "POST" 405 -d 'index=0' "$BASE/get/msg"
 check "405 Allow on get" "get, head" "$(header allow)"
 bad "unknown get path" 404 "$BASE/get/messages"
 bad "a path nobody serves" 404 "$BASE/no/such/thing"
+bad "/get without its slash (not nginx's HTML redirect)" 404 "$BASE/get"
+bad "/send without its slash" 404 "$BASE/send"
 # raw_http: sends stdin as it is to the stack's port, prints the first answer
 raw_http() {
     python3 -c "
