@@ -195,7 +195,8 @@ static void waiter_expire(struct hold *h, struct waiter *w)
     size_t len;
     char *body;
 
-    if (watch_failing(h->watch)) {
+    /* (No watcher once hold_stop stopped it: shutdown answers as an expired wait.) */
+    if (h->watch && watch_failing(h->watch)) {
         waiter_refuse(h, w, "database unavailable, try again");
         return;
     }
@@ -683,6 +684,7 @@ void hold_stop(struct hold *h)
         return;
     atomic_store(&h->stopping, true);
     watch_stop(h->watch);
+    h->watch = NULL;
     pthread_mutex_lock(&h->mu);
     take_expired(h, 0, true, &all);
     pthread_mutex_unlock(&h->mu);
