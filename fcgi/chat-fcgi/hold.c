@@ -16,8 +16,8 @@
  * turn. A waiter whose read finds nothing goes back into the table on the
  * watcher thread, before the next batch. So no park ever moves a cursor.
  *
- * The database away: a waiter whose read fails is answered 503 with
- * Retry-After at once, as a request read by a worker would be, and one
+ * The database away: a waiter whose read fails is answered at once as a
+ * request read by a worker would be (503 with Retry-After), and one
  * whose wait ends while the watcher's reads fail gets the same (it may
  * have missed rows, so "nothing new" would be a guess). The client comes
  * back with the same cursor: nothing is lost either way.
@@ -171,18 +171,19 @@ static void waiter_finish(struct hold *h, struct waiter *w, const char *body, si
     free(w);
 }
 
-/* Answers a waiter 503 with Retry-After (the database is away), as a worker would. */
-static void waiter_refuse(struct hold *h, struct waiter *w, const char *why)
+/* Answers a waiter with the refusal f (503 with Retry-After: the database is away), as a worker would. */
+static void waiter_refuse(struct hold *h, struct waiter *w, const struct chat_fail *f)
 {
     static const char fallback[] = "{\"error\":\"out of memory\"}";
     size_t len;
-    char *body = render_error(why, &len);
+    char *body = render_error(f->msg, &len);
+    int status = body ? chat_err_status(f->code) : 503;
     bool written;
 
     atomic_store(&h->by_fd[w->fd], NULL);
-    metrics_request(MR_GET, 503);
-    written = reply_raw(w->fd, w->request_id, 503, "Retry-After: 1\r\n", body ? body : fallback,
-                        body ? len : sizeof fallback - 1) == 0;
+    metrics_request(MR_GET, status);
+    written = reply_raw(w->fd, w->request_id, status, status == 503 ? "Retry-After: 1\r\n" : NULL,
+                        body ? body : fallback, body ? len : sizeof fallback - 1) == 0;
     reply_release(w->fd, w->keep && written);
     free(body);
     free(w);
@@ -197,7 +198,9 @@ static void waiter_expire(struct hold *h, struct waiter *w)
 
     /* (No watcher once hold_stop stopped it: shutdown answers as an expired wait.) */
     if (h->watch && watch_failing(h->watch)) {
-        waiter_refuse(h, w, "database unavailable, try again");
+        struct chat_fail f;
+        chat_fail(&f, CHAT_EUNAVAIL, "database unavailable, try again");
+        waiter_refuse(h, w, &f);
         return;
     }
     body = render_page(&empty, &len);
@@ -474,7 +477,7 @@ static void dispatch(struct hold *h, struct wlist *l)
         }
         while ((w = LIST_FIRST(&failed))) {
             LIST_REMOVE(w, link);
-            waiter_refuse(h, w, f.msg);
+            waiter_refuse(h, w, &f);
         }
         free(body);
     }

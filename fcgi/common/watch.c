@@ -93,6 +93,7 @@ static void skip_rows(struct watch *w)
      */
     if (store_data_version(w->store, &version, &f) < 0 || store_max_id(w->store, &max_id, &f) < 0) {
         set_failing(w, f.msg);
+        w->retry = true;           /* the next probe reads in full, and can say it works again */
         return;
     }
     set_failing(w, NULL);
@@ -118,6 +119,7 @@ static void probe(struct watch *w, bool written)
     w->next_probe = now + w->o.probe_ms;
     if (store_data_version(w->store, &version, &f) < 0) {
         set_failing(w, f.msg);
+        w->retry = true;           /* the next probe reads in full, and can say it works again */
         return;
     }
     /* A write seen before its commit is visible: look again shortly. */

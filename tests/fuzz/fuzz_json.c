@@ -22,10 +22,10 @@
 #include "params.h"
 
 /* A check that failed: says which and what each reader said, then stops the fuzzer. */
-static void fail(const char *what, int scan, size_t members, size_t kept, const char *scan_msg)
+static void fail(const char *what, int scan, size_t members, size_t kept, const char *msg)
 {
-    fprintf(stderr, "fuzz_json check failed: %s (scan %d, %zu members, json-c kept %zu; scan said: %s)\n",
-            what, scan, members, kept, scan_msg);
+    fprintf(stderr, "fuzz_json check failed: %s (scan %d, %zu members, json-c kept %zu; said: %s)\n",
+            what, scan, members, kept, msg);
     abort();
 }
 
