@@ -413,7 +413,7 @@ size_t hold_count(struct hold *h)
  * Answers the waiters of *l, which the caller took out of the table: one
  * read and one rendering per distinct (room, cursor, limit, tail); waiters
  * whose cursor has nothing new yet go back into the table, those whose read
- * failed are answered 503. Watcher thread.
+ * failed are answered with the refusal a worker would give. Watcher thread.
  */
 static void dispatch(struct hold *h, struct wlist *l)
 {
