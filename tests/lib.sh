@@ -150,6 +150,13 @@ req() {
     HEADERS=$(tr 'A-Z' 'a-z' < "$TMP/headers" | tr -d '\r')
 }
 
+# req_timed URL...: req, and ELAPSED_MS set to how long it took
+req_timed() {
+    local t0; t0=$(date +%s%N)
+    req "$@"
+    ELAPSED_MS=$(( ($(date +%s%N) - t0) / 1000000 ))
+}
+
 # jget FILTER: applies a jq filter to BODY
 jget() { printf '%s' "$BODY" | jq -c "$1" 2>/dev/null; }
 
