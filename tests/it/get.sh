@@ -168,4 +168,11 @@ req "$BASE/home/"
 check "page at /home/" 200 "$STATUS"
 case $(header content-type) in text/html*) pass "page is HTML" ;; *) fail "page is HTML" "$(header content-type)" ;; esac
 
+# make run's access log holds the failed requests only (a buffer at a time,
+# at most a second late): the 400s above, none of the 200s.
+access_log=$STACK_DIR/logs/nginx-access.log
+for _ in $(seq 1 50); do grep -q '"GET /get/msg?[^"]*" 400 ' "$access_log" 2>/dev/null && break; sleep 0.1; done
+check_true "access log: a failed request is there" grep -q '"GET /get/msg?[^"]*" 400 ' "$access_log"
+check "access log: no request that succeeded" 0 "$(grep -c '" [23]0[0-9] ' "$access_log")"
+
 finish
