@@ -4,9 +4,9 @@
 #
 #   conf/cluster.sh run DIR   start PostgreSQL under DIR/pg, then NODES nodes:
 #                             node k in DIR/node<k>, nginx on PORT+10k, its
-#                             chat-ws on PORT+10k+1, each supervised by
-#                             conf/stack.sh run; Ctrl-C stops the nodes,
-#                             then PostgreSQL
+#                             chat-ws on PORT+10k+1 (and the unix socket
+#                             nginx uses), each supervised by conf/stack.sh
+#                             run; Ctrl-C stops the nodes, then PostgreSQL
 #
 # Environment: NODES (default 2), PORT (default 8080), BIN_DIR (default
 # build/release), PG_BIN (default /usr/lib/postgresql/15/bin), FCGI_FLAGS

@@ -7,17 +7,18 @@
 #   conf/stack.sh start DIR   start in the background; pids in DIR/*.pid
 #   conf/stack.sh stop DIR    stop what `start` started
 #
-# Environment: PORT (default 8080), WS_PORT (chat-ws, default PORT+1),
-# BIN_DIR (default build/release), FCGI_FLAGS and WS_FLAGS (extra flags of
-# chat-fcgi and chat-ws), FCGI_WRAP and WS_WRAP (a command to run each under,
-# e.g. valgrind), DB (default DIR/chat.db).
-# DIR holds chat.db, fcgi.sock, nginx/ (generated config), logs/ and tmp/.
+# Environment: PORT (default 8080), WS_PORT (chat-ws's own TCP port, for
+# direct use: default PORT+1), BIN_DIR (default build/release), FCGI_FLAGS
+# and WS_FLAGS (extra flags of chat-fcgi and chat-ws), FCGI_WRAP and WS_WRAP
+# (a command to run each under, e.g. valgrind), DB (default DIR/chat.db).
+# DIR holds chat.db, fcgi.sock (chat-fcgi's), ws.sock (chat-ws's, which
+# nginx uses), nginx/ (generated config), logs/ and tmp/.
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cmd=${1:-}
 dir=${2:-}
-[ -n "$cmd" ] && [ -n "$dir" ] || { sed -n '2,13p' "$0" >&2; exit 2; }
+[ -n "$cmd" ] && [ -n "$dir" ] || { sed -n '2,15p' "$0" >&2; exit 2; }
 mkdir -p "$dir"
 dir=$(cd "$dir" && pwd)
 port=${PORT:-8080}
@@ -26,6 +27,7 @@ bin=${BIN_DIR:-build/release}
 case $bin in /*) ;; *) bin=$root/$bin ;; esac
 db=${DB:-$dir/chat.db}
 sock=$dir/fcgi.sock
+ws_sock=$dir/ws.sock
 nginx=$(command -v nginx || echo /usr/sbin/nginx)
 
 # Waits up to 10 s for a condition; returns 1 when it never holds.
@@ -85,7 +87,7 @@ write_nginx_conf() {
     cp "$root"/conf/nginx/chat-locations.conf "$root"/conf/nginx/chat-errors.conf "$root"/conf/nginx/chat-fastcgi.conf \
        "$root"/conf/nginx/chat-page-headers.conf "$dir/nginx/snippets/"
     sed -e "s|@DIR@|$dir|g" -e "s|@PORT@|$port|g" -e "s|@HTDOCS@|$root/htdocs|g" \
-        -e "s|@SOCK@|$sock|g" -e "s|@WSPORT@|$ws_port|g" -e "s|@USER@|$user|g" -e "s|@NOFILE@|$nofile|g" \
+        -e "s|@SOCK@|$sock|g" -e "s|@WSSOCK@|$ws_sock|g" -e "s|@USER@|$user|g" -e "s|@NOFILE@|$nofile|g" \
         "$root/conf/nginx/nginx-run.conf.in" > "$dir/nginx/nginx.conf"
 }
 
@@ -108,7 +110,7 @@ spawn() {
         # them; tests and benchmarks come from one address). WS_FLAGS may
         # set one: the last --max-sends counts.
         # shellcheck disable=SC2086
-        setsid ${WS_WRAP:-} "$bin/chat-ws" --db "$db" --listen "127.0.0.1:$ws_port" --max-sends 0 ${WS_FLAGS:-} \
+        setsid ${WS_WRAP:-} "$bin/chat-ws" --db "$db" --listen "$ws_sock" --listen "127.0.0.1:$ws_port" --max-sends 0 ${WS_FLAGS:-} \
             >>"$log" 2>&1 </dev/null &
         ;;
     nginx)
@@ -228,5 +230,5 @@ case $cmd in
 start) start ;;
 stop)  stop ;;
 run)   run ;;
-*) sed -n '2,13p' "$0" >&2; exit 2 ;;
+*) sed -n '2,15p' "$0" >&2; exit 2 ;;
 esac

@@ -47,7 +47,6 @@
 
 struct config {
     struct cli_common common; /* listen NULL: an inherited socket */
-    unsigned socket_mode;
     int threads;
     int backlog;
     struct hold_opts hold;
@@ -67,7 +66,7 @@ static void usage(FILE *out)
         "  -l, --listen ADDR      unix socket PATH (with a '/'), HOST:PORT or :PORT\n"
         "                         (loopback); without it, the socket inherited from\n"
         "                         systemd (LISTEN_FDS) or spawn-fcgi (fd 0)\n"
-        "      --socket-mode MODE permissions of a unix socket, octal (default: 0660)\n"
+        CLI_SOCKET_HELP
         "  -t, --threads N        worker threads for short requests (default: 8)\n"
         "      --max-held N       long-polls held at once; beyond, 503 (default: 4096;\n"
         "                         at most what the descriptor limit leaves room for)\n"
@@ -92,11 +91,10 @@ static void usage(FILE *out)
 
 static void parse_flags(int argc, char **argv, struct config *c)
 {
-    enum { OPT_MODE = 256, OPT_MAXHELD, OPT_BACKLOG, OPT_RETAIN_AGE, OPT_RETAIN_ROOM,
+    enum { OPT_MAXHELD = 256, OPT_BACKLOG, OPT_RETAIN_AGE, OPT_RETAIN_ROOM,
            OPT_RETAIN_EVERY };
     static const struct option opts[] = {
         CLI_COMMON_OPTIONS,
-        { "socket-mode", required_argument, NULL, OPT_MODE },
         { "threads", required_argument, NULL, 't' },
         { "max-held", required_argument, NULL, OPT_MAXHELD },
         { "backlog", required_argument, NULL, OPT_BACKLOG },
@@ -111,16 +109,6 @@ static void parse_flags(int argc, char **argv, struct config *c)
         if (cli_common_flag(ch, optarg, &c->common, usage, VERSION))
             continue;
         switch (ch) {
-        case OPT_MODE: {
-            char *end;
-            unsigned long m = strtoul(optarg, &end, 8);
-            if (*end || m > 0777) {
-                fprintf(stderr, "chat-fcgi: --socket-mode must be octal, like 0660\n");
-                exit(2);
-            }
-            c->socket_mode = (unsigned)m;
-            break;
-        }
         case 't': c->threads = cli_int("--threads", optarg, 1, 256); break;
         case OPT_MAXHELD: c->hold.max_held = (size_t)cli_int("--max-held", optarg, 0, 1000000); break;
         case OPT_BACKLOG: c->backlog = cli_int("--backlog", optarg, 1, 65535); break;
@@ -208,8 +196,8 @@ static void cap_held(struct config *c, long fd_limit)
 int main(int argc, char **argv)
 {
     struct config c = {
-        .common = { .db_path = "chat.db", .busy_ms = 2000, .probe_ms = 5 },
-        .socket_mode = 0660, .threads = 8, .backlog = 1024,
+        .common = { .db_path = "chat.db", .busy_ms = 2000, .probe_ms = 5, CLI_SOCKET_DEFAULTS },
+        .threads = 8, .backlog = 1024,
         .hold = { .max_held = 4096 },
         .retain = { .every_s = 60 },
     };
@@ -247,7 +235,8 @@ int main(int argc, char **argv)
     workers_signals();   /* before FCGX_Init, which then keeps the handler */
 
     if (c.common.listen)
-        listen_fd = listen_open(c.common.listen, c.backlog, c.socket_mode, &f);
+        listen_fd = listen_open(c.common.listen, c.backlog, c.common.socket_mode,
+                                c.common.socket_gid, &f);
     else if ((listen_fd = listen_inherited()) < 0)
         chat_fail(&f, CHAT_EBADREQ, "no --listen address and no inherited socket (see --help)");
     if (listen_fd < 0) {

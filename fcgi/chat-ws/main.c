@@ -22,12 +22,14 @@
  *     that name is the user of every message the socket sends.
  */
 #include <getopt.h>
+#include <limits.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 
 #include <libwebsockets.h>
 
@@ -151,8 +153,10 @@ static void usage(FILE *out)
         "\n"
         "  -d, --db PATH|URI      SQLite database shared with chat-fcgi (default: chat.db),\n"
         "                         or a postgresql:// URI\n"
-        "  -l, --listen ADDR      HOST:PORT or :PORT (loopback) to listen on\n"
-        "                         (default: 127.0.0.1:8081)\n"
+        "  -l, --listen ADDR      unix socket PATH (with a '/'), HOST:PORT or :PORT\n"
+        "                         (loopback) to listen on (default: 127.0.0.1:8081);\n"
+        "                         up to %d, each given its own --listen\n"
+        CLI_SOCKET_HELP
         "      --origin LIST      comma-separated Origin allow-list (default: any)\n"
         "      --max-conns N      connections open at once (sockets and streams); beyond,\n"
         "                         a handshake gets 503 (default: the descriptor limit less %d)\n"
@@ -183,7 +187,7 @@ static void usage(FILE *out)
         "error frame). Listen where only nginx can connect: the header is trusted.\n"
         "An event stream with a bad room, index, tail or Last-Event-ID gets 400 JSON.\n"
         "SIGTERM or SIGINT closes every connection with 1001, ends every stream, and stops.\n",
-        FD_RESERVE);
+        WS_LISTEN_MAX, FD_RESERVE);
 }
 
 static void parse_flags(int argc, char **argv, struct config *c)
@@ -205,6 +209,14 @@ static void parse_flags(int argc, char **argv, struct config *c)
     int ch;
 
     while ((ch = getopt_long(argc, argv, CLI_COMMON_SHORT, opts, NULL)) != -1) {
+        if (ch == 'l') {         /* chat-ws's own: it may listen on several */
+            if (c->nlisten == WS_LISTEN_MAX) {
+                fprintf(stderr, "chat-ws: at most %d --listen addresses\n", WS_LISTEN_MAX);
+                exit(2);
+            }
+            c->listen[c->nlisten++] = optarg;
+            continue;
+        }
         if (cli_common_flag(ch, optarg, &c->common, usage, VERSION))
             continue;
         switch (ch) {
@@ -220,6 +232,20 @@ static void parse_flags(int argc, char **argv, struct config *c)
         }
     }
     cli_no_operands(argc, argv, usage);
+    if (!c->nlisten)
+        c->listen[c->nlisten++] = "127.0.0.1:8081";
+    for (int i = 0; i < c->nlisten; i++) {
+        struct chat_fail f;
+        char host[64];
+        int port;
+        bool v6;
+        if (!listen_is_path(c->listen[i]) &&
+            (listen_split(c->listen[i], host, sizeof host, &port, &v6, &f) < 0 || v6)) {
+            fprintf(stderr, "chat-ws: --listen %s: must be PATH, HOST:PORT or :PORT, with an IPv4 HOST\n",
+                    c->listen[i]);
+            exit(2);
+        }
+    }
 }
 
 static void on_signal(int sig)
@@ -257,6 +283,56 @@ static void lws_log_line(int level, const char *line)
     log_msg(level == LLL_ERR ? LOG_ERROR : LOG_WARN, "libwebsockets: %.*s", (int)n, line);
 }
 
+/*
+ * Listens on addr, one of --listen's, as a vhost of the context: a unix
+ * socket (a path) or HOST:PORT, both checked by parse_flags. A unix
+ * socket: beside nginx, a WebSocket or event delivery costs about a third
+ * less CPU than over loopback TCP (README, "Details"); lws binds it (port 0
+ * and LWS_SERVER_OPTION_UNIX_SOCK) after listen_unix_clear has removed a
+ * stale socket there. Returns 0, or -1 after logging why.
+ */
+static int listen_vhost(const struct lws_context_creation_info *base, const char *addr)
+{
+    struct lws_context_creation_info info = *base;
+    const struct cli_common *cc = &srv.cfg.common;
+    bool unix_path = listen_is_path(addr), v6;
+    struct chat_fail f;
+    char host[64];
+    mode_t old_mask = 0;
+    int port;
+    struct lws_vhost *vh;
+
+    info.vhost_name = addr;
+    if (unix_path) {
+        if (listen_unix_clear(addr, &f) < 0) {
+            log_error("%s", f.msg);
+            return -1;
+        }
+        info.port = 0;
+        info.iface = addr;
+        info.options |= LWS_SERVER_OPTION_UNIX_SOCK;
+        /* No window in which the socket exists with looser permissions. */
+        old_mask = umask(0777 & ~cc->socket_mode);
+    } else {
+        if (listen_split(addr, host, sizeof host, &port, &v6, &f) < 0)
+            return -1;   /* not reached: parse_flags checked it */
+        info.port = port;
+        info.iface = host;
+    }
+    vh = lws_create_vhost(srv.ctx, &info);
+    if (unix_path)
+        umask(old_mask);
+    if (!vh) {
+        log_error("cannot listen on %s", addr);
+        return -1;
+    }
+    if (unix_path && listen_unix_own(addr, cc->socket_mode, cc->socket_gid, &f) < 0) {
+        log_error("%s", f.msg);
+        return -1;
+    }
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     struct config *c = &srv.cfg;
@@ -264,21 +340,15 @@ int main(int argc, char **argv)
     struct store_opts so;
     struct chat_fail f;
     static lws_retry_bo_t retry;
-    char host[64];
-    int port, rc = 1;
-    bool v6;
+    int rc = 1;
 
-    *c = (struct config){ .common = { .db_path = "chat.db", .listen = "127.0.0.1:8081",
-                                      .probe_ms = 5, .busy_ms = 2000 },
+    *c = (struct config){ .common = { .db_path = "chat.db", .probe_ms = 5, .busy_ms = 2000,
+                                      CLI_SOCKET_DEFAULTS },
                           .ping_secs = 30, .handshake_secs = 10, .max_queue = 1024,
                           .sends_per_sec = 20, .sse_ping_secs = 15 };
     log_set_name("chat-ws");
     cli_set_name("chat-ws");
     parse_flags(argc, argv, c);
-    if (listen_split(c->common.listen, host, sizeof host, &port, &v6, &f) < 0 || v6) {
-        fprintf(stderr, "chat-ws: --listen must be HOST:PORT or :PORT, with an IPv4 HOST\n");
-        return 2;
-    }
     cli_raise_fd_limit();   /* each socket is a descriptor */
     {
         /* Beyond the descriptors, accept() would fail: answer 503 before that. */
@@ -308,20 +378,22 @@ int main(int argc, char **argv)
     retry.secs_since_valid_ping = (uint16_t)c->ping_secs;
     retry.secs_since_valid_hangup = (uint16_t)(c->ping_secs + (c->ping_secs < 10 ? c->ping_secs : 10));
     memset(&info, 0, sizeof info);
-    info.port = port;
-    info.iface = host;
+    /* The context first, then a vhost for each --listen address. */
+    info.options = LWS_SERVER_OPTION_DISABLE_IPV6 | LWS_SERVER_OPTION_EXPLICIT_VHOSTS;
     info.protocols = protocols;
     /* A handshake that does not complete: headers held too long, or none sent. */
     info.timeout_secs = (unsigned)c->handshake_secs;
     info.timeout_secs_ah_idle = (unsigned)c->handshake_secs;
     info.keepalive_timeout = c->handshake_secs;
     info.retry_and_idle_policy = &retry;
-    info.options = LWS_SERVER_OPTION_DISABLE_IPV6;
     info.pt_serv_buf_size = 4096;
     if (!(srv.ctx = lws_create_context(&info))) {
-        log_error("cannot listen on %s", c->common.listen);
+        log_error("cannot start libwebsockets");
         goto out;
     }
+    for (int i = 0; i < c->nlisten; i++)
+        if (listen_vhost(&info, c->listen[i]) < 0)
+            goto out;
     if (sse_start() < 0) {
         log_error("out of memory");
         goto out;
@@ -343,7 +415,12 @@ int main(int argc, char **argv)
     }
     signal(SIGTERM, on_signal);
     signal(SIGINT, on_signal);
-    log_info("listening on %s, database %s", c->common.listen, c->common.db_path);
+    {
+        char on[WS_LISTEN_MAX * (PATH_MAX + 2)] = "";   /* the addresses, "A, B" */
+        for (int i = 0; i < c->nlisten; i++)
+            snprintf(on + strlen(on), sizeof on - strlen(on), "%s%s", i ? ", " : "", c->listen[i]);
+        log_info("listening on %s, database %s", on, c->common.db_path);
+    }
 
     {
         int64_t deadline = 0;

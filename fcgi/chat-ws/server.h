@@ -20,8 +20,12 @@
 
 #include "cli.h"
 
+#define WS_LISTEN_MAX 4           /* --listen addresses one chat-ws takes */
+
 struct config {
-    struct cli_common common;    /* --db, --listen, --probe-ms, --busy-ms, --sync */
+    struct cli_common common;    /* --db, --probe-ms, --busy-ms, --sync, --socket-* */
+    const char *listen[WS_LISTEN_MAX];   /* each --listen, in order */
+    int nlisten;
     const char *origins;         /* comma-separated allow-list, or NULL */
     int ping_secs, handshake_secs;
     int sends_per_sec;           /* per connection; bursts of twice as many; 0: no limit */

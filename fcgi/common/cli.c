@@ -1,6 +1,7 @@
 /*
  * cli.c - bounded flag values and process limits at start-up.
  */
+#include <grp.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,6 +19,32 @@ void cli_set_name(const char *name)
     prog = name;
 }
 
+static unsigned cli_socket_mode(const char *s)
+{
+    char *end;
+    unsigned long m = strtoul(s, &end, 8);
+
+    if (!*s || *end || m > 0777) {
+        fprintf(stderr, "%s: --socket-mode must be octal, like 0660\n", prog);
+        exit(2);
+    }
+    return (unsigned)m;
+}
+
+static long cli_group(const char *s)
+{
+    struct group *g = getgrnam(s);
+    int64_t gid;
+
+    if (g)
+        return (long)g->gr_gid;
+    if (!util_parse_int(s, strlen(s), 0, INT_MAX, &gid)) {
+        fprintf(stderr, "%s: --socket-group %s: no such group\n", prog, s);
+        exit(2);
+    }
+    return (long)gid;
+}
+
 bool cli_common_flag(int ch, const char *arg, struct cli_common *c, void (*usage)(FILE *out),
                      const char *version)
 {
@@ -27,6 +54,8 @@ bool cli_common_flag(int ch, const char *arg, struct cli_common *c, void (*usage
     case CLI_OPT_PROBE: c->probe_ms = cli_int("--probe-ms", arg, 1, 10000); return true;
     case CLI_OPT_BUSY: c->busy_ms = cli_int("--busy-ms", arg, 0, 600000); return true;
     case CLI_OPT_SYNC: c->sync_full = cli_sync_full(arg); return true;
+    case CLI_OPT_SOCKET_MODE: c->socket_mode = cli_socket_mode(arg); return true;
+    case CLI_OPT_SOCKET_GROUP: c->socket_gid = cli_group(arg); return true;
     case 'v': log_set_level(LOG_DEBUG); return true;
     case 'q': log_set_level(LOG_WARN); return true;
     case 'h': usage(stdout); exit(0);

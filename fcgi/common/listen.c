@@ -29,32 +29,60 @@
 #include "listen.h"
 #include "util.h"
 
-static int open_unix(const char *path, int backlog, unsigned mode, struct chat_fail *f)
+bool listen_is_path(const char *addr)
 {
-    struct sockaddr_un sa = { .sun_family = AF_UNIX };
+    return strchr(addr, '/') != NULL;
+}
+
+int listen_unix_clear(const char *path, struct chat_fail *f)
+{
+    struct sockaddr_un sa;
     struct stat st;
-    mode_t old;
-    int fd, rc;
 
     if (strlen(path) >= sizeof sa.sun_path)
         return chat_fail(f, CHAT_EBADREQ, "socket path %s is longer than %zu bytes",
                          path, sizeof sa.sun_path - 1);
-    memcpy(sa.sun_path, path, strlen(path) + 1);
     if (lstat(path, &st) == 0) {
         if (!S_ISSOCK(st.st_mode))
             return chat_fail(f, CHAT_EBADREQ, "%s exists and is not a socket", path);
         unlink(path);
     }
+    return 0;
+}
+
+int listen_unix_own(const char *path, unsigned mode, long gid, struct chat_fail *f)
+{
+    if (chmod(path, mode) < 0)
+        return chat_fail(f, CHAT_EINTERNAL, "cannot set the mode of %s: %s", path, strerror(errno));
+    if (gid >= 0 && chown(path, (uid_t)-1, (gid_t)gid) < 0)
+        return chat_fail(f, CHAT_EINTERNAL, "cannot give %s to group %ld: %s (is this process in it?)",
+                         path, gid, strerror(errno));
+    return 0;
+}
+
+static int open_unix(const char *path, int backlog, unsigned mode, long gid, struct chat_fail *f)
+{
+    struct sockaddr_un sa = { .sun_family = AF_UNIX };
+    mode_t old;
+    int fd, rc;
+
+    if ((rc = listen_unix_clear(path, f)) < 0)
+        return rc;
+    memcpy(sa.sun_path, path, strlen(path) + 1);
     if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0)) < 0)
         return chat_fail(f, CHAT_EINTERNAL, "socket: %s", strerror(errno));
     /* No window in which the socket exists with looser permissions. */
     old = umask(0777 & ~mode);
     rc = bind(fd, (struct sockaddr *)&sa, sizeof sa);
     umask(old);
-    if (rc < 0 || chmod(path, mode) < 0 || listen(fd, backlog) < 0) {
+    if (rc < 0 || listen(fd, backlog) < 0) {
         int e = errno;
         close(fd);
         return chat_fail(f, CHAT_EINTERNAL, "cannot listen on %s: %s", path, strerror(e));
+    }
+    if ((rc = listen_unix_own(path, mode, gid, f)) < 0) {
+        close(fd);
+        return rc;
     }
     return fd;
 }
@@ -122,9 +150,9 @@ static int open_tcp(const char *addr, int backlog, struct chat_fail *f)
     return fd;
 }
 
-int listen_open(const char *addr, int backlog, unsigned mode, struct chat_fail *f)
+int listen_open(const char *addr, int backlog, unsigned mode, long gid, struct chat_fail *f)
 {
-    return strchr(addr, '/') ? open_unix(addr, backlog, mode, f) : open_tcp(addr, backlog, f);
+    return listen_is_path(addr) ? open_unix(addr, backlog, mode, gid, f) : open_tcp(addr, backlog, f);
 }
 
 /* A listening stream socket, of any family. */

@@ -11,13 +11,26 @@
 #include "chat.h"
 
 /*
- * Opens a listening socket on addr: a path containing '/' is a unix socket
- * (a stale socket file is replaced; the file gets mode `mode`); otherwise
- * HOST:PORT or :PORT on TCP (IPv4, or [v6]:PORT). The socket is
- * non-blocking (accept waits in the caller's epoll). Returns the fd, or a
- * negative code with *f set.
+ * Opens a listening socket on addr: a path (listen_is_path) is a unix
+ * socket (a stale socket file is replaced; the file gets mode `mode` and,
+ * when gid >= 0, that group); otherwise HOST:PORT or :PORT on TCP (IPv4,
+ * or [v6]:PORT). The socket is non-blocking (accept waits in the caller's
+ * epoll). Returns the fd, or a negative code with *f set.
  */
-int listen_open(const char *addr, int backlog, unsigned mode, struct chat_fail *f);
+int listen_open(const char *addr, int backlog, unsigned mode, long gid, struct chat_fail *f);
+
+/* Whether a --listen address is a unix socket's path: it contains a '/'. */
+bool listen_is_path(const char *addr);
+
+/*
+ * The two halves of making a unix socket at path, for a server that binds
+ * it itself (chat-ws: libwebsockets does). Before the bind: refuses a path
+ * too long for a socket or a file there that is not a socket, and removes
+ * a stale socket. After it: mode `mode`, and group gid when gid >= 0.
+ * Return 0, or a negative code with *f set.
+ */
+int listen_unix_clear(const char *path, struct chat_fail *f);
+int listen_unix_own(const char *path, unsigned mode, long gid, struct chat_fail *f);
 
 /*
  * Splits a TCP address, HOST:PORT or :PORT, into host (an empty one is

@@ -191,8 +191,7 @@ async function main() {
     const e = await openPage(browser, `?room=${room}&transport=ws`);
     const eWs = countWs(e);
     const wsPidFile = path.join(stackDir, 'chat-ws.pid');
-    const conf = fs.readFileSync(path.join(stackDir, 'nginx', 'nginx.conf'), 'utf8');
-    const wsPort = conf.match(/server 127\.0\.0\.1:(\d+);/)[1];
+    const wsSock = path.join(stackDir, 'ws.sock');   // nginx's upstream (conf/stack.sh)
     process.kill(+fs.readFileSync(wsPidFile, 'utf8'), 'SIGTERM');
     await new Promise((r) => setTimeout(r, 500));
     for (let i = 0; i < 3; i++) sendHttp('while chat-ws is down ' + i, room);
@@ -204,7 +203,7 @@ async function main() {
       return eWs.gets >= 1 && (await e.getAttribute('#status', 'data-state')) !== 'refused';
     });
     const log = fs.openSync(path.join(stackDir, 'logs', 'chat-ws.log'), 'a');
-    const ws = spawn(path.join(binDir, 'chat-ws'), ['--db', db, '--listen', '127.0.0.1:' + wsPort],
+    const ws = spawn(path.join(binDir, 'chat-ws'), ['--db', db, '--listen', wsSock],
                      { stdio: ['ignore', log, log], detached: true });
     fs.writeFileSync(wsPidFile, String(ws.pid));
     ws.unref();
@@ -260,7 +259,7 @@ async function main() {
       await check('while chat-ws is down the EventSource keeps retrying (nginx\'s retry stream)', async () =>
         (await raw.evaluate(() => window.es.readyState)) !== 2 && (await raw.evaluate(() => window.errors)) >= 1);
       await check('and so does the page', async () => (await sp.getAttribute('#status', 'data-state')) !== 'refused');
-      const ws2 = spawn(path.join(binDir, 'chat-ws'), ['--db', db, '--listen', '127.0.0.1:' + wsPort],
+      const ws2 = spawn(path.join(binDir, 'chat-ws'), ['--db', db, '--listen', wsSock],
                         { stdio: ['ignore', log, log], detached: true });
       fs.writeFileSync(wsPidFile, String(ws2.pid));
       ws2.unref();

@@ -122,9 +122,8 @@ N=$TMP/prod
 mkdir -p "$N/snippets" "$N/logs" "$N/tmp"
 cp "$ROOT"/conf/nginx/chat-*.conf "$N/snippets/"
 port=$(free_port)
-ws_port=$(sed -n 's/.*server 127.0.0.1:\([0-9]*\);/\1/p' "$AUTH_DIR/nginx/nginx.conf")
 sed -e "s|listen 80;|listen 127.0.0.1:$port;|" -e '/listen \[::\]:80;/d' \
-    -e "s|unix:/run/chat/fcgi.sock|unix:$AUTH_DIR/fcgi.sock|" -e "s|127.0.0.1:8081|127.0.0.1:$ws_port|" \
+    -e "s|unix:/run/chat/fcgi.sock|unix:$AUTH_DIR/fcgi.sock|" -e "s|unix:/run/chat-ws/ws.sock|unix:$AUTH_DIR/ws.sock|" \
     -e "s|root /usr/local/share/chat/htdocs;|root $ROOT/htdocs;|" \
     -e 's|^    #   \(auth_basic "chat";\)$|    \1|' \
     -e "s|^    #   auth_basic_user_file .*|    auth_basic_user_file $TMP/htpasswd;|" \

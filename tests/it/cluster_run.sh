@@ -79,8 +79,10 @@ n0=http://127.0.0.1:$BASEPORT
 n1=http://127.0.0.1:$((BASEPORT + 10))
 check_true "node 0's URL is printed" grep -q "^node 0: $n0/" "$TMP/two.out"
 check_true "node 1's URL, on PORT+10" grep -q "^node 1: $n1/" "$TMP/two.out"
-check "node 1's chat-ws on PORT+11" "server 127.0.0.1:$((BASEPORT + 11));" \
-    "$(grep -o "server 127.0.0.1:[0-9]*;" "$V/node1/nginx/nginx.conf" | head -1)"
+check "node 1's chat-ws on PORT+11 (a plain GET /ws: 426)" 426 \
+    "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$((BASEPORT + 11))/ws")"
+check "node 1's nginx reaches its chat-ws on the node's own socket" "server unix:$V/node1/ws.sock;" \
+    "$(grep -o "server unix:[^;]*ws.sock;" "$V/node1/nginx/nginx.conf")"
 uri=$(sed -n 's/^PostgreSQL: psql "\(.*\)"$/\1/p' "$TMP/two.out")
 check "psql accepts the printed URI" 1 "$(psql -X -q -A -t "$uri" -c 'select 1' 2>&1)"
 check "a unix socket only" "" "$(psql -X -q -A -t "$uri" -c 'show listen_addresses' 2>&1)"

@@ -21,15 +21,18 @@ systemd-analyze verify "$P"/lib/systemd/system/chat-fcgi.socket "$P"/lib/systemd
     "$P"/lib/systemd/system/chat-ws.service >"$TMP/verify.log" 2>&1
 check "systemd-analyze verify accepts the units" 0 $?
 [ -s "$TMP/verify.log" ] && cat "$TMP/verify.log"
+ws_unit_sock=$(sed -n 's/^ExecStart=.* --listen \([^ ]*\).*/\1/p' "$P/lib/systemd/system/chat-ws.service")
+check "chat-ws's unit listens where the site's upstream points" "server unix:$ws_unit_sock;" \
+    "$(sed -n '/^upstream chat_ws {/,/}/s/^ *\(server .*\)/\1/p' "$P/share/chat/nginx/chat-site.conf")"
 
 # The production server block in a real nginx, paths pointed at this folder
 N=$TMP/nginx
 mkdir -p "$N/snippets" "$N/logs" "$N/tmp"
 cp "$P"/share/chat/nginx/chat-locations.conf "$P"/share/chat/nginx/chat-errors.conf \
    "$P"/share/chat/nginx/chat-fastcgi.conf "$P"/share/chat/nginx/chat-page-headers.conf "$N/snippets/"
-port=$(free_port); ws_port=$(free_port)
+port=$(free_port)
 sed -e "s|listen 80;|listen 127.0.0.1:$port;|" -e '/listen \[::\]:80;/d' \
-    -e "s|unix:/run/chat/fcgi.sock|unix:$TMP/fcgi.sock|" -e "s|127.0.0.1:8081|127.0.0.1:$ws_port|" \
+    -e "s|unix:/run/chat/fcgi.sock|unix:$TMP/fcgi.sock|" -e "s|unix:$ws_unit_sock|unix:$TMP/ws.sock|" \
     -e "s|root /usr/local/share/chat/htdocs;|root $P/share/chat/htdocs;|" \
     "$P/share/chat/nginx/chat-site.conf" > "$N/chat-site.conf"
 { nginx_conf_head "$N" 2 1024; cat <<NGINX
@@ -45,7 +48,7 @@ grep -q "test is successful" "$TMP/nginx-t.log" || cat "$TMP/nginx-t.log"
 DB=$TMP/chat.db
 systemd-socket-activate -l "$TMP/fcgi.sock" "$P/bin/chat-fcgi" --db "$DB" >>"$TMP/fcgi.log" 2>&1 &
 echo $! > "$TMP/fcgi.pid"
-"$P/bin/chat-ws" --db "$DB" --listen "127.0.0.1:$ws_port" >>"$TMP/ws.log" 2>&1 &
+"$P/bin/chat-ws" --db "$DB" --listen "$TMP/ws.sock" --socket-group "$(id -gn)" >>"$TMP/ws.log" 2>&1 &
 echo $! > "$TMP/ws.pid"
 nginx -p "$N" -c "$N/nginx.conf" -e "$N/logs/error.log" >>"$N/logs/error.log" 2>&1 &
 echo $! > "$TMP/nginx.pid"
@@ -77,6 +80,7 @@ async def main():
         print(("PASS" if got.get("text") == "deployed" else "FAIL") + " a WebSocket through the production block")
 asyncio.run(main())
 PY
+check "chat-ws's socket: mode 660, the group --socket-group names" "660 $(id -gn)" "$(stat -c '%a %G' "$TMP/ws.sock")"
 
 # Limits: sends beyond the rate answer 429 JSON, from another loopback address
 mkdir -p "$TMP/flood"

@@ -198,12 +198,10 @@ def start(cmd, pidfile, log):
 
 def main():
     global phase
-    conf = open(os.path.join(STACK, "nginx", "nginx.conf")).read()
-    ws_port = conf.split("server 127.0.0.1:")[1].split(";")[0]
     nginx = ["nginx", "-p", os.path.join(STACK, "nginx"), "-c", os.path.join(STACK, "nginx", "nginx.conf"),
              "-e", os.path.join(STACK, "logs", "nginx-error.log")]
     fcgi = [os.path.join(BIN, "chat-fcgi"), "--db", DB, "--listen", os.path.join(STACK, "fcgi.sock"), "--busy-ms", "500"]
-    wscmd = [os.path.join(BIN, "chat-ws"), "--db", DB, "--listen", f"127.0.0.1:{ws_port}", "--busy-ms", "500"]
+    wscmd = [os.path.join(BIN, "chat-ws"), "--db", DB, "--listen", os.path.join(STACK, "ws.sock"), "--busy-ms", "500"]
 
     # The stack's chat-fcgi runs with the default busy timeout: use our own.
     os.kill(pid("chat-fcgi.pid"), signal.SIGTERM)

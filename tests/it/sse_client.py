@@ -188,16 +188,23 @@ class Body:
         return (self.dechunk is not None and self.dechunk.done) or self.left == 0
 
 
+def connect(host, port, timeout=10, rcvbuf=None):
+    """A connected socket: to host:port, or to the unix socket at port when it is a path."""
+    unix = isinstance(port, str) and "/" in port
+    sock = socket.socket(socket.AF_UNIX if unix else socket.AF_INET, socket.SOCK_STREAM)
+    if rcvbuf:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    sock.settimeout(timeout)
+    sock.connect(port if unix else (host, int(port)))
+    return sock
+
+
 class Stream:
     """One GET on its own socket, read with blocking calls and deadlines."""
 
     def __init__(self, host, port, path, last_event_id=None, headers=(), timeout=10, rcvbuf=None,
                  method="GET"):
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        if rcvbuf:
-            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
-        self.sock.settimeout(timeout)
-        self.sock.connect((host, int(port)))
+        self.sock = connect(host, port, timeout, rcvbuf)
         self.sock.sendall(request_bytes(path, last_event_id, headers, method))
         data = b""
         while b"\r\n\r\n" not in data:
