@@ -87,7 +87,7 @@ write_nginx_conf() {
     cp "$root"/conf/nginx/chat-locations.conf "$root"/conf/nginx/chat-errors.conf "$root"/conf/nginx/chat-fastcgi.conf \
        "$root"/conf/nginx/chat-page-headers.conf "$dir/nginx/snippets/"
     sed -e "s|@DIR@|$dir|g" -e "s|@PORT@|$port|g" -e "s|@HTDOCS@|$root/htdocs|g" \
-        -e "s|@SOCK@|$sock|g" -e "s|@WSSOCK@|$ws_sock|g" -e "s|@USER@|$user|g" -e "s|@NOFILE@|$nofile|g" \
+        -e "s|@SOCK@|$sock|g" -e "s|@WSSOCK@|$ws_sock|g" -e "s|@WSPORT@|127.0.0.1:$ws_port|g" -e "s|@USER@|$user|g" -e "s|@NOFILE@|$nofile|g" \
         "$root/conf/nginx/nginx-run.conf.in" > "$dir/nginx/nginx.conf"
 }
 

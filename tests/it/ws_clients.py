@@ -395,22 +395,29 @@ async def slow(c):
     report(head.startswith(b"HTTP/1.1 101"), "the stalled client completes its handshake", head[:40])
     n = 3000
     got = []
-    # The sender hears its own echoes: it buffers them all, so it keeps up too.
+    echoed = []
+    # The sender reads its own echoes as it goes, so it keeps up too: a
+    # sender that fell more than --max-queue frames behind would rightly be
+    # closed as too slow (behind nginx, chat-ws's unix socket buffers about
+    # 200 KiB beyond its queue).
     async with c.connect(f"room={room}") as good, c.connect(f"room={room}", max_queue=None) as sender:
-        async def reader():
-            while len(got) < n:
-                got.append(await recv_json(good, 20))
-        task = asyncio.create_task(reader())
+        async def reader(ws, into):
+            while len(into) < n:
+                into.append(await recv_json(ws, 20))
+        tasks = [asyncio.create_task(reader(good, got)), asyncio.create_task(reader(sender, echoed))]
         for i in range(n):
-            # The reading socket is never more than 50 behind (the stalled one is).
+            # The reading sockets are never more than 50 behind (the stalled one is).
             deadline = time.monotonic() + 20
-            while len(got) < i - 50 and time.monotonic() < deadline and not task.done():
+            while (min(len(got), len(echoed)) < i - 50 and time.monotonic() < deadline
+                   and not any(t.done() for t in tasks)):
                 await asyncio.sleep(0.005)
             await sender.send(json.dumps({"text": f"{i} {big}"}))
-        await asyncio.wait_for(task, 60)
+        await asyncio.wait_for(asyncio.gather(*tasks), 60)
         seq = [int(m["text"].split()[0]) for m in got]
         report(seq == list(range(n)), f"a reading socket gets all {n} in order beside a stalled one",
                seq[:5])
+        report([int(m["text"].split()[0]) for m in echoed] == list(range(n)),
+               f"the sender, reading too, gets its {n} echoes in order", len(echoed))
     # the stalled socket: read what was buffered; it must end with a 1008 close frame
     sock.settimeout(10)
     data = b""
