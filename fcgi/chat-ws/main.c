@@ -29,6 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 
 #include <libwebsockets.h>
@@ -87,6 +88,22 @@ static void deliver_results(void)
     free(res);
 }
 
+/*
+ * A connection accepted on a unix socket (nginx's) may queue as much in the
+ * kernel as loopback TCP would (its buffers grow to 4 MiB on Debian):
+ * otherwise a client that lags behind nginx a moment reaches --max-queue
+ * sooner than over TCP. The kernel caps it at net.core.wmem_max (208 KiB
+ * on stock Debian, which doubles the default); TCP's own is left to grow.
+ */
+static void unix_sndbuf(int fd)
+{
+    int domain = 0, size = 2 << 20;   /* the kernel doubles it */
+    socklen_t len = sizeof domain;
+
+    if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &len) == 0 && domain == AF_UNIX)
+        setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &size, sizeof size);
+}
+
 static int callback_chat(struct lws *wsi, enum lws_callback_reasons reason, void *user,
                          void *in, size_t len)
 {
@@ -116,8 +133,12 @@ static int callback_chat(struct lws *wsi, enum lws_callback_reasons reason, void
     case LWS_CALLBACK_CLOSED:
         conn_gone(c);
         return 0;
+    case LWS_CALLBACK_FILTER_NETWORK_CONNECTION:
+        unix_sndbuf((int)(lws_intptr_t)in);
+        return 0;
     case LWS_CALLBACK_EVENT_WAIT_CANCELLED:
-        if (!srv.ctx)
+        /* Each vhost hears it: one of them does the work. */
+        if (!srv.ctx || lws_get_vhost(wsi) != srv.vhost)
             return 0;
         deliver_results();
         deliver_feed();
@@ -291,18 +312,23 @@ static void lws_log_line(int level, const char *line)
  * and LWS_SERVER_OPTION_UNIX_SOCK) after listen_unix_clear has removed a
  * stale socket there. Returns 0, or -1 after logging why.
  */
-static int listen_vhost(const struct lws_context_creation_info *base, const char *addr)
+static int listen_vhost(const struct lws_context_creation_info *base, int i)
 {
+    /* lws keeps iface and vhost_name by pointer for the context's life. */
+    static char hosts[WS_LISTEN_MAX][64];
     struct lws_context_creation_info info = *base;
     const struct cli_common *cc = &srv.cfg.common;
+    const char *addr = srv.cfg.listen[i];
     bool unix_path = listen_is_path(addr), v6;
     struct chat_fail f;
-    char host[64];
+    char *host = hosts[i];
     mode_t old_mask = 0;
     int port;
     struct lws_vhost *vh;
 
     info.vhost_name = addr;
+    /* Without it, lws runs on when a bind fails, with no listener. */
+    info.options |= LWS_SERVER_OPTION_FAIL_UPON_UNABLE_TO_BIND;
     if (unix_path) {
         if (listen_unix_clear(addr, &f) < 0) {
             log_error("%s", f.msg);
@@ -314,7 +340,7 @@ static int listen_vhost(const struct lws_context_creation_info *base, const char
         /* No window in which the socket exists with looser permissions. */
         old_mask = umask(0777 & ~cc->socket_mode);
     } else {
-        if (listen_split(addr, host, sizeof host, &port, &v6, &f) < 0)
+        if (listen_split(addr, host, sizeof hosts[i], &port, &v6, &f) < 0)
             return -1;   /* not reached: parse_flags checked it */
         info.port = port;
         info.iface = host;
@@ -326,6 +352,8 @@ static int listen_vhost(const struct lws_context_creation_info *base, const char
         log_error("cannot listen on %s", addr);
         return -1;
     }
+    if (!srv.vhost)
+        srv.vhost = vh;
     if (unix_path && listen_unix_own(addr, cc->socket_mode, cc->socket_gid, &f) < 0) {
         log_error("%s", f.msg);
         return -1;
@@ -392,7 +420,7 @@ int main(int argc, char **argv)
         goto out;
     }
     for (int i = 0; i < c->nlisten; i++)
-        if (listen_vhost(&info, c->listen[i]) < 0)
+        if (listen_vhost(&info, i) < 0)
             goto out;
     if (sse_start() < 0) {
         log_error("out of memory");

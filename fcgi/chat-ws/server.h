@@ -41,6 +41,7 @@ LIST_HEAD(conn_list, conn);
 struct server {
     struct config cfg;
     struct lws_context *ctx;
+    struct lws_vhost *vhost;     /* the first --listen's */
     struct store *store;         /* the loop's reads (replays) */
     struct feed *feed;
     struct writer *writer;

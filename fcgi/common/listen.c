@@ -43,8 +43,21 @@ int listen_unix_clear(const char *path, struct chat_fail *f)
         return chat_fail(f, CHAT_EBADREQ, "socket path %s is longer than %zu bytes",
                          path, sizeof sa.sun_path - 1);
     if (lstat(path, &st) == 0) {
+        int fd, rc, e;
         if (!S_ISSOCK(st.st_mode))
             return chat_fail(f, CHAT_EBADREQ, "%s exists and is not a socket", path);
+        /* A socket a live process listens on is not stale: leave it to it. */
+        sa = (struct sockaddr_un){ .sun_family = AF_UNIX };
+        memcpy(sa.sun_path, path, strlen(path) + 1);
+        if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0)) < 0)
+            return chat_fail(f, CHAT_EINTERNAL, "socket: %s", strerror(errno));
+        rc = connect(fd, (struct sockaddr *)&sa, sizeof sa);
+        e = errno;
+        close(fd);
+        if (rc == 0 || e == EAGAIN)
+            return chat_fail(f, CHAT_EBADREQ, "%s is in use: another process listens on it", path);
+        if (e != ECONNREFUSED && e != ENOENT)
+            return chat_fail(f, CHAT_EBADREQ, "cannot tell whether %s is in use: %s", path, strerror(e));
         unlink(path);
     }
     return 0;

@@ -12,7 +12,7 @@
 
 /*
  * Opens a listening socket on addr: a path (listen_is_path) is a unix
- * socket (a stale socket file is replaced; the file gets mode `mode` and,
+ * socket (a stale socket file is replaced, one in use refused; the file gets mode `mode` and,
  * when gid >= 0, that group); otherwise HOST:PORT or :PORT on TCP (IPv4,
  * or [v6]:PORT). The socket is non-blocking (accept waits in the caller's
  * epoll). Returns the fd, or a negative code with *f set.
@@ -25,8 +25,9 @@ bool listen_is_path(const char *addr);
 /*
  * The two halves of making a unix socket at path, for a server that binds
  * it itself (chat-ws: libwebsockets does). Before the bind: refuses a path
- * too long for a socket or a file there that is not a socket, and removes
- * a stale socket. After it: mode `mode`, and group gid when gid >= 0.
+ * too long for a socket, a file there that is not a socket, or a socket
+ * that another process listens on (a connect succeeds), and removes a
+ * stale socket (refused). After it: mode `mode`, and group gid when gid >= 0.
  * Return 0, or a negative code with *f set.
  */
 int listen_unix_clear(const char *path, struct chat_fail *f);

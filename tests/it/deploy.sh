@@ -52,7 +52,18 @@ echo $! > "$TMP/fcgi.pid"
 echo $! > "$TMP/ws.pid"
 nginx -p "$N" -c "$N/nginx.conf" -e "$N/logs/error.log" >>"$N/logs/error.log" 2>&1 &
 echo $! > "$TMP/nginx.pid"
-stop_all() { for f in nginx ws fcgi; do [ -f "$TMP/$f.pid" ] && kill "$(cat "$TMP/$f.pid")" 2>/dev/null; rm -f "$TMP/$f.pid"; done; }
+# stop_all: TERM to each, then up to 5 s for it to be gone (a socket a
+# process still holds is in use: the next one started on it would refuse it)
+gone() { local st; st=$(ps -o stat= -p "$1"); [ -z "$st" ] || [ "${st:0:1}" = Z ]; }   # a zombie has let go
+stop_all() {
+    local f p
+    for f in nginx ws fcgi; do
+        [ -f "$TMP/$f.pid" ] || continue
+        p=$(cat "$TMP/$f.pid"); rm -f "$TMP/$f.pid"
+        kill "$p" 2>/dev/null || continue
+        for _ in $(seq 1 100); do gone "$p" && break; sleep 0.05; done
+    done
+}
 trap 'stop_all; stack_down_all' EXIT
 for _ in $(seq 1 100); do [ -S "$TMP/fcgi.sock" ] && curl -s -o /dev/null "http://127.0.0.1:$port/" && break; sleep 0.05; done
 BASE=http://127.0.0.1:$port
@@ -81,6 +92,16 @@ async def main():
 asyncio.run(main())
 PY
 check "chat-ws's socket: mode 660, the group --socket-group names" "660 $(id -gn)" "$(stat -c '%a %G' "$TMP/ws.sock")"
+# A second process on a socket one listens on refuses it, and takes nothing away
+for prog in chat-ws chat-fcgi; do
+    sock=$TMP/ws.sock; [ $prog = chat-fcgi ] && sock=$TMP/fcgi.sock
+    out=$(timeout 10 "$P/bin/$prog" --db "$DB" --listen "$sock" 2>&1); rc=$?
+    check "a second $prog on a socket in use exits 1" 1 "$rc"
+    case $out in *"is in use"*) pass "and says the socket is in use" ;; *) fail "and says the socket is in use" "$out" ;; esac
+done
+check_true "chat-ws's socket is still there" test -S "$TMP/ws.sock"
+req "$BASE/ws?room=held"
+check "and chat-ws still answers through it (426 to a plain GET)" 426 "$STATUS"
 
 # Limits: sends beyond the rate answer 429 JSON, from another loopback address
 mkdir -p "$TMP/flood"

@@ -397,9 +397,9 @@ async def slow(c):
     got = []
     echoed = []
     # The sender reads its own echoes as it goes, so it keeps up too: a
-    # sender that fell more than --max-queue frames behind would rightly be
-    # closed as too slow (behind nginx, chat-ws's unix socket buffers about
-    # 200 KiB beyond its queue).
+    # sender that fell more than --max-queue frames (and what the kernel
+    # buffers between chat-ws and nginx) behind would rightly be closed as
+    # too slow.
     async with c.connect(f"room={room}") as good, c.connect(f"room={room}", max_queue=None) as sender:
         async def reader(ws, into):
             while len(into) < n:
