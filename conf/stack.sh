@@ -44,7 +44,7 @@ wait_for() {
 alive() {
     local key value
     while read -r key value; do
-        if [ "$key" = State: ]; then [[ $value != [ZX]* ]]; return; fi
+        if [ "$key" = State: ]; then [[ $value != [ZX]* ]]; return $?; fi   # $?: a bare return in a trap gives the trap's status
     done 2>/dev/null < "/proc/$1/status"
     return 1
 }
@@ -134,8 +134,21 @@ started() {
     return 1
 }
 
+# port_free PORT: nothing listens on 127.0.0.1:PORT. nginx listens with
+# reuseport, so a second nginx (another make run) would share the port, and
+# another server's answer would pass for ours: asked before starting.
+port_free() {
+    python3 -c 'import socket, sys
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)   # TIME_WAIT is not in use
+s.bind(("127.0.0.1", int(sys.argv[1])))' "$1" 2>/dev/null
+}
+
 start() {
-    local n
+    local n p
+    for p in "$port" "$ws_port"; do
+        port_free "$p" || { echo "port $p is in use (another make run? PORT= picks another)" >&2; return 1; }
+    done
     write_nginx_conf
     spawn chat-fcgi
     started chat-fcgi "[ -S '$sock' ]" 2 || return 1
@@ -144,7 +157,7 @@ start() {
     spawn chat-ws
     started chat-ws "[ \$(grep -c listening '$dir/logs/chat-ws.log') -gt ${n:-0} ]" 2 || return 1
     spawn nginx
-    started nginx "curl -s -o /dev/null http://127.0.0.1:$port/healthz" 1
+    started nginx "curl -s -m 2 -o /dev/null http://127.0.0.1:$port/healthz" 1
 }
 
 stop() {

@@ -12,11 +12,17 @@
 #include "server.h"
 #include "util.h"
 
-#define ARGS_MAX 2048            /* bytes of a URL's decoded arguments */
+#define ARGS_MAX 16384           /* bytes of a URL's decoded arguments: nginx's request line */
 #define AUTH_HEADER "x-chat-user:"  /* set by nginx: the name it authenticated (lws lower-cases names) */
 #define LAST_EVENT_ID "last-event-id:"  /* an EventSource's resume point */
 
-/* Whether the Origin is in the allow-list; without_origin says when none is sent. */
+/*
+ * Whether the Origin is in the allow-list; without_origin says when none
+ * is sent. /ws refuses a request without one when a list is set: a
+ * browser's WebSocket always sends one, and the page's plain GET that asks
+ * why a socket failed (same-origin: it sends none) must hear the socket's
+ * answer. /events lets one in (a same-site EventSource sends none).
+ */
 static bool origin_allowed(struct lws *wsi, bool without_origin)
 {
     char origin[256];
@@ -156,6 +162,7 @@ static const char *status_line(int status)
     switch (status) {
     case 400: return "HTTP/1.1 400 Bad Request";
     case 403: return "HTTP/1.1 403 Forbidden";
+    case 404: return "HTTP/1.1 404 Not Found";
     case 405: return "HTTP/1.1 405 Method Not Allowed";
     case 426: return "HTTP/1.1 426 Upgrade Required";
     case 503: return "HTTP/1.1 503 Service Unavailable";
@@ -177,7 +184,14 @@ int handshake_answer(struct lws *wsi, int status, const char *msg)
     if (!json || len > sizeof body - LWS_PRE)
         goto out;
     memcpy(body + LWS_PRE, json, len);
-    if (lws_add_http_header_by_name(wsi, NULL, (const unsigned char *)line, (int)strlen(line), &p, end) ||
+    /*
+     * The status line as HTTP/1.1 says it; an HTTP/2 stream (h2c, on
+     * chat-ws's own port: nginx never passes that upgrade on) has no status
+     * line but a :status, which lws writes.
+     */
+    if ((lws_get_network_wsi(wsi) == wsi
+         ? lws_add_http_header_by_name(wsi, NULL, (const unsigned char *)line, (int)strlen(line), &p, end)
+         : lws_add_http_header_status(wsi, (unsigned)status, &p, end)) ||
         lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_CONTENT_TYPE,
                                      (const unsigned char *)"application/json", 16, &p, end) ||
         lws_add_http_header_content_length(wsi, len, &p, end) ||

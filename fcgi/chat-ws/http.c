@@ -64,8 +64,7 @@ out:
     return rc;
 }
 
-/* Whether path is route, or route with a trailing slash (SPEC: optional on every route). */
-static bool is_route(const char *path, const char *route)
+bool http_is_route(const char *path, const char *route)
 {
     size_t n = strlen(route);
     return path && strncmp(path, route, n) == 0 && (path[n] == '\0' || (path[n] == '/' && path[n + 1] == '\0'));
@@ -73,9 +72,9 @@ static bool is_route(const char *path, const char *route)
 
 int http_serve(struct lws *wsi, struct conn *c, const char *path)
 {
-    if (is_route(path, "/events"))
+    if (http_is_route(path, "/events"))
         return sse_serve(wsi, c);
-    if (is_route(path, "/ws")) {
+    if (http_is_route(path, "/ws")) {
         struct conn probe;
         struct chat_fail f = { 0 };
         int n;
@@ -88,7 +87,7 @@ int http_serve(struct lws *wsi, struct conn *c, const char *path)
             n = handshake_answer(wsi, 426, "this URL takes a WebSocket: send Upgrade: websocket");
         return n < 0 || lws_http_transaction_completed(wsi) ? -1 : 0;
     }
-    if (is_route(path, "/metrics")) {
+    if (http_is_route(path, "/metrics")) {
         if (lws_hdr_total_length(wsi, WSI_TOKEN_GET_URI) <= 0)
             return handshake_answer(wsi, 405, "/metrics/ws takes GET") < 0 ||
                    lws_http_transaction_completed(wsi) ? -1 : 0;

@@ -13,4 +13,7 @@
 /* LWS_CALLBACK_HTTP for path, c its session. Returns 0, or -1 to close the connection. */
 int http_serve(struct lws *wsi, struct conn *c, const char *path);
 
+/* Whether path is route, or route with a trailing slash (SPEC: optional on every route). */
+bool http_is_route(const char *path, const char *route);
+
 #endif

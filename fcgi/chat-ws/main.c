@@ -415,6 +415,13 @@ int main(int argc, char **argv)
     info.keepalive_timeout = c->handshake_secs;
     info.retry_and_idle_policy = &retry;
     info.pt_serv_buf_size = 4096;
+    /*
+     * A request's line and headers, held only while its handshake is read:
+     * room for nginx's longest request line (16 KiB; nginx passes on only
+     * the headers chat-ws reads). lws's 4 KiB would refuse a long query,
+     * and nginx say 503 to what retrying cannot cure.
+     */
+    info.max_http_header_data = 20480;
     if (!(srv.ctx = lws_create_context(&info))) {
         log_error("cannot start libwebsockets");
         goto out;

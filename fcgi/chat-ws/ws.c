@@ -6,6 +6,7 @@
 #include <strings.h>
 
 #include "handshake.h"
+#include "http.h"
 #include "log.h"
 #include "params.h"
 #include "rate.h"
@@ -20,10 +21,34 @@
 
 _Static_assert(LWS_PRE <= FEED_HEADROOM, "feed frames need LWS_PRE bytes of headroom");
 
+/*
+ * Whether the client offers no subprotocol or offers "chat" among those of
+ * Sec-WebSocket-Protocol (lws would hang up on a list without it).
+ */
+static bool subprotocol_ok(struct lws *wsi)
+{
+    char list[256];
+    int n = lws_hdr_total_length(wsi, WSI_TOKEN_PROTOCOL);
+
+    if (n <= 0)
+        return true;
+    if (n >= (int)sizeof list || lws_hdr_copy(wsi, list, sizeof list, WSI_TOKEN_PROTOCOL) <= 0)
+        return false;
+    for (char *save = NULL, *t = strtok_r(list, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+        size_t len;
+        t += strspn(t, " \t");
+        len = strcspn(t, " \t");
+        if (len == 4 && memcmp(t, "chat", 4) == 0)
+            return true;
+    }
+    return false;
+}
+
 int ws_confirm_upgrade(struct lws *wsi, const char *upgrade)
 {
     struct conn probe;
     struct chat_fail f = { 0 };
+    char path[16];
 
     /* Refused here, with an answer (>0: lws completes the transaction). */
     if (!upgrade || strcasecmp(upgrade, "websocket") != 0)
@@ -31,6 +56,10 @@ int ws_confirm_upgrade(struct lws *wsi, const char *upgrade)
     /* Without a key lws would hang up, and nginx say 503: a request that cannot succeed. */
     if (lws_hdr_total_length(wsi, WSI_TOKEN_KEY) <= 0)
         chat_fail(&f, CHAT_EBADREQ, "a WebSocket handshake needs a Sec-WebSocket-Key header");
+    else if (lws_hdr_copy(wsi, path, sizeof path, WSI_TOKEN_GET_URI) <= 0 || !http_is_route(path, "/ws"))
+        chat_fail(&f, CHAT_ENOTFOUND, "no WebSocket here: /ws takes one");
+    else if (!subprotocol_ok(wsi))
+        chat_fail(&f, CHAT_EBADREQ, "no WebSocket subprotocol offered is served here: offer \"chat\" or none");
     else if (handshake_check(wsi, &probe, &f) == 0)
         return 0;
     return handshake_refuse(wsi, &f) < 0 ? -1 : 1;

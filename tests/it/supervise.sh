@@ -65,5 +65,28 @@ for p in $pids; do
     [ -n "$state" ] && [ "$state" != Z ] && left="$left $p"
 done
 check "Ctrl-C leaves no process of the stack ($(echo $pids | wc -w) seen)" "" "$left"
+
+# A port already taken (another make run, say: nginx's reuseport would share
+# it): stack.sh says so and starts nothing
+port=$(free_port); ws_port=$(free_port)
+python3 -c 'import socket, sys, time
+s = socket.socket(); s.bind(("127.0.0.1", int(sys.argv[1]))); s.listen(); time.sleep(30)' "$port" &
+holder=$!
+for _ in $(seq 1 50); do ss -ltn | grep -q "127.0.0.1:$port " && break; sleep 0.1; done
+S3=$TMP/taken
+STACKS+=("$S3")
+PORT=$port WS_PORT=$ws_port timeout 30 "$ROOT/conf/stack.sh" run "$S3" > "$TMP/run3.out" 2>&1
+check "make run on a port in use: exit 1" 1 $?
+check_true "and it says the port is in use" grep -q "port $port is in use" "$TMP/run3.out"
+check "and nothing of it runs" 0 "$(pgrep -fc "$S3/" || true)"
+kill $holder; wait $holder 2>/dev/null
+
+# A start that fails half-way (chat-ws refuses its flags) stops what it started
+S4=$TMP/half
+STACKS+=("$S4")
+PORT=$(free_port) WS_PORT=$(free_port) WS_FLAGS="--max-queue 8" timeout 30 "$ROOT/conf/stack.sh" run "$S4" > "$TMP/run4.out" 2>&1
+check "a failed start: exit 1" 1 $?
+sleep 0.3
+check "and chat-fcgi, started before, is stopped too" 0 "$(pgrep -fc "$S4/" || true)"
 [ "$FAILED" = 0 ] || tail -20 "$TMP/run.out"
 finish

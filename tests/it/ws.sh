@@ -15,6 +15,56 @@ check_true "chat-ws metrics: a slow socket was counted" grep -q '^chat_ws_closed
 check_true "chat-ws metrics: frames sent" grep -q '^chat_ws_frames_sent_total [1-9]' "$TMP/body"
 check "each WS cid stored once" 1 "$(rows "where cid='ws-basic-1'")"
 
+# What libwebsockets would refuse before chat-ws's checks (an HTML 403, a
+# dropped connection: nginx said 503) is a JSON 400, as on /get/msg
+for q in "room=r1&x=%zz" "room=r1&x=%" "room=r1&x=%4" "room=r1&x=%00"; do
+    req "$BASE/ws?$q"
+    check_error "GET /ws?$q" 400
+    req -H 'Upgrade: websocket' -H 'Connection: Upgrade' -H 'Sec-WebSocket-Version: 13' \
+        -H 'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==' "$BASE/ws?$q"
+    check_error "a handshake on /ws?$q" 400
+    req "$BASE/events?$q"
+    check_error "GET /events?$q" 400
+done
+# Headers chat-ws does not read (a browser's cookies for the site) and a
+# long query fit: nginx passes on only what chat-ws reads
+cookie="Cookie: sid=$(printf 'c%.0s' $(seq 1 6000))"
+req -H "$cookie" "$BASE/ws?room=r1"
+check "6,000 bytes of cookies: GET /ws is still a 426" 426 "$STATUS"
+out=$(curl -s -N -m 2 -H "$cookie" "$BASE/events?room=r1")
+case $out in *"event: ready"*) pass "6,000 bytes of cookies: /events still streams" ;;
+    *) fail "6,000 bytes of cookies: /events still streams" "${out:0:200}" ;; esac
+req "$BASE/ws?room=r1&pad=$(printf 'a%.0s' $(seq 1 12000))"
+check "a 12,000-byte query: GET /ws is still a 426" 426 "$STATUS"
+run_checks "$PY" - "$WS_BASE" <<'PY'
+import asyncio, sys, websockets
+async def main():
+    url = sys.argv[1] + "?room=r1"
+    async with websockets.connect(url, extra_headers={"Cookie": "a=" + "c" * 6000}) as ws:
+        await ws.send('{"text": "with cookies"}')
+        got = await asyncio.wait_for(ws.recv(), 10)
+        print(("PASS" if "with cookies" in got else "FAIL") + " a WebSocket with 6,000 bytes of cookies is served")
+    try:
+        await websockets.connect(url, subprotocols=["graphql-ws"])
+        print("FAIL a subprotocol other than chat is refused: connected")
+    except websockets.InvalidStatusCode as e:
+        print(("PASS" if e.status_code == 400 else "FAIL") + f" a subprotocol other than chat is refused with 400 ({e.status_code})")
+    async with websockets.connect(url, subprotocols=["graphql-ws", "chat"]) as ws:
+        print(("PASS" if ws.subprotocol == "chat" else "FAIL") + " a list that offers chat gets it")
+asyncio.run(main())
+PY
+# chat-ws's own port: a WebSocket on another path is a 404, an HTTP/2
+# upgrade (curl --http2) is answered, not a crash
+ws_pid=$(cat "$STACK_DIR/chat-ws.pid")
+ws_direct=$(sed -n 's/.*--listen 127.0.0.1:\([0-9]*\).*/\1/p' < <(tr '\0' ' ' < "/proc/$ws_pid/cmdline"))
+req -H 'Upgrade: websocket' -H 'Connection: Upgrade' -H 'Sec-WebSocket-Version: 13' \
+    -H 'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==' "http://127.0.0.1:$ws_direct/nope?room=r1"
+check_error "a WebSocket on chat-ws's port at another path than /ws" 404
+for u in "/ws?room=r1" "/ws?room=a/b" "/events?room=a/b"; do
+    curl -s -o /dev/null -m 3 --http2 "http://127.0.0.1:$ws_direct$u"
+done
+check_true "chat-ws answers HTTP/2 upgrades and lives on" kill -0 "$ws_pid"
+
 # As make run starts chat-ws: no rate limit (SPEC section 7)
 stack_up open || { finish; exit 1; }
 run_checks "$PY" "$CLIENTS" "$BASE" "$DB" burst_open

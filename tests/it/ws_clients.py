@@ -502,6 +502,9 @@ async def origin(c):
             report(got.get("text") == "hi", "an allowed Origin is served", got)
     except Exception as e:  # noqa: BLE001 - reported
         report(False, "an allowed Origin is served", e)
+    # Without an Origin, refused too: the page's plain GET that asks why its
+    # socket failed sends none, and must hear the socket's answer
+    report(await refused_status(c, "room=o") == 403, "no Origin, with --origin set: refused with 403")
 
 
 async def main():
