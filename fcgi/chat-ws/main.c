@@ -305,12 +305,12 @@ static void lws_log_line(int level, const char *line)
 }
 
 /*
- * Listens on addr, one of --listen's, as a vhost of the context: a unix
+ * Listens on the i-th --listen address as a vhost of the context: a unix
  * socket (a path) or HOST:PORT, both checked by parse_flags. A unix
  * socket: beside nginx, a WebSocket or event delivery costs a fifth to a
- * quarter less CPU than over loopback TCP (README, "Details"); lws binds it (port 0
- * and LWS_SERVER_OPTION_UNIX_SOCK) after listen_unix_clear has removed a
- * stale socket there. Returns 0, or -1 after logging why.
+ * quarter less CPU than over loopback TCP (README, "Details"); lws binds
+ * it (port 0 and LWS_SERVER_OPTION_UNIX_SOCK) after listen_unix_clear has
+ * removed a stale socket there. Returns 0, or -1 after logging why.
  */
 static int listen_vhost(const struct lws_context_creation_info *base, int i)
 {
