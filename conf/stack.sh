@@ -144,11 +144,26 @@ s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)   # TIME_WAIT is not in 
 s.bind(("127.0.0.1", int(sys.argv[1])))' "$1" 2>/dev/null
 }
 
-start() {
-    local n p
+# preflight: before anything is touched, refuses a folder whose stack still
+# runs (another `run` or `start` in it: a pid file names a live process;
+# starting over it would take its sockets and config) and ports in use.
+preflight() {
+    local name pid p
+    for name in $NAMES; do
+        [ -f "${PIDFILE[$name]}" ] || continue
+        pid=$(< "${PIDFILE[$name]}")
+        if alive "$pid"; then
+            echo "a stack already runs in $dir ($name, pid $pid): stop it, or give another folder" >&2
+            return 1
+        fi
+    done
     for p in "$port" "$ws_port"; do
         port_free "$p" || { echo "port $p is in use (another make run? PORT= picks another)" >&2; return 1; }
     done
+}
+
+start() {
+    local n
     write_nginx_conf
     spawn chat-fcgi
     started chat-fcgi "[ -S '$sock' ]" 2 || return 1
@@ -227,6 +242,7 @@ stopped() {
     exit "$rc"
 }
 run() {
+    preflight || exit 1
     trap stopped EXIT
     trap 'exit 0' INT TERM HUP
     start || exit 1
@@ -240,7 +256,7 @@ run() {
 }
 
 case $cmd in
-start) start ;;
+start) preflight && start ;;
 stop)  stop ;;
 run)   run ;;
 *) sed -n '2,15p' "$0" >&2; exit 2 ;;

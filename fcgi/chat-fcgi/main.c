@@ -206,6 +206,8 @@ int main(int argc, char **argv)
     struct chat_fail f;
     struct store *probe = NULL;
     struct hold *hold = NULL;
+    struct stat made, now;
+    bool made_sock;
     struct commit *commit = NULL;
     struct workers *workers = NULL;
     sigset_t sigs;
@@ -243,6 +245,8 @@ int main(int argc, char **argv)
         log_error("%s", f.msg);
         return 1;
     }
+    /* The socket file we made, to remove at the end only if it is still ours. */
+    made_sock = c.common.listen && listen_is_path(c.common.listen) && lstat(c.common.listen, &made) == 0;
     so = (struct store_opts){ .path = c.common.db_path, .busy_ms = c.common.busy_ms, .sync_full = c.common.sync_full };
     c.hold.store = so;
     c.retain.store = so;
@@ -297,7 +301,11 @@ int main(int argc, char **argv)
     hold_stop(hold);          /* answers the held: their connections close in the pool */
     workers_free(workers);
     close(listen_fd);
-    if (c.common.listen && strchr(c.common.listen, '/'))
+    /*
+     * Not a socket another process made at the path once ours stopped
+     * answering (shutdown above): listen_unix_clear lets it take the path.
+     */
+    if (made_sock && lstat(c.common.listen, &now) == 0 && now.st_dev == made.st_dev && now.st_ino == made.st_ino)
         unlink(c.common.listen);
     log_info("stopped");
     return workers ? 0 : 1;

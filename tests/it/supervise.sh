@@ -81,6 +81,18 @@ check_true "and it says the port is in use" grep -q "port $port is in use" "$TMP
 check "and nothing of it runs" 0 "$(pgrep -fc "$S3/" || true)"
 kill $holder; wait $holder 2>/dev/null
 
+# A second run in the folder of one that runs: refused before it touches
+# anything, and the first one goes on serving
+port=$(free_port); ws_port=$(free_port)
+S5=$TMP/twice
+STACKS+=("$S5")
+PORT=$port WS_PORT=$ws_port "$ROOT/conf/stack.sh" start "$S5" > /dev/null 2>&1
+PORT=$(free_port) WS_PORT=$(free_port) timeout 30 "$ROOT/conf/stack.sh" run "$S5" > "$TMP/run5.out" 2>&1
+check "a second run in a folder whose stack runs: exit 1" 1 $?
+check_true "and it says a stack runs there" grep -q "a stack already runs in $S5" "$TMP/run5.out"
+check "and the first one still serves" 200 "$(curl -s -m 5 -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/get/msg")"
+check_true "with its sockets" test -S "$S5/fcgi.sock" -a -S "$S5/ws.sock"
+
 # A start that fails half-way (chat-ws refuses its flags) stops what it started
 S4=$TMP/half
 STACKS+=("$S4")

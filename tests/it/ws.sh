@@ -60,10 +60,14 @@ ws_direct=$(sed -n 's/.*--listen 127.0.0.1:\([0-9]*\).*/\1/p' < <(tr '\0' ' ' < 
 req -H 'Upgrade: websocket' -H 'Connection: Upgrade' -H 'Sec-WebSocket-Version: 13' \
     -H 'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==' "http://127.0.0.1:$ws_direct/nope?room=r1"
 check_error "a WebSocket on chat-ws's port at another path than /ws" 404
-for u in "/ws?room=r1" "/ws?room=a/b" "/events?room=a/b"; do
-    curl -s -o /dev/null -m 3 --http2 "http://127.0.0.1:$ws_direct$u"
+codes=""
+for u in "/ws?room=a/b" "/events?room=a/b"; do
+    codes="$codes $(curl -s -o /dev/null -m 3 --http2 -w '%{http_code}/%{http_version}' "http://127.0.0.1:$ws_direct$u")"
 done
-check_true "chat-ws answers HTTP/2 upgrades and lives on" kill -0 "$ws_pid"
+curl -s -o /dev/null -m 3 --http2 "http://127.0.0.1:$ws_direct/ws?room=r1"
+check "HTTP/2 upgrades on chat-ws's port: refusals answered over HTTP/2" " 400/2 400/2" "$codes"
+check "and chat-ws lives on (not even a zombie)" R-or-S \
+    "$(awk '/^State:/ { print ($2 == "R" || $2 == "S") ? "R-or-S" : $2 }' "/proc/$ws_pid/status" 2>/dev/null)"
 
 # As make run starts chat-ws: no rate limit (SPEC section 7)
 stack_up open || { finish; exit 1; }
