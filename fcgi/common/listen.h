@@ -12,10 +12,11 @@
 
 /*
  * Opens a listening socket on addr: a path (listen_is_path) is a unix
- * socket (a stale socket file is replaced, one in use refused; the file gets mode `mode` and,
- * when gid >= 0, that group); otherwise HOST:PORT or :PORT on TCP (IPv4,
- * or [v6]:PORT). The socket is non-blocking (accept waits in the caller's
- * epoll). Returns the fd, or a negative code with *f set.
+ * socket (a stale socket file is replaced, one in use refused, as
+ * listen_unix_clear says; the file gets mode `mode` and, when gid >= 0,
+ * that group); otherwise HOST:PORT or :PORT on TCP (IPv4, or [v6]:PORT).
+ * The socket is non-blocking (accept waits in the caller's epoll). Returns
+ * the fd, or a negative code with *f set.
  */
 int listen_open(const char *addr, int backlog, unsigned mode, long gid, struct chat_fail *f);
 
