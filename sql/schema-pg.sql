@@ -12,8 +12,8 @@
 
 CREATE TABLE IF NOT EXISTS messages (
     -- Cursor of every client: strictly increasing, never reused, and in
-    -- commit order across every node (set by messages_next_id below; a
-    -- value given in an INSERT is replaced).
+    -- commit order across every node (set by messages_next_id below from
+    -- messages_id_seq; a value given in an INSERT is replaced).
     id    bigint PRIMARY KEY,
     -- Room name, [A-Za-z0-9_.-]{1,64}; 'lobby' unless the client chose one.
     room  text NOT NULL,
@@ -48,32 +48,50 @@ CREATE TABLE IF NOT EXISTS pruned (
     upto  bigint NOT NULL
 );
 
--- Ids in commit order. A sequence hands out ids when a row is inserted,
--- not when it commits: transaction 1 takes 100, transaction 2 takes 101 and
--- commits first, and a reader that moved to 101 never sees 100. Instead
--- every insert takes this one row for update and increments it: a second
--- writer waits until the first commits, so ids are handed out in commit
--- order, by every node and by psql alike. Group commit makes it one lock
--- per batch of messages.
-CREATE TABLE IF NOT EXISTS message_ids (
-    -- Always true: the table holds one row.
-    one   boolean PRIMARY KEY DEFAULT true CHECK (one),
-    -- The last id handed out; the next message gets last + 1.
-    last  bigint NOT NULL
-);
-INSERT INTO message_ids (last)
-    SELECT coalesce(max(id), 0) FROM messages
-    ON CONFLICT (one) DO NOTHING;
+-- Ids in commit order. A sequence alone hands out ids when a row is
+-- inserted, not when it commits: transaction 1 takes 100, transaction 2
+-- takes 101 and commits first, and a reader that moved to 101 never sees
+-- 100. So every insert first takes the counter's lock, an advisory lock
+-- held to the end of the transaction (key 7243582), and only then the next
+-- value of the sequence: a second writer waits until the first has
+-- committed, so ids are handed out in commit order, by every node and by
+-- psql alike. Group commit makes it one wait per batch of messages. A
+-- value that a rolled-back insert took is skipped, never reused.
+CREATE SEQUENCE IF NOT EXISTS messages_id_seq AS bigint OWNED BY messages.id;
 
 CREATE OR REPLACE FUNCTION messages_next_id() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
-    UPDATE message_ids SET last = last + 1 RETURNING last INTO NEW.id;
+    PERFORM pg_advisory_xact_lock(7243582);
+    NEW.id := nextval('messages_id_seq');
     RETURN NEW;
 END
 $$;
 CREATE OR REPLACE TRIGGER messages_next_id BEFORE INSERT ON messages
     FOR EACH ROW EXECUTE FUNCTION messages_next_id();
+
+-- The sequence never behind the rows: set past the largest id (and past
+-- version 1's counter row, message_ids, which it replaces: that took the
+-- row for update and incremented it per row, so a bulk insert rewrote one
+-- row as often as it had rows). Under the counter's lock, so that no
+-- insert takes a value meanwhile.
+DO $$
+DECLARE
+    upto bigint;
+BEGIN
+    PERFORM pg_advisory_xact_lock(7243582);
+    SELECT greatest(coalesce(max(id), 0),
+                    (SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM messages_id_seq))
+      INTO upto FROM messages;
+    IF to_regclass('message_ids') IS NOT NULL THEN
+        EXECUTE 'SELECT greatest($1, coalesce(max(last), 0)) FROM message_ids' INTO upto USING upto;
+        DROP TABLE message_ids;
+    END IF;
+    IF upto > 0 THEN
+        PERFORM setval('messages_id_seq', upto);
+    END IF;
+END
+$$;
 
 -- Wake-ups: after a statement that stored rows, a notice on channel 'chat'
 -- to every listening process (one connection each), delivered when the
@@ -117,5 +135,5 @@ CREATE TABLE IF NOT EXISTS schema_version (
     -- The version of this file last applied.
     version  integer NOT NULL
 );
-INSERT INTO schema_version (version) VALUES (1)
+INSERT INTO schema_version (version) VALUES (2)
     ON CONFLICT (one) DO UPDATE SET version = greatest(schema_version.version, excluded.version);

@@ -12,11 +12,11 @@
  *     binary format with their lengths (a batch's as text[] arrays), so a
  *     parameter never depends on a NUL.
  *   - Ids are handed out by the database in commit order (a trigger that
- *     takes sql/schema-pg.sql's one-row counter for update), so readers
- *     follow ids exactly as on SQLite. A batch of the group commit is one
- *     statement (one multi-row INSERT, its own transaction): one round
- *     trip, and the counter row is held for the server's work and the
- *     commit's WAL flush only, never for round trips.
+ *     takes sql/schema-pg.sql's counter lock, then the sequence's next
+ *     value), so readers follow ids exactly as on SQLite. A batch of the
+ *     group commit is one statement (one multi-row INSERT, its own
+ *     transaction): one round trip, and the counter's lock is held for the
+ *     server's work and the commit's WAL flush only, never for round trips.
  *   - A read that must be one snapshot (rows, the room's latest id, the
  *     largest id, retention's mark) is one statement.
  *   - A connection that breaks answers CHAT_EUNAVAIL ("database
@@ -30,7 +30,7 @@
  *     holding the connection's socket, so it stays the same across
  *     reconnects. The change counter the watcher probes is kept here: it
  *     moves on every notice, on every reconnect (notices may have been
- *     missed) and when a look at the id counter, once a second, finds it
+ *     missed) and when a look at the largest id, once a second, finds it
  *     moved (rows written with triggers disabled); the watcher's timer
  *     probes thus cost no round trip.
  */
@@ -50,7 +50,7 @@
 #include "store_pg.h"
 #include "util.h"
 
-#define SCHEMA_VERSION 1         /* of sql/schema-pg.sql */
+#define SCHEMA_VERSION 2         /* of sql/schema-pg.sql */
 
 #define BACKOFF_FIRST_MS 200
 #define BACKOFF_MAX_MS   5000

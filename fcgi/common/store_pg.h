@@ -21,7 +21,7 @@
 
 enum stmt_id {
     ST_APPEND, ST_FIND_CID,
-    ST_AFTER, ST_TAIL, ST_SINCE, ST_MAX_ID, ST_COUNTER, ST_CHECK,
+    ST_AFTER, ST_TAIL, ST_SINCE, ST_MAX_ID, ST_CHECK,
     ST_AGE_EDGE, ST_AGE_BATCH, ST_ROOMS, ST_COUNT_EDGE, ST_ROOM_BATCH, ST_LISTEN,
     ST_COUNT
 };
@@ -48,7 +48,7 @@ struct pg_db {
     bool listen;
     int epfd;                  /* holds the socket while connected */
     int64_t version;           /* the change counter of pg_data_version */
-    int64_t counter;           /* message_ids.last at the last look */
+    int64_t counter;           /* the largest id at the last look */
     int64_t next_look_ms;
 };
 

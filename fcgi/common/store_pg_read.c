@@ -62,9 +62,8 @@ const struct stmt pgs_stmts[ST_COUNT] = {
     [ST_SINCE]    = { "read new messages", "SELECT id, ts, \"user\", text, room FROM messages"
                       " WHERE id > $1 ORDER BY id LIMIT $2", 2, { OID_INT8, OID_INT4 } },
     [ST_MAX_ID]   = { "max id", "SELECT coalesce(max(id), 0) FROM messages", 0, { 0 } },
-    [ST_COUNTER]  = { "id counter", "SELECT last FROM message_ids", 0, { 0 } },
     /* Readable, and writable: not a standby, not read-only by default. */
-    [ST_CHECK]    = { "check", "SELECT last, current_setting('transaction_read_only') FROM message_ids",
+    [ST_CHECK]    = { "check", "SELECT (SELECT max(id) FROM messages), current_setting('transaction_read_only')",
                       0, { 0 } },
     /* Retention: the first id young enough to keep, a walk from the oldest row. */
     [ST_AGE_EDGE] = { "retention edge", "SELECT coalesce((SELECT id FROM messages WHERE ts >= $1 ORDER BY id LIMIT 1),"
@@ -252,7 +251,7 @@ int pgs_since(struct store *base, int64_t after, int limit, struct store_page *p
 /*
  * The change counter. On the watcher's connection a local count (see the
  * opening comment): no round trip but the look once a second. On any
- * other, the id counter itself.
+ * other, the largest id itself.
  */
 int pgs_data_version(struct store *base, int64_t *v, struct chat_fail *f)
 {
@@ -261,7 +260,7 @@ int pgs_data_version(struct store *base, int64_t *v, struct chat_fail *f)
     int err;
 
     if (!s->listen) {
-        if ((err = single_int(s, ST_COUNTER, &counter, f)) < 0)
+        if ((err = single_int(s, ST_MAX_ID, &counter, f)) < 0)
             return err;
         *v = s->version = counter;
         return 0;
@@ -270,7 +269,7 @@ int pgs_data_version(struct store *base, int64_t *v, struct chat_fail *f)
         return err;
     now = util_now_ms();
     if (now >= s->next_look_ms) {
-        if ((err = single_int(s, ST_COUNTER, &counter, f)) < 0)
+        if ((err = single_int(s, ST_MAX_ID, &counter, f)) < 0)
             return err;
         pgs_take_notices(s);
         if (counter != s->counter)

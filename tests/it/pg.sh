@@ -28,7 +28,7 @@ done
 
 # ---- the schema ----
 DB=$(pg_db node) && WS_FLAGS="--busy-ms 500" stack_up node --busy-ms 500 || { finish; exit 1; }
-check "the programs created the schema, version 1" 1 "$(sqlite3 "$DB" 'select version from schema_version')"
+check "the programs created the schema, version 2" 2 "$(sqlite3 "$DB" 'select version from schema_version')"
 check "messages has the columns of sql/schema.sql" "id,room,user,text,ts,cid" \
     "$(sqlite3 "$DB" "select string_agg(column_name, ',' order by ordinal_position) from information_schema.columns where table_name = 'messages'")"
 check "its indexes: (room, id), unique (room, cid)" \
@@ -42,7 +42,7 @@ check "ts by the database's clock, in ms" 1 "$(sqlite3 "$DB" "select count(*) fr
 check_true "sql/schema-pg.sql applied again by hand changes nothing" \
     psql -X -q -v ON_ERROR_STOP=1 "$DB" -c 'set client_min_messages = warning' -f "$ROOT/sql/schema-pg.sql"
 check "the rows are kept" "1|first" "$(sqlite3 "$DB" "select count(*), min(text) from messages")"
-check "the counter is kept" "$first" "$(sqlite3 "$DB" "select last from message_ids")"
+check "the counter is kept" "$first" "$(sqlite3 "$DB" "select last_value from messages_id_seq")"
 req "$BASE/send/msg?text=second"
 check "ids go on after it" $((first + 1)) "$(jget .id)"
 
@@ -62,8 +62,38 @@ opid=$!
 for _ in $(seq 1 100); do grep -q listening "$TMP/older.log" && break; sleep 0.1; done
 kill "$opid" 2>/dev/null; wait "$opid" 2>/dev/null
 check_true "an older schema is upgraded, and says so" grep -q "upgraded the schema" "$TMP/older.log"
-check "to version 1, the rows kept" "1|from before" "$(sqlite3 "$older" 'select version, (select text from messages) from schema_version')"
+check "to version 2, the rows kept" "2|from before" "$(sqlite3 "$older" 'select version, (select text from messages) from schema_version')"
 check "with what was missing" "pruned|messages_notify" "$(sqlite3 "$older" "select to_regclass('pruned'), (select tgname from pg_trigger where tgname = 'messages_notify')")"
+
+# Version 1 kept the counter in a row (message_ids), incremented per row;
+# version 2 has a sequence behind an advisory lock. The upgrade sets the
+# sequence past the counter, and drops the row.
+v1=$(pg_db v1)
+psql -X -q -v ON_ERROR_STOP=1 "$v1" -c 'set client_min_messages = warning' -f "$ROOT/sql/schema-pg.sql" \
+    -c "insert into messages(room, text) values ('lobby', 'v1 a'), ('lobby', 'v1 b')" \
+    -c 'drop sequence messages_id_seq' \
+    -c 'create table message_ids (one boolean primary key default true check (one), last bigint not null)' \
+    -c 'insert into message_ids (last) values (40)' \
+    -c "create or replace function messages_next_id() returns trigger language plpgsql as \$\$ begin update message_ids set last = last + 1 returning last into new.id; return new; end \$\$" \
+    -c 'update schema_version set version = 1'
+check "a version 1 database: ids from its counter row" 41 \
+    "$(psql -X -q -A -t "$v1" -c "insert into messages(room, text) values ('lobby', 'v1 c') returning id")"
+"$BIN_DIR/chat-fcgi" --db "$v1" --listen "$TMP/v1.sock" > "$TMP/v1.log" 2>&1 &
+v1pid=$!
+for _ in $(seq 1 100); do grep -q listening "$TMP/v1.log" && break; sleep 0.1; done
+kill "$v1pid" 2>/dev/null; wait "$v1pid" 2>/dev/null
+check_true "is upgraded, and says so" grep -q "upgraded the schema" "$TMP/v1.log"
+check "to version 2, the counter row dropped" "2|" "$(sqlite3 "$v1" "select version, to_regclass('message_ids') from schema_version")"
+check "its ids go on after the counter's" 42 \
+    "$(psql -X -q -A -t "$v1" -c "insert into messages(room, text) values ('lobby', 'v2 a') returning id")"
+check_true "sql/schema-pg.sql applied again leaves the sequence where it is" \
+    psql -X -q -v ON_ERROR_STOP=1 "$v1" -c 'set client_min_messages = warning' -f "$ROOT/sql/schema-pg.sql"
+check "so the next id is the next one" 43 \
+    "$(psql -X -q -A -t "$v1" -c "insert into messages(room, text) values ('lobby', 'v2 b') returning id")"
+# One insert of many rows: ids in order, one lock for all (version 1 rewrote
+# its counter row once a row, so this took seconds)
+check "a bulk insert of 20,000 rows by psql" "20000|44|20043" \
+    "$(timeout 20 psql -X -q -A -t "$v1" -c "with i as (insert into messages(room, text) select 'bulk', 'row ' || g from generate_series(1, 20000) g returning id, text) select count(*), min(id), max(id) from i where text = 'row ' || (id - 43)")"
 
 # ---- ids in commit order, the interleaving forced ----
 run_checks /usr/bin/python3 "$ROOT/tests/it/pg_order.py" "$DB" "$BASE"
@@ -84,7 +114,7 @@ check_true "with the same rows" grep -q "ops *op *20[0-9-]* [0-9:.]* *two lines"
 
 # ---- a writer that holds the counter past the busy timeout ----
 coproc LOCKER { psql -X -q -A -t "$DB"; }
-echo "begin; update message_ids set last = last; select 'locked';" >&"${LOCKER[1]}"
+echo "begin; select 'locked' from pg_advisory_xact_lock(7243582);" >&"${LOCKER[1]}"
 read -r -t 10 locked <&"${LOCKER[0]}"
 check "a psql session holds the counter" locked "${locked:-}"
 req_timed "$BASE/send/msg?text=while+locked"
