@@ -6,7 +6,7 @@
 -- schema is missing or older (in one transaction, under an advisory lock,
 -- so that nodes starting together apply it once); an operator can also
 -- apply it by hand:
---     psql postgresql:///chat?host=... -v ON_ERROR_STOP=1 -f sql/schema-pg.sql
+--     psql postgresql:///chat?host=... -1 -v ON_ERROR_STOP=1 -f sql/schema-pg.sql
 -- Every statement is idempotent: applying it again changes nothing, and
 -- applying a newer version of this file upgrades in place.
 
@@ -59,39 +59,49 @@ CREATE TABLE IF NOT EXISTS pruned (
 -- value that a rolled-back insert took is skipped, never reused.
 CREATE SEQUENCE IF NOT EXISTS messages_id_seq AS bigint OWNED BY messages.id;
 
-CREATE OR REPLACE FUNCTION messages_next_id() RETURNS trigger
-LANGUAGE plpgsql AS $$
-BEGIN
-    PERFORM pg_advisory_xact_lock(7243582);
-    NEW.id := nextval('messages_id_seq');
-    RETURN NEW;
-END
-$$;
-CREATE OR REPLACE TRIGGER messages_next_id BEFORE INSERT ON messages
-    FOR EACH ROW EXECUTE FUNCTION messages_next_id();
-
--- The sequence never behind the rows: set past the largest id (and past
--- version 1's counter row, message_ids, which it replaces: that took the
--- row for update and incremented it per row, so a bulk insert rewrote one
--- row as often as it had rows). Under the counter's lock, so that no
--- insert takes a value meanwhile.
-DO $$
+-- The sequence set past every id handed out, and the trigger's function
+-- replaced, in one transaction even when this file is applied statement by
+-- statement, with inserts held off meanwhile (the table lock): so no insert
+-- takes an id of the sequence before it is set, nor one of the counter it
+-- replaces. That is version 1's message_ids, a row every insert took for
+-- update and incremented, so that a bulk insert rewrote one row as often
+-- as it had rows. One cached value at a time (CACHE 1): sessions that each
+-- cached a range would hand out ids out of commit order.
+DO $upgrade$
 DECLARE
     upto bigint;
 BEGIN
-    PERFORM pg_advisory_xact_lock(7243582);
+    LOCK TABLE messages IN SHARE ROW EXCLUSIVE MODE;
     SELECT greatest(coalesce(max(id), 0),
-                    (SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM messages_id_seq))
+                    (SELECT CASE WHEN is_called THEN last_value ELSE last_value - 1 END
+                       FROM messages_id_seq))
       INTO upto FROM messages;
-    IF to_regclass('message_ids') IS NOT NULL THEN
+    IF (SELECT relkind FROM pg_class WHERE oid = to_regclass('message_ids')) = 'r' THEN
         EXECUTE 'SELECT greatest($1, coalesce(max(last), 0)) FROM message_ids' INTO upto USING upto;
         DROP TABLE message_ids;
     END IF;
     IF upto > 0 THEN
         PERFORM setval('messages_id_seq', upto);
     END IF;
+    ALTER SEQUENCE messages_id_seq CACHE 1 NO CYCLE;
+    CREATE OR REPLACE FUNCTION messages_next_id() RETURNS trigger
+    LANGUAGE plpgsql AS $fn$
+    BEGIN
+        PERFORM pg_advisory_xact_lock(7243582);
+        NEW.id := nextval('messages_id_seq');
+        RETURN NEW;
+    END
+    $fn$;
+    -- What a node of version 1 reads once a second, so that it keeps
+    -- working through a rolling upgrade: the last id handed out (one row,
+    -- read-only).
+    CREATE OR REPLACE VIEW message_ids AS
+        SELECT true AS one, CASE WHEN is_called THEN last_value ELSE last_value - 1 END AS last
+          FROM messages_id_seq;
 END
-$$;
+$upgrade$;
+CREATE OR REPLACE TRIGGER messages_next_id BEFORE INSERT ON messages
+    FOR EACH ROW EXECUTE FUNCTION messages_next_id();
 
 -- Wake-ups: after a statement that stored rows, a notice on channel 'chat'
 -- to every listening process (one connection each), delivered when the

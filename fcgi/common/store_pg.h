@@ -11,7 +11,7 @@
 
 #include "store_backend.h"
 
-#define LOOK_EVERY_MS    1000    /* the watcher's look at the id counter, without a notice */
+#define LOOK_EVERY_MS    1000    /* the watcher's look at the largest id, without a notice */
 
 /* Type oids of the parameters (pg_type.h is a server header). */
 #define OID_INT4 23

@@ -67,15 +67,19 @@ check "with what was missing" "pruned|messages_notify" "$(sqlite3 "$older" "sele
 
 # Version 1 kept the counter in a row (message_ids), incremented per row;
 # version 2 has a sequence behind an advisory lock. The upgrade sets the
-# sequence past the counter, and drops the row.
+# sequence past the counter, and leaves a view of that name for nodes of
+# version 1 still running.
+v1_db() {   # a database as version 1 left it: rows 1 and 2, its counter at 40
+    psql -X -q -v ON_ERROR_STOP=1 "$1" -c 'set client_min_messages = warning' -f "$ROOT/sql/schema-pg.sql" \
+        -c "insert into messages(room, text) values ('lobby', 'v1 a'), ('lobby', 'v1 b')" \
+        -c 'drop view message_ids' -c 'drop sequence messages_id_seq' \
+        -c 'create table message_ids (one boolean primary key default true check (one), last bigint not null)' \
+        -c 'insert into message_ids (last) values (40)' \
+        -c "create or replace function messages_next_id() returns trigger language plpgsql as \$\$ begin update message_ids set last = last + 1 returning last into new.id; return new; end \$\$" \
+        -c 'update schema_version set version = 1'
+}
 v1=$(pg_db v1)
-psql -X -q -v ON_ERROR_STOP=1 "$v1" -c 'set client_min_messages = warning' -f "$ROOT/sql/schema-pg.sql" \
-    -c "insert into messages(room, text) values ('lobby', 'v1 a'), ('lobby', 'v1 b')" \
-    -c 'drop sequence messages_id_seq' \
-    -c 'create table message_ids (one boolean primary key default true check (one), last bigint not null)' \
-    -c 'insert into message_ids (last) values (40)' \
-    -c "create or replace function messages_next_id() returns trigger language plpgsql as \$\$ begin update message_ids set last = last + 1 returning last into new.id; return new; end \$\$" \
-    -c 'update schema_version set version = 1'
+v1_db "$v1"
 check "a version 1 database: ids from its counter row" 41 \
     "$(psql -X -q -A -t "$v1" -c "insert into messages(room, text) values ('lobby', 'v1 c') returning id")"
 "$BIN_DIR/chat-fcgi" --db "$v1" --listen "$TMP/v1.sock" > "$TMP/v1.log" 2>&1 &
@@ -83,13 +87,31 @@ v1pid=$!
 for _ in $(seq 1 100); do grep -q listening "$TMP/v1.log" && break; sleep 0.1; done
 kill "$v1pid" 2>/dev/null; wait "$v1pid" 2>/dev/null
 check_true "is upgraded, and says so" grep -q "upgraded the schema" "$TMP/v1.log"
-check "to version 2, the counter row dropped" "2|" "$(sqlite3 "$v1" "select version, to_regclass('message_ids') from schema_version")"
+check "to version 2, message_ids now a view" "2|v" \
+    "$(sqlite3 "$v1" "select version, (select relkind from pg_class where relname = 'message_ids') from schema_version")"
 check "its ids go on after the counter's" 42 \
     "$(psql -X -q -A -t "$v1" -c "insert into messages(room, text) values ('lobby', 'v2 a') returning id")"
+check "a node of version 1 reads the last id from the view" 42 "$(sqlite3 "$v1" "select last from message_ids")"
 check_true "sql/schema-pg.sql applied again leaves the sequence where it is" \
     psql -X -q -v ON_ERROR_STOP=1 "$v1" -c 'set client_min_messages = warning' -f "$ROOT/sql/schema-pg.sql"
 check "so the next id is the next one" 43 \
     "$(psql -X -q -A -t "$v1" -c "insert into messages(room, text) values ('lobby', 'v2 b') returning id")"
+# Applied by hand statement by statement (no -1) while another session
+# inserts: the switch is one transaction, so no id is taken twice
+v1b=$(pg_db v1b)
+v1_db "$v1b"
+for i in $(seq 1 4000); do echo "insert into messages(room, text) values ('lobby', 'loop $i') returning id;"; done > "$TMP/loop.sql"
+psql -X -q -A -t -v ON_ERROR_STOP=1 "$v1b" -f "$TMP/loop.sql" > "$TMP/loop.out" 2>&1 &
+loop=$!
+sleep 0.1
+psql -X -q -v ON_ERROR_STOP=1 "$v1b" -c 'set client_min_messages = warning' -f "$ROOT/sql/schema-pg.sql" > "$TMP/up.out" 2>&1
+up=$?
+kill -0 "$loop" 2>/dev/null
+check "applied without -1 while another session inserts" "0|0" "$up|$?"
+wait "$loop"
+check "that session's 4,000 inserts all stored" 0 $?
+check "their ids increase from the counter's, none taken twice" "4000|41|1" \
+    "$(awk 'BEGIN { ok = 1 } { if (NR == 1) first = $1; if ($1 + 0 <= prev) ok = 0; prev = $1 + 0 } END { print NR "|" first "|" ok }' "$TMP/loop.out")"
 # One insert of many rows: ids in order, one lock for all (version 1 rewrote
 # its counter row once a row, so this took seconds)
 check "a bulk insert of 20,000 rows by psql" "20000|44|20043" \
@@ -114,7 +136,7 @@ check_true "with the same rows" grep -q "ops *op *20[0-9-]* [0-9:.]* *two lines"
 
 # ---- a writer that holds the counter past the busy timeout ----
 coproc LOCKER { psql -X -q -A -t "$DB"; }
-echo "begin; select 'locked' from pg_advisory_xact_lock(7243582);" >&"${LOCKER[1]}"
+echo "begin; insert into messages(room, text) values ('ops', 'held'); select 'locked';" >&"${LOCKER[1]}"
 read -r -t 10 locked <&"${LOCKER[0]}"
 check "a psql session holds the counter" locked "${locked:-}"
 req_timed "$BASE/send/msg?text=while+locked"

@@ -9,7 +9,7 @@ transaction 1 inserts (id n) and stays open, transaction 2 inserts (n + 1)
 and commits first; a reader then sees n + 1 without n, and one that moved
 its cursor to n + 1 would never see n. Then the same interleaving on
 messages: transaction 2 must wait for transaction 1 (the trigger takes the
-counter row), its id is larger, and a long-poll reader that follows
+counter's lock), its id is larger, and a long-poll reader that follows
 max_index through BASE sees both, once each, in id order. Prints PASS/FAIL
 lines.
 """
