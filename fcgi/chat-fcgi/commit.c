@@ -8,6 +8,7 @@
 #include "commit.h"
 #include "metrics.h"
 #include "sendq.h"
+#include "workers.h"
 
 struct commit {
     struct sendq q;
@@ -41,6 +42,8 @@ int commit_submit(struct commit *c, FCGX_Request *r, const struct valid_send *m,
         return f->code;
     if (!drain)
         return 0;   /* the drainer takes it with the batch it gathers or the next one */
+    /* Its disk writes are not the CPU's work: another worker serves meanwhile. */
+    workers_wait_begin();
     while ((n = sendq_next_batch(&c->q, batch)) > 0) {
         /*
          * After the database refused a whole batch (busy, a full or
@@ -59,6 +62,7 @@ int commit_submit(struct commit *c, FCGX_Request *r, const struct valid_send *m,
         }
         answer_all(c, batch, n);
     }
+    workers_wait_end();
     return 0;
 }
 

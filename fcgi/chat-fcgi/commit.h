@@ -8,7 +8,8 @@
  * and goes on while more queued up meanwhile. Otherwise it returns to
  * accepting at once and the committer takes its send in the next batch.
  * Under load, a committer first waits a moment (at most 0.2 ms) for the
- * sends the other workers are reading. So, alone, a send costs what it
+ * sends the other workers are reading; while it commits, it gives its turn
+ * to serve to another worker (workers.h). So, alone, a send costs what it
  * did; under load the cost of a commit is shared by the sends that arrive
  * together; and no sender hears 200 before its message is committed.
  */

@@ -19,6 +19,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <malloc.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -48,6 +49,7 @@
 struct config {
     struct cli_common common; /* listen NULL: an inherited socket */
     int threads;
+    int serving;              /* of which serve at once: at most one per CPU on SQLite */
     int backlog;
     struct hold_opts hold;
     struct retain_opts retain;
@@ -67,7 +69,9 @@ static void usage(FILE *out)
         "                         (loopback); without it, the socket inherited from\n"
         "                         systemd (LISTEN_FDS) or spawn-fcgi (fd 0)\n"
         CLI_SOCKET_HELP
-        "  -t, --threads N        worker threads for short requests (default: 8)\n"
+        "  -t, --threads N        worker threads for short requests (default: 8); on\n"
+        "                         SQLite at most one per CPU serve at once, the others\n"
+        "                         stand in for one that commits\n"
         "      --max-held N       long-polls held at once; beyond, 503 (default: 4096;\n"
         "                         at most what the descriptor limit leaves room for)\n"
         "      --probe-ms N       change probe interval while long-polls wait, 1..10000\n"
@@ -124,6 +128,18 @@ static void parse_flags(int argc, char **argv, struct config *c)
         }
     }
     cli_no_operands(argc, argv, usage);
+}
+
+/* The CPUs this process may run on (its affinity mask, so taskset and cpusets count). */
+static int cpus(void)
+{
+    cpu_set_t set;
+    long n;
+
+    if (sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) > 0)
+        return CPU_COUNT(&set);
+    n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 && n < 1024 ? (int)n : 1;
 }
 
 /*
@@ -255,6 +271,7 @@ int main(int argc, char **argv)
         log_error("%s", f.msg);
         return 1;
     }
+    c.serving = store_remote(probe) || cpus() > c.threads ? c.threads : cpus();
     store_close(probe);
     if (FCGX_Init() != 0) {
         log_error("libfcgi initialisation failed");
@@ -263,16 +280,17 @@ int main(int argc, char **argv)
     cap_held(&c, fd_limit);
     if (hold_start(&c.hold, &hold, &f) < 0 || retain_start(&c.retain, &retain, &f) < 0 ||
         commit_open(&(struct commit_opts){ .store = so, .hold = hold, .answer = api_send_answer,
-                                           .gather = (size_t)c.threads }, &commit, &f) < 0) {
+                                           .gather = (size_t)c.serving }, &commit, &f) < 0) {
         log_error("%s", f.msg);
         return 1;
     }
-    if (workers_start(&(struct workers_opts){ .threads = c.threads, .listen_fd = listen_fd,
+    if (workers_start(&(struct workers_opts){ .threads = c.threads, .serving = c.serving, .listen_fd = listen_fd,
                                               .fd_limit = fd_limit, .keep_max = keep_max(fd_limit),
                                               .store = so, .hold = hold, .commit = commit },
                       &workers, &f) == 0) {
-        log_info("listening on %s with %d threads, database %s, at most %zu held",
-                 c.common.listen ? c.common.listen : "an inherited socket", c.threads, c.common.db_path, c.hold.max_held);
+        log_info("listening on %s with %d threads (%d serving at once), database %s, at most %zu held",
+                 c.common.listen ? c.common.listen : "an inherited socket", c.threads, c.serving,
+                 c.common.db_path, c.hold.max_held);
         /* Once a second, a worker reading one request for too long is woken to drop it. */
         for (;;) {
             sig = sigtimedwait(&sigs, NULL, &(struct timespec){ .tv_sec = 1 });

@@ -27,6 +27,7 @@
 
 #define WAKE_SIGNAL SIGUSR1
 #define LISTENER    UINT64_MAX     /* epoll data of the listening socket */
+#define READ_LEND_MS 100           /* a read this long waits for its client: its turn goes to another */
 
 struct worker;
 
@@ -42,6 +43,11 @@ struct workers {
     atomic_int idle;           /* connections IDLE now */
     atomic_uint_fast64_t conns; /* connections accepted: the last one's id */
     int keep_max;              /* beyond this many IDLE, a connection is closed instead */
+    /* Turns to serve (see workers.h): gated when fewer than the threads. */
+    bool gated;
+    pthread_mutex_t turn_mu;
+    pthread_cond_t turn_free;
+    int turns;                 /* free turns; a worker waits for one when none is */
 };
 
 /* Where a worker is, for the thread that wakes it. */
@@ -60,7 +66,11 @@ struct worker {
     enum worker_state state;
     int64_t since;             /* util_now_ms() when the state began */
     bool kicked;               /* WAKE_SIGNAL was sent in this state */
+    bool lent;                 /* its turn was given to another worker in this state */
 };
+
+/* The worker of the calling thread; NULL on any other thread. */
+static _Thread_local struct worker *self;
 
 /* Interrupts the blocking call of the worker it is sent to; nothing else. */
 static void on_wake(int sig)
@@ -68,22 +78,29 @@ static void on_wake(int sig)
     (void)sig;
 }
 
+static void turn_take(struct workers *ws);
+
 /*
  * Moves w to state. A wake-up sent for the state it leaves is spent: it
  * was sent under w->mu, so it is now pending (then dropped here) or was
  * delivered, and cannot interrupt what comes next (a taken connection is
- * always read, a request that was read always answered).
+ * always read, a request that was read always answered). A turn lent away
+ * in the state it leaves is waited for again.
  */
 static void worker_enter(struct worker *w, enum worker_state state)
 {
-    bool kicked;
+    bool kicked, lent;
 
     pthread_mutex_lock(&w->mu);
     w->state = state;
     w->since = util_now_ms();
     kicked = w->kicked;
     w->kicked = false;
+    lent = w->lent;
+    w->lent = false;
     pthread_mutex_unlock(&w->mu);
+    if (lent)
+        turn_take(w->pool);   /* its read was slow and another served meanwhile: a turn again */
     if (kicked) {
         sigset_t wake;
         sigemptyset(&wake);
@@ -92,6 +109,36 @@ static void worker_enter(struct worker *w, enum worker_state state)
         sigtimedwait(&wake, NULL, &(struct timespec){ 0 });
         pthread_sigmask(SIG_UNBLOCK, &wake, NULL);
     }
+}
+
+/* Waits for a turn to serve, unless the pool is stopping. */
+static void turn_take(struct workers *ws)
+{
+    pthread_mutex_lock(&ws->turn_mu);
+    while (ws->turns == 0 && !atomic_load(&ws->stopping))
+        pthread_cond_wait(&ws->turn_free, &ws->turn_mu);
+    ws->turns--;
+    pthread_mutex_unlock(&ws->turn_mu);
+}
+
+static void turn_give(struct workers *ws)
+{
+    pthread_mutex_lock(&ws->turn_mu);
+    ws->turns++;
+    pthread_cond_signal(&ws->turn_free);
+    pthread_mutex_unlock(&ws->turn_mu);
+}
+
+void workers_wait_begin(void)
+{
+    if (self && self->pool->gated)
+        turn_give(self->pool);
+}
+
+void workers_wait_end(void)
+{
+    if (self && self->pool->gated)
+        turn_take(self->pool);
 }
 
 /* Arms fd in the set (registered already, or added when add is set). Returns 0 or -1. */
@@ -280,6 +327,9 @@ static void *worker_main(void *arg)
     sigemptyset(&wake);
     sigaddset(&wake, WAKE_SIGNAL);
     pthread_sigmask(SIG_UNBLOCK, &wake, NULL);
+    self = w;
+    if (w->pool->gated)
+        turn_take(w->pool);
     for (;;) {
         struct epoll_event ev;
         int n;
@@ -311,8 +361,10 @@ static void *worker_main(void *arg)
 /*
  * Sends WAKE_SIGNAL to the workers that must be woken: those waiting for
  * work when stopping, and those that have been reading one request for
- * longer than CHAT_READ_TIMEOUT_MS (a client that trickles it in). Returns
- * the number of workers still running.
+ * longer than CHAT_READ_TIMEOUT_MS (a client that trickles it in). One
+ * reading for longer than READ_LEND_MS waits for its client, not for the
+ * CPU: its turn to serve goes to another worker meanwhile. Returns the
+ * number of workers still running.
  */
 static int wake(struct worker *w, int n, bool stop)
 {
@@ -327,6 +379,10 @@ static int wake(struct worker *w, int n, bool stop)
             (w[i].state == W_READ && now - w[i].since >= CHAT_READ_TIMEOUT_MS)) {
             pthread_kill(w[i].thread, WAKE_SIGNAL);
             w[i].kicked = true;
+        }
+        if (w[i].state == W_READ && now - w[i].since >= READ_LEND_MS && w[i].pool->gated && !w[i].lent) {
+            w[i].lent = true;
+            turn_give(w[i].pool);
         }
         pthread_mutex_unlock(&w[i].mu);
     }
@@ -373,6 +429,9 @@ int workers_stop(struct workers *ws, int timeout_ms)
     if (!ws)
         return 0;
     atomic_store(&ws->stopping, true);
+    pthread_mutex_lock(&ws->turn_mu);
+    pthread_cond_broadcast(&ws->turn_free);
+    pthread_mutex_unlock(&ws->turn_mu);
     while ((left = wake(ws->w, ws->n, true)) > 0 && util_now_ms() < deadline)
         usleep(5000);
     return left;
@@ -404,6 +463,10 @@ int workers_start(const struct workers_opts *o, struct workers **out, struct cha
     ws->listen_fd = o->listen_fd;
     ws->epfd = -1;
     ws->keep_max = o->keep_max;
+    ws->turns = o->serving > 0 && o->serving < o->threads ? o->serving : o->threads;
+    ws->gated = ws->turns < o->threads;
+    pthread_mutex_init(&ws->turn_mu, NULL);
+    pthread_cond_init(&ws->turn_free, NULL);
     ws->nslots = o->fd_limit > 0 && o->fd_limit < (1 << 22) ? (int)o->fd_limit : (1 << 20);
     atomic_store(&ws->max_fd, -1);
     /* Untouched pages of a large calloc cost nothing: only the numbers in use are. */
@@ -443,6 +506,8 @@ int workers_start(const struct workers_opts *o, struct workers **out, struct cha
 fail:
     if (ws->epfd >= 0)
         close(ws->epfd);
+    pthread_cond_destroy(&ws->turn_free);
+    pthread_mutex_destroy(&ws->turn_mu);
     free(ws->slots);
     free(ws->w);
     free(ws);
@@ -481,6 +546,8 @@ void workers_free(struct workers *ws)
             close(fd);
     }
     close(ws->epfd);
+    pthread_cond_destroy(&ws->turn_free);
+    pthread_mutex_destroy(&ws->turn_mu);
     free(ws->slots);
     free(ws->w);
     free(ws);

@@ -41,6 +41,17 @@
  * number was accepted again meanwhile): a descriptor number is never
  * mistaken for a later connection that got it.
  *
+ * Turns: on a store that works on this machine's CPU (SQLite), more
+ * workers serving at once than there are CPUs only take turns on them, and
+ * every request then wakes a sleeping thread (a context switch each, which
+ * cost more than the request's own work). So at most `serving` workers
+ * serve at once, each keeping its turn from one request to the next; the
+ * others wait for a turn. A worker about to wait for something else than
+ * the CPU (the group commit it runs for everyone, with its disk writes)
+ * gives its turn up meanwhile (workers_wait_begin), and another worker
+ * serves in its place. On PostgreSQL every call waits for a round trip,
+ * so every worker serves.
+ *
  * Stopping wakes the workers blocked in epoll_wait() (or accept(), on an
  * inherited blocking listener) with WAKE_SIGNAL, whatever the listening
  * socket: an inherited one (systemd, spawn-fcgi) must not be shut down.
@@ -56,6 +67,7 @@ struct workers;
 
 struct workers_opts {
     int threads;
+    int serving;               /* at most this many serve at once (0: all) */
     int listen_fd;             /* opened (non-blocking) or inherited; never shut down here */
     long fd_limit;             /* the descriptor limit (-1: unknown) */
     int keep_max;              /* connections kept idle between requests, at most */
@@ -80,6 +92,13 @@ int workers_start(const struct workers_opts *o, struct workers **out, struct cha
  * CHAT_KEEP_IDLE_MS).
  */
 void workers_tick(struct workers *ws);
+/*
+ * Called by a worker before and after a wait that is not for the CPU: it
+ * gives its turn to serve to another worker meanwhile, then waits for one
+ * again. No-ops on any other thread, and when every worker serves.
+ */
+void workers_wait_begin(void);
+void workers_wait_end(void);
 /* Connections kept idle between requests now (0 for NULL). */
 int workers_kept(struct workers *ws);
 /*

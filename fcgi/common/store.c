@@ -29,6 +29,11 @@ void store_close(struct store *s)
         s->backend->close(s);
 }
 
+bool store_remote(const struct store *s)
+{
+    return s->backend->remote;
+}
+
 int store_append_batch(struct store *s, struct store_item **items, size_t n)
 {
     struct chat_fail f;

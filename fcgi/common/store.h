@@ -63,6 +63,11 @@ struct store_sent {
 int store_open(const struct store_opts *o, struct store **out, struct chat_fail *f);
 /* Closes the connection; store_close(NULL) is a no-op. */
 void store_close(struct store *s);
+/*
+ * Whether each call waits for a server (PostgreSQL: a round trip), so that
+ * a thread in it is idle, rather than working on this machine's CPU (SQLite).
+ */
+bool store_remote(const struct store *s);
 
 /* One message of a batch, and what became of it. */
 struct store_item {

@@ -23,6 +23,8 @@ struct store {
 
 struct store_backend {
     const char *name;
+    /* Every call waits for a server's answer (a round trip), not only for CPU. */
+    bool remote;
     /* Whether db (a path or a URI) names a database of this backend. */
     bool (*claims)(const char *db);
     int (*open)(const struct store_opts *o, struct store **out, struct chat_fail *f);

@@ -442,7 +442,7 @@ static bool pg_claims(const char *db)
 }
 
 const struct store_backend store_pg = {
-    .name = "postgresql", .claims = pg_claims, .open = pg_open, .close = pg_close,
+    .name = "postgresql", .remote = true, .claims = pg_claims, .open = pg_open, .close = pg_close,
     .append_tx = pgs_append_tx, .fetch = pgs_fetch, .since = pgs_since,
     .data_version = pgs_data_version, .max_id = pgs_max_id, .prune_age = pgs_prune_age,
     .prune_rooms = pgs_prune_rooms, .check = pgs_check, .watch = pg_watch,

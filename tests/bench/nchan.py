@@ -9,8 +9,9 @@ both in turn and prints one table with both figures and their ratio (this
 system / Nchan; for latency and memory, lower is better).
 
   W0  the old ceiling of this architecture: wrk c=16 and c=64 on a no-op
-      FastCGI responder (tests/bench/noop_fcgi.c: the same libfcgi, thread
-      count and socket type as chat-fcgi's defaults) behind the same nginx
+      FastCGI responder (tests/bench/noop_fcgi.c: the same libfcgi and
+      socket type as chat-fcgi, and as many threads as chat-fcgi's serve at
+      once on SQLite, one per CPU) behind the same nginx
       and the same fastcgi settings (conf/nginx/chat-fastcgi.conf) but one
       connection a request (fastcgi_keep_conn off)
   W0k the ceiling with connection reuse: the same no-op responder serving
@@ -71,7 +72,7 @@ sys.path.insert(0, HERE)
 from ws_fanout import bench_bin, cpu_s, drive, free_port, load_client, server_pids, split  # noqa: E402
 
 NCHAN_MODULE = "/usr/lib/nginx/modules/ngx_nchan_module.so"
-DEFAULT_THREADS = 8   # chat-fcgi's --threads default, which W0 mirrors
+DEFAULT_THREADS = len(os.sched_getaffinity(0))  # chat-fcgi's workers serving at once on SQLite, which W0 and W0k mirror
 
 NCHAN_CONF = """
 load_module {module};

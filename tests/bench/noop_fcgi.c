@@ -1,8 +1,8 @@
 /*
  * noop_fcgi.c - W0 and W0k of the benchmarks: the ceiling of this
- * architecture. A FastCGI responder on the same libfcgi, with the same
- * thread count and socket type as chat-fcgi's defaults, that answers {} to
- * every request without touching SQLite.
+ * architecture. A FastCGI responder on the same libfcgi and socket type as
+ * chat-fcgi, run with as many threads as chat-fcgi's serve at once (one
+ * per CPU), that answers {} to every request without touching SQLite.
  *
  *   noop_fcgi SOCKET_PATH [THREADS] [keep]
  *

@@ -248,10 +248,12 @@ def inherit(mode, prog, db, log, tmp):
 
 # -- conns ------------------------------------------------------------------
 
-def start(prog, db, log, listen, extra=(), env=None):
+def start(prog, db, log, listen, extra=(), env=None, cpus=None):
+    """chat-fcgi on listen; with cpus (a set), allowed those CPUs only."""
     logf = open(log, "ab")
     return subprocess.Popen([prog, "--db", db, "--listen", listen, *extra], stdin=subprocess.DEVNULL,
-                            stdout=logf, stderr=logf, env=env)
+                            stdout=logf, stderr=logf, env=env,
+                            preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None)
 
 
 def free_port():
@@ -309,12 +311,15 @@ def trickle(addr, stop_at):
 
 
 def conns(prog, db, log, tmp):
-    threads = 2
     port = free_port()
     tcp = ("127.0.0.1", port)
     unix = os.path.join(tmp, "conns.sock")
-    for name, addr, listen in (("TCP", tcp, f"127.0.0.1:{port}"), ("unix", unix, unix)):
-        proc = start(prog, db, log, listen, ("--threads", str(threads)))
+    # On one CPU, one of three workers serves at a time: a worker stuck on a
+    # slow client must hand its turn on.
+    for name, addr, listen, threads, cpus in (("TCP", tcp, f"127.0.0.1:{port}", 2, None),
+                                              ("unix", unix, unix, 2, None),
+                                              ("unix, one CPU", unix, unix, 3, {min(os.sched_getaffinity(0))})):
+        proc = start(prog, db, log, listen, ("--threads", str(threads)), cpus=cpus)
         try:
             report(wait_answering(addr), f"{name}: chat-fcgi answers")
             # As many silent connections as workers, then a real request.
