@@ -8,6 +8,7 @@
 #include "metrics.h"
 #include "render.h"
 #include "reply.h"
+#include "workers.h"
 
 /* Answers 200 with a rendered body, counts it, and ends the request. */
 static int answer(FCGX_Request *r, enum metrics_route route, char *body, size_t len,
@@ -108,6 +109,7 @@ int api_healthz(struct api_ctx *c, FCGX_Request *r, const struct params *p, stru
     int err;
 
     (void)p;
+    workers_wait_begin();     /* the check waits for the write lock, maybe a commit's */
     if ((err = store_check(c->store, f)) < 0)
         return err;
     body = render_health(hold_count(c->hold), hold_probes(c->hold), &len);

@@ -62,7 +62,6 @@ int commit_submit(struct commit *c, FCGX_Request *r, const struct valid_send *m,
         }
         answer_all(c, batch, n);
     }
-    workers_wait_end();
     return 0;
 }
 

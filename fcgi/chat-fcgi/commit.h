@@ -27,7 +27,7 @@ struct commit;
 struct commit_opts {
     struct store_opts store;  /* the committers' connection */
     struct hold *hold;        /* kicked after each batch that stored a message */
-    size_t gather;            /* sends that can be read at once: the worker threads */
+    size_t gather;            /* sends that can be read at once: the workers serving while one commits */
     /* Answers and ends a request once its message is committed or refused. */
     void (*answer)(FCGX_Request *r, const struct valid_send *m, const struct store_item *it);
 };

@@ -280,7 +280,9 @@ int main(int argc, char **argv)
     cap_held(&c, fd_limit);
     if (hold_start(&c.hold, &hold, &f) < 0 || retain_start(&c.retain, &retain, &f) < 0 ||
         commit_open(&(struct commit_opts){ .store = so, .hold = hold, .answer = api_send_answer,
-                                           .gather = (size_t)c.serving }, &commit, &f) < 0) {
+                                           /* the sends those serving can read while one commits */
+                                           .gather = (size_t)(c.serving < c.threads ? c.serving + 1 : c.threads) },
+                    &commit, &f) < 0) {
         log_error("%s", f.msg);
         return 1;
     }
@@ -291,9 +293,13 @@ int main(int argc, char **argv)
         log_info("listening on %s with %d threads (%d serving at once), database %s, at most %zu held",
                  c.common.listen ? c.common.listen : "an inherited socket", c.threads, c.serving,
                  c.common.db_path, c.hold.max_held);
-        /* Once a second, a worker reading one request for too long is woken to drop it. */
+        /*
+         * Every WORKERS_TICK_MS, a worker reading one request for too long
+         * is lent its turn away, or woken to drop it; once a second, the
+         * connections silent too long are swept.
+         */
         for (;;) {
-            sig = sigtimedwait(&sigs, NULL, &(struct timespec){ .tv_sec = 1 });
+            sig = sigtimedwait(&sigs, NULL, &(struct timespec){ .tv_nsec = WORKERS_TICK_MS * 1000000L });
             if (sig < 0 && (errno == EAGAIN || errno == EINTR)) {
                 workers_tick(workers);
                 continue;

@@ -12,6 +12,7 @@
 #include "reply.h"
 #include "route.h"
 #include "util.h"
+#include "workers.h"
 
 typedef int (*route_fn)(struct api_ctx *, FCGX_Request *, const struct params *, struct chat_fail *);
 
@@ -154,7 +155,12 @@ static int decode(FCGX_Request *r, const struct route *rt, const char *method,
         discard_body(r);
         return chat_fail(f, CHAT_ETOOBIG, "body is larger than %d bytes", CHAT_BODY_MAX);
     }
+    /* A declared body may come slowly (from a peer other than nginx, which sends it whole). */
+    if (declared > 0)
+        workers_reading_body(true);
     blen = read_body(r, CHAT_BODY_MAX, &body);
+    if (declared > 0)
+        workers_reading_body(false);
     if (blen < 0)
         return chat_fail(f, CHAT_ETOOBIG, "body is larger than %d bytes", CHAT_BODY_MAX);
     if (blen > 0 && (strcmp(method, "POST") != 0 || !rt->body)) {

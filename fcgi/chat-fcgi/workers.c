@@ -27,7 +27,7 @@
 
 #define WAKE_SIGNAL SIGUSR1
 #define LISTENER    UINT64_MAX     /* epoll data of the listening socket */
-#define READ_LEND_MS 100           /* a read this long waits for its client: its turn goes to another */
+#define READ_LEND_MS WORKERS_TICK_MS  /* a read this long waits for its client: its turn goes to another */
 
 struct worker;
 
@@ -48,12 +48,14 @@ struct workers {
     pthread_mutex_t turn_mu;
     pthread_cond_t turn_free;
     int turns;                 /* free turns; a worker waits for one when none is */
+    int64_t swept_ms;          /* when workers_tick last swept */
 };
 
 /* Where a worker is, for the thread that wakes it. */
 enum worker_state {
     W_ACCEPT,   /* waiting in epoll_wait() or accept(): woken by WAKE_SIGNAL when stopping */
     W_READ,     /* libfcgi reads the request: bounded, then woken to drop it */
+    W_BODY,     /* reading the request's body (each read bounded): never interrupted */
     W_SERVE,    /* answering: never interrupted */
     W_DONE      /* the thread has ended */
 };
@@ -66,7 +68,7 @@ struct worker {
     enum worker_state state;
     int64_t since;             /* util_now_ms() when the state began */
     bool kicked;               /* WAKE_SIGNAL was sent in this state */
-    bool lent;                 /* its turn was given to another worker in this state */
+    bool turn;                 /* it holds a turn to serve (gated pools) */
 };
 
 /* The worker of the calling thread; NULL on any other thread. */
@@ -78,29 +80,22 @@ static void on_wake(int sig)
     (void)sig;
 }
 
-static void turn_take(struct workers *ws);
-
 /*
  * Moves w to state. A wake-up sent for the state it leaves is spent: it
  * was sent under w->mu, so it is now pending (then dropped here) or was
  * delivered, and cannot interrupt what comes next (a taken connection is
- * always read, a request that was read always answered). A turn lent away
- * in the state it leaves is waited for again.
+ * always read, a request that was read always answered).
  */
 static void worker_enter(struct worker *w, enum worker_state state)
 {
-    bool kicked, lent;
+    bool kicked;
 
     pthread_mutex_lock(&w->mu);
     w->state = state;
     w->since = util_now_ms();
     kicked = w->kicked;
     w->kicked = false;
-    lent = w->lent;
-    w->lent = false;
     pthread_mutex_unlock(&w->mu);
-    if (lent)
-        turn_take(w->pool);   /* its read was slow and another served meanwhile: a turn again */
     if (kicked) {
         sigset_t wake;
         sigemptyset(&wake);
@@ -111,16 +106,7 @@ static void worker_enter(struct worker *w, enum worker_state state)
     }
 }
 
-/* Waits for a turn to serve, unless the pool is stopping. */
-static void turn_take(struct workers *ws)
-{
-    pthread_mutex_lock(&ws->turn_mu);
-    while (ws->turns == 0 && !atomic_load(&ws->stopping))
-        pthread_cond_wait(&ws->turn_free, &ws->turn_mu);
-    ws->turns--;
-    pthread_mutex_unlock(&ws->turn_mu);
-}
-
+/* Puts a turn back in the pool, for a worker waiting for one. */
 static void turn_give(struct workers *ws)
 {
     pthread_mutex_lock(&ws->turn_mu);
@@ -129,16 +115,53 @@ static void turn_give(struct workers *ws)
     pthread_mutex_unlock(&ws->turn_mu);
 }
 
-void workers_wait_begin(void)
+/*
+ * Before w looks for work: waits for a turn unless it holds one (it gave
+ * its turn up, or the tick lent it, while it served its last request),
+ * or the pool is stopping.
+ */
+static void turn_hold(struct worker *w)
 {
-    if (self && self->pool->gated)
-        turn_give(self->pool);
+    struct workers *ws = w->pool;
+    bool held;
+
+    pthread_mutex_lock(&w->mu);
+    held = w->turn;
+    pthread_mutex_unlock(&w->mu);
+    if (held)
+        return;
+    pthread_mutex_lock(&ws->turn_mu);
+    while (ws->turns <= 0 && !atomic_load(&ws->stopping))
+        pthread_cond_wait(&ws->turn_free, &ws->turn_mu);
+    ws->turns--;
+    pthread_mutex_unlock(&ws->turn_mu);
+    pthread_mutex_lock(&w->mu);
+    w->turn = true;
+    pthread_mutex_unlock(&w->mu);
 }
 
-void workers_wait_end(void)
+/* Gives w's turn to another worker, when w holds one. Called with w->mu held. */
+static void turn_lend(struct worker *w)
 {
-    if (self && self->pool->gated)
-        turn_take(self->pool);
+    if (w->turn) {
+        w->turn = false;
+        turn_give(w->pool);
+    }
+}
+
+void workers_wait_begin(void)
+{
+    if (self && self->pool->gated) {
+        pthread_mutex_lock(&self->mu);
+        turn_lend(self);
+        pthread_mutex_unlock(&self->mu);
+    }
+}
+
+void workers_reading_body(bool reading)
+{
+    if (self)
+        worker_enter(self, reading ? W_BODY : W_SERVE);
 }
 
 /* Arms fd in the set (registered already, or added when add is set). Returns 0 or -1. */
@@ -328,14 +351,14 @@ static void *worker_main(void *arg)
     sigaddset(&wake, WAKE_SIGNAL);
     pthread_sigmask(SIG_UNBLOCK, &wake, NULL);
     self = w;
-    if (w->pool->gated)
-        turn_take(w->pool);
     for (;;) {
         struct epoll_event ev;
         int n;
 
         /* Entered before the check: the stopping thread sees W_ACCEPT or we see stopping. */
         worker_enter(w, W_ACCEPT);
+        if (w->pool->gated)
+            turn_hold(w);
         if (atomic_load(&w->pool->stopping))
             break;
         if ((n = epoll_wait(w->pool->epfd, &ev, 1, -1)) < 0) {
@@ -380,10 +403,8 @@ static int wake(struct worker *w, int n, bool stop)
             pthread_kill(w[i].thread, WAKE_SIGNAL);
             w[i].kicked = true;
         }
-        if (w[i].state == W_READ && now - w[i].since >= READ_LEND_MS && w[i].pool->gated && !w[i].lent) {
-            w[i].lent = true;
-            turn_give(w[i].pool);
-        }
+        if ((w[i].state == W_READ || w[i].state == W_BODY) && now - w[i].since >= READ_LEND_MS)
+            turn_lend(&w[i]);
         pthread_mutex_unlock(&w[i].mu);
     }
     return left;
@@ -516,8 +537,13 @@ fail:
 
 void workers_tick(struct workers *ws)
 {
+    int64_t now = util_now_ms();
+
     wake(ws->w, ws->n, false);
-    sweep(ws);
+    if (now - ws->swept_ms >= 1000) {
+        ws->swept_ms = now;
+        sweep(ws);
+    }
 }
 
 int workers_kept(struct workers *ws)

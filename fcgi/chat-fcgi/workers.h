@@ -45,19 +45,24 @@
  * workers serving at once than there are CPUs only take turns on them, and
  * every request then wakes a sleeping thread (a context switch each, which
  * cost more than the request's own work). So at most `serving` workers
- * serve at once, each keeping its turn from one request to the next; the
- * others wait for a turn. A worker about to wait for something else than
- * the CPU (the group commit it runs for everyone, with its disk writes)
- * gives its turn up meanwhile (workers_wait_begin), and another worker
- * serves in its place. On PostgreSQL every call waits for a round trip,
- * so every worker serves.
+ * look for requests at once, each keeping its turn from one request to the
+ * next; the others wait for a turn. A worker that waits for something else
+ * than the CPU gives its turn to another meanwhile: itself, before the
+ * group commit it runs for everyone or a check that takes the write lock
+ * (workers_wait_begin); or the tick lends it away, every READ_LEND_MS,
+ * from a worker that has been reading a request or its body that long (a
+ * slow client). A worker without its turn finishes the request it has,
+ * then waits for a turn before it looks for the next. On PostgreSQL every
+ * call waits for a round trip, so every worker serves.
  *
- * Stopping wakes the workers blocked in epoll_wait() (or accept(), on an
+ * Stopping wakes the workers waiting for a turn, and those blocked in epoll_wait() (or accept(), on an
  * inherited blocking listener) with WAKE_SIGNAL, whatever the listening
  * socket: an inherited one (systemd, spawn-fcgi) must not be shut down.
  */
 #ifndef CHAT_FCGI_WORKERS_H
 #define CHAT_FCGI_WORKERS_H
+
+#include <stdbool.h>
 
 #include "commit.h"
 #include "hold.h"
@@ -85,20 +90,29 @@ void workers_signals(void);
 
 /* Starts the threads. Returns 0 and sets *out, or a code with *f set (none left running). */
 int workers_start(const struct workers_opts *o, struct workers **out, struct chat_fail *f);
+#define WORKERS_TICK_MS 100   /* how often workers_tick is called */
+
 /*
- * Once a second: wakes a worker that has been reading one request too
- * long, to drop it, and shuts down connections silent too long (accepted
- * without a request within CHAT_READ_TIMEOUT_MS, kept idle beyond
- * CHAT_KEEP_IDLE_MS).
+ * Every WORKERS_TICK_MS: lends away the turn of a worker reading a request
+ * or its body that long, and wakes one that has been reading one request
+ * for CHAT_READ_TIMEOUT_MS, to drop it; once a second, shuts down
+ * connections silent too long (accepted without a request within
+ * CHAT_READ_TIMEOUT_MS, kept idle beyond CHAT_KEEP_IDLE_MS).
  */
 void workers_tick(struct workers *ws);
 /*
- * Called by a worker before and after a wait that is not for the CPU: it
- * gives its turn to serve to another worker meanwhile, then waits for one
- * again. No-ops on any other thread, and when every worker serves.
+ * Called by a worker before a wait that is not for the CPU (a commit, a
+ * write lock): it gives its turn to serve to another worker, and waits
+ * for one again before it looks for its next request. A no-op on any other
+ * thread, and when every worker serves.
  */
 void workers_wait_begin(void);
-void workers_wait_end(void);
+/*
+ * Called by a worker around the read of a request's body, which a slow
+ * client may trickle in: a read that lasts is lent its turn away as a
+ * slow request read is (see above). A no-op on any other thread.
+ */
+void workers_reading_body(bool reading);
 /* Connections kept idle between requests now (0 for NULL). */
 int workers_kept(struct workers *ws);
 /*

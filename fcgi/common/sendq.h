@@ -46,7 +46,7 @@ struct sendq {
 
 /*
  * max_queued: appends beyond it are refused. gather: how many sends can be
- * read at once (the worker threads), 1 for no gathering. Returns 0, or
+ * read at once (the workers serving), 1 for no gathering. Returns 0, or
  * CHAT_EINTERNAL with *f set.
  */
 int sendq_init(struct sendq *q, size_t max_queued, size_t gather, struct chat_fail *f);

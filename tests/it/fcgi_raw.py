@@ -322,6 +322,29 @@ def conns(prog, db, log, tmp):
         proc = start(prog, db, log, listen, ("--threads", str(threads)), cpus=cpus)
         try:
             report(wait_answering(addr), f"{name}: chat-fcgi answers")
+            if cpus:
+                with open(log, errors="replace") as fh:
+                    said = [line for line in fh if "serving at once" in line]
+                report(said and "with 3 threads (1 serving at once)" in said[-1],
+                       f"{name}: one of its three workers serves at once", said[-1:])
+                # A request that comes in two parts, 1.5 s apart: its turn is
+                # lent meanwhile, and the request still answered when whole.
+                data = encode("/get/msg", "index=0")
+                s = connect(addr, 10)
+                t0 = time.monotonic()
+                try:
+                    s.sendall(data[:20])
+                    time.sleep(1.5)
+                    s.sendall(data[20:])
+                    answer = read_answer(s)
+                except OSError as e:
+                    answer = (0, {}, repr(e).encode())
+                finally:
+                    s.close()
+                took = time.monotonic() - t0
+                report(answer[0] == 200 and took < 4.0,
+                       f"{name}: a request sent in two parts 1.5 s apart is answered once whole",
+                       (answer[0], round(took, 2)))
             # As many silent connections as workers, then a real request.
             idle = open_stalled(addr, threads, b"")
             time.sleep(0.2)
