@@ -17,6 +17,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -116,6 +117,10 @@ int main(int argc, char **argv)
         fprintf(stderr, "usage: noop_fcgi SOCKET_PATH [THREADS] [keep]\n");
         return 2;
     }
+    /* chat-fcgi's allocator settings: libfcgi's buffers of each request are
+     * kept for the next, not given back to the kernel and faulted in again. */
+    mallopt(M_TRIM_THRESHOLD, 64 << 20);
+    mallopt(M_MMAP_THRESHOLD, 1 << 20);
     FCGX_Init();
     signal(SIGPIPE, SIG_IGN);
     signal(SIGTERM, SIG_DFL);   /* libfcgi's handler only ends its own accept loop */
