@@ -71,7 +71,7 @@ static void usage(FILE *out)
         CLI_SOCKET_HELP
         "  -t, --threads N        worker threads for short requests (default: 8); on\n"
         "                         SQLite at most one per CPU serve at once, the others\n"
-        "                         stand in for one that commits\n"
+        "                         stand in for one that commits or waits on a client\n"
         "      --max-held N       long-polls held at once; beyond, 503 (default: 4096;\n"
         "                         at most what the descriptor limit leaves room for)\n"
         "      --probe-ms N       change probe interval while long-polls wait, 1..10000\n"
