@@ -55,9 +55,10 @@
  * then waits for a turn before it looks for the next. On PostgreSQL every
  * call waits for a round trip, so every worker serves.
  *
- * Stopping wakes the workers waiting for a turn, and those blocked in epoll_wait() (or accept(), on an
- * inherited blocking listener) with WAKE_SIGNAL, whatever the listening
- * socket: an inherited one (systemd, spawn-fcgi) must not be shut down.
+ * Stopping wakes the workers waiting for a turn (a broadcast), and those
+ * blocked in epoll_wait() (or accept(), on an inherited blocking listener)
+ * with WAKE_SIGNAL, whatever the listening socket: an inherited one
+ * (systemd, spawn-fcgi) must not be shut down.
  */
 #ifndef CHAT_FCGI_WORKERS_H
 #define CHAT_FCGI_WORKERS_H
