@@ -22,7 +22,7 @@ WS_PKGS := libwebsockets
 # Debian packages that building and running need, then those the tests add
 # (Node and npm too, where no npm is on the PATH: a machine may have its own).
 DEB_PKGS  := gcc make pkg-config libc6-dev libfcgi-dev libsqlite3-dev libjson-c-dev libwebsockets-dev \
-             libsystemd-dev libpq-dev sqlite3 curl python3 procps
+             libwebsockets-evlib-ev libev-dev libsystemd-dev libpq-dev sqlite3 curl python3 procps
 TEST_PKGS := libcmocka-dev jq python3-websockets chromium systemd clang libclang-rt-14-dev postgresql-15
 
 ifeq ($(SAN),1)
@@ -41,7 +41,7 @@ endif
 PKG_CFLAGS = $(shell $(PKG_CONFIG) --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   = $(shell $(PKG_CONFIG) --libs $(PKGS) 2>/dev/null)
 WS_CFLAGS  = $(shell $(PKG_CONFIG) --cflags $(WS_PKGS) 2>/dev/null)
-WS_LIBS    = $(shell $(PKG_CONFIG) --libs $(WS_PKGS) 2>/dev/null)
+WS_LIBS    = $(shell $(PKG_CONFIG) --libs $(WS_PKGS) 2>/dev/null) -lev   # libev has no .pc
 ALL_CFLAGS = -std=c11 -Wall -Wextra -Werror -D_GNU_SOURCE -pthread -MMD -MP \
              $(SANFLAGS) $(PKG_CFLAGS) $(CFLAGS)
 ALL_LDFLAGS = -pthread $(SANFLAGS) $(LDFLAGS)

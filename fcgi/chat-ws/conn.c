@@ -11,6 +11,7 @@
 #include "rooms.h"
 #include "server.h"
 #include "sse.h"
+#include "ws.h"
 
 bool conn_push(struct conn *c, struct feed_msg *m)
 {
@@ -57,6 +58,22 @@ void conn_want_write(struct conn *c)
         sse_want_write(c);
     else
         lws_callback_on_writable(c->wsi);
+}
+
+void conn_write_soon(struct conn *c)
+{
+    int err;
+
+    if (c->qlen != 1 || c->replaying || c->close_code || !c->established ||
+        lws_partial_buffered(c->wsi) || lws_get_network_wsi(c->wsi) != c->wsi) {
+        conn_want_write(c);
+        return;
+    }
+    err = c->kind == CONN_SSE ? sse_write_head(c) : ws_write_head(c);
+    if (err < 0)
+        lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+    else if (lws_partial_buffered(c->wsi))
+        conn_want_write(c);   /* lws holds the rest: its writable callback sends it */
 }
 
 void conn_close_later(struct conn *c, int code, const char *reason)

@@ -73,6 +73,14 @@ void conn_pop(struct conn *c);
 /* Asks for a writable callback, whatever the transport (a stream may need its polling back). */
 void conn_want_write(struct conn *c);
 
+/*
+ * A frame was queued to a connection that had none: written now when
+ * libwebsockets holds nothing of the connection's (its writes went out
+ * whole) and it is a plain HTTP/1 connection, else at its writable
+ * callback. A fan-out's first write then waits for no poll() of every
+ * socket, and no callback a socket.
+ */
+void conn_write_soon(struct conn *c);
 /* Asks for the connection to be closed with code once it can write. */
 void conn_close_later(struct conn *c, int code, const char *reason);
 /*

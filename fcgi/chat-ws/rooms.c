@@ -53,7 +53,7 @@ static void deliver_one(struct feed_msg *m)
         }
         c->cursor = m->id;
         if (c->qlen == 1)
-            conn_want_write(c);   /* else asked already, by the first */
+            conn_write_soon(c);   /* else asked already, by the first */
     }
 }
 

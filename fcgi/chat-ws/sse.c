@@ -186,6 +186,21 @@ void sse_want_write(struct conn *c)
     lws_callback_on_writable(c->wsi);
 }
 
+int sse_write_head(struct conn *c)
+{
+    struct feed_msg *m = c->q[c->qhead];
+    const unsigned char *p;
+    size_t len;
+
+    if (!event_bytes(m, &p, &len) || write_out(c, p, len) < 0)
+        return -1;
+    if (m->id)
+        srv.events_sent++;
+    conn_pop(c);
+    c->last_write_ms = util_now_ms();
+    return 0;
+}
+
 int sse_writable(struct conn *c)
 {
     size_t used = 0;

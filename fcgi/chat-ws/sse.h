@@ -33,6 +33,8 @@ void sse_want_write(struct conn *c);
 
 /* LWS_CALLBACK_HTTP_WRITEABLE: writes what is queued; ends the stream when asked. -1 closes. */
 int sse_writable(struct conn *c);
+/* Writes the event at the head of the queue and drops it. -1: the socket failed. */
+int sse_write_head(struct conn *c);
 
 /*
  * Queues a stream's first event: the retry line and the ready event, whose

@@ -139,6 +139,17 @@ int ws_receive(struct conn *c, const char *in, size_t len)
     return 0;
 }
 
+int ws_write_head(struct conn *c)
+{
+    struct feed_msg *m = c->q[c->qhead];
+
+    if (lws_write(c->wsi, m->buf + FEED_HEADROOM, m->len, LWS_WRITE_TEXT) < (int)m->len)
+        return -1;
+    srv.frames_sent++;
+    conn_pop(c);
+    return 0;
+}
+
 int ws_writable(struct conn *c)
 {
     /*
@@ -146,13 +157,9 @@ int ws_writable(struct conn *c)
      * without asking. lws_send_pipe_choked() is a poll() of the socket, a
      * system call a frame if asked every time: only before the next ones.
      */
-    for (int i = 0; i < WRITES_PER_CALLBACK && c->qlen && (i == 0 || !lws_send_pipe_choked(c->wsi)); i++) {
-        struct feed_msg *m = c->q[c->qhead];
-        if (lws_write(c->wsi, m->buf + FEED_HEADROOM, m->len, LWS_WRITE_TEXT) < (int)m->len)
+    for (int i = 0; i < WRITES_PER_CALLBACK && c->qlen && (i == 0 || !lws_send_pipe_choked(c->wsi)); i++)
+        if (ws_write_head(c) < 0)
             return -1;
-        srv.frames_sent++;
-        conn_pop(c);
-    }
     if (c->qlen == 0 && c->replaying && !c->close_code)
         replay_step(c);
     if (c->close_code && (c->qlen == 0 || c->close_code != LWS_CLOSE_STATUS_GOINGAWAY)) {

@@ -18,6 +18,8 @@ int ws_confirm_upgrade(struct lws *wsi, const char *upgrade);
 int ws_filter(struct lws *wsi, struct conn *c);
 /* LWS_CALLBACK_RECEIVE: a fragment of a client message. -1 closes. */
 int ws_receive(struct conn *c, const char *in, size_t len);
+/* Writes the frame at the head of the queue and drops it. -1: the socket failed. */
+int ws_write_head(struct conn *c);
 /* LWS_CALLBACK_SERVER_WRITEABLE: writes what is queued, closes when asked. -1 closes. */
 int ws_writable(struct conn *c);
 
