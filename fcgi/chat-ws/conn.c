@@ -64,7 +64,7 @@ void conn_write_soon(struct conn *c)
 {
     int err;
 
-    if (c->qlen != 1 || c->replaying || c->close_code || !c->established ||
+    if (c->qlen != 1 || c->replaying || c->close_code || c->closing || !c->established ||
         lws_partial_buffered(c->wsi) || lws_get_network_wsi(c->wsi) != c->wsi) {
         conn_want_write(c);
         return;

@@ -42,6 +42,7 @@ struct conn {
     bool indexed;                /* live, in rooms.c's index */
     bool established;
     int close_code;              /* close with this once the queue allows */
+    bool closing;                /* lws is closing it (the peer's close, a frame refused): no more frames */
     const char *close_reason;
     struct feed_msg **q;         /* ring of frames to send */
     unsigned qcap, qhead, qlen;

@@ -129,6 +129,11 @@ static int callback_chat(struct lws *wsi, enum lws_callback_reasons reason, void
         return 0;
     case LWS_CALLBACK_RECEIVE:
         return ws_receive(c, in, len);
+    case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:   /* lws echoes it */
+    case LWS_CALLBACK_WS_SERVER_DROP_PROTOCOL:   /* lws is closing it */
+        if (c && c->established)
+            ws_closing(c);
+        return 0;
     case LWS_CALLBACK_SERVER_WRITEABLE:
         return ws_writable(c);
     case LWS_CALLBACK_CLOSED:
@@ -278,11 +283,14 @@ static void on_signal(int sig)
         lws_cancel_service(srv.ctx);
 }
 
-/* While stopping, wakes the loop every 50 ms so the deadline is kept. */
-static lws_sorted_usec_list_t stop_tick;
-static void on_stop_tick(lws_sorted_usec_list_t *sul)
+/*
+ * While stopping, wakes the loop every 50 ms so the deadline is kept. A
+ * libev timer of its own: lws's plugin does not move its one timer earlier
+ * for a new lws_sul, so an lws timer may fire up to sse.c's 250 ms tick late.
+ */
+static void on_stop_tick(struct ev_loop *loop, ev_timer *w, int revents)
 {
-    lws_sul_schedule(srv.ctx, 0, sul, on_stop_tick, 50 * LWS_US_PER_MS);
+    (void)loop, (void)w, (void)revents;
 }
 
 /* The feed and writer threads wake the loop; never after the context is gone. */
@@ -438,7 +446,7 @@ int main(int argc, char **argv)
     info.options |= LWS_SERVER_OPTION_LIBEV;
     info.foreign_loops = (void *[]){ loop };
     if (!(srv.ctx = lws_create_context(&info))) {
-        log_error("cannot start libwebsockets");
+        log_error("cannot start libwebsockets on libev (its plugin is Debian's libwebsockets-evlib-ev)");
         goto out;
     }
     for (int i = 0; i < c->nlisten; i++)
@@ -474,18 +482,23 @@ int main(int argc, char **argv)
 
     {
         int64_t deadline = 0;
+        ev_timer stop_tick;
+        /* libev aborts on an epoll failure it cannot survive: no error to test here. */
         for (;;) {
             ev_run(loop, EVRUN_ONCE);
             if (srv.stop_signal) {
                 if (!deadline) {
                     deadline = util_now_ms() + 1000;
-                    lws_sul_schedule(srv.ctx, 0, &stop_tick, on_stop_tick, 50 * LWS_US_PER_MS);
+                    ev_timer_init(&stop_tick, on_stop_tick, 0.05, 0.05);
+                    ev_timer_start(loop, &stop_tick);
                     lws_cancel_service(srv.ctx);
                 }
                 if ((srv.closing_all && srv.nconns == 0) || util_now_ms() > deadline)
                     break;
             }
         }
+        if (deadline)
+            ev_timer_stop(loop, &stop_tick);
     }
     log_info("stopping with %zu connections open", srv.nconns);
     rc = 0;

@@ -11,6 +11,7 @@
 #include "params.h"
 #include "rate.h"
 #include "replay.h"
+#include "rooms.h"
 #include "server.h"
 #include "util.h"
 #include "valid.h"
@@ -102,6 +103,12 @@ static void handle_message(struct conn *c, const char *data, size_t len)
         conn_error(c, &f);
 }
 
+void ws_closing(struct conn *c)
+{
+    c->closing = true;
+    rooms_remove(c);
+}
+
 int ws_receive(struct conn *c, const char *in, size_t len)
 {
     bool final = lws_is_final_fragment(c->wsi) && lws_remaining_packet_payload(c->wsi) == 0;
@@ -111,11 +118,13 @@ int ws_receive(struct conn *c, const char *in, size_t len)
     if (lws_frame_is_binary(c->wsi)) {
         lws_close_reason(c->wsi, LWS_CLOSE_STATUS_UNACCEPTABLE_OPCODE,
                          (unsigned char *)"binary messages are not accepted", 32);
+        ws_closing(c);
         return -1;
     }
     if (c->rx_len + len > MSG_MAX) {
         lws_close_reason(c->wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE,
                          (unsigned char *)"message over 64 KiB", 19);
+        ws_closing(c);
         return -1;
     }
     if (final && !c->rx) {
@@ -124,8 +133,10 @@ int ws_receive(struct conn *c, const char *in, size_t len)
     }
     if (len) {
         char *nb = realloc(c->rx, c->rx_len + len);
-        if (!nb)
+        if (!nb) {
+            ws_closing(c);
             return -1;
+        }
         c->rx = nb;
         memcpy(c->rx + c->rx_len, in, len);
         c->rx_len += len;
@@ -152,6 +163,8 @@ int ws_write_head(struct conn *c)
 
 int ws_writable(struct conn *c)
 {
+    if (c->closing)
+        return 0;   /* lws sends its close frame: nothing may follow it */
     /*
      * The socket is writable when lws calls this: the first frame goes
      * without asking. lws_send_pipe_choked() is a poll() of the socket, a

@@ -16,6 +16,11 @@
 int ws_confirm_upgrade(struct lws *wsi, const char *upgrade);
 /* LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION: fills *c; non-zero hangs up. */
 int ws_filter(struct lws *wsi, struct conn *c);
+/*
+ * lws has begun to close the socket (the client's close frame, or one it
+ * sends for a frame refused): out of its room, and no frame written after.
+ */
+void ws_closing(struct conn *c);
 /* LWS_CALLBACK_RECEIVE: a fragment of a client message. -1 closes. */
 int ws_receive(struct conn *c, const char *in, size_t len);
 /* Writes the frame at the head of the queue and drops it. -1: the socket failed. */

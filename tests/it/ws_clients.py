@@ -87,6 +87,54 @@ def check_json_answer(name, got, status, **want_headers):
     return err
 
 
+def frames_after_refusal(c, room, payload, opcode=2):
+    """A raw socket on /ws?room=room sends one masked frame that chat-ws
+    refuses (a binary one, or text over 64 KiB), never answers the close,
+    and reads for a second while a message is sent to the room: the
+    opcodes of the frames that came, in order."""
+    host, port = c.base.split("//")[1].split(":")
+    s = socket.create_connection((host, int(port)), timeout=5)
+    try:
+        s.sendall((f"GET /ws?room={room} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+                   "Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+                   "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n").encode())
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = s.recv(4096)
+            if not chunk:
+                return ["no handshake"]
+            data += chunk
+        data = data.partition(b"\r\n\r\n")[2]
+        n = len(payload)
+        head = bytes([0x80 | opcode]) + (bytes([0x80 | n]) if n < 126 else
+                                         bytes([0x80 | 127]) + n.to_bytes(8, "big"))
+        s.sendall(head + b"\0\0\0\0" + payload)   # mask 0: the payload as it is
+        time.sleep(0.2)   # the close frame is out before the message comes
+        c.send_http("after the refusal", room=room)
+        s.settimeout(0.2)
+        deadline = time.monotonic() + 1.0
+        while time.monotonic() < deadline:
+            try:
+                chunk = s.recv(65536)
+            except socket.timeout:
+                continue
+            if not chunk:
+                break
+            data += chunk
+        ops = []
+        while len(data) >= 2:
+            ln, at = data[1] & 0x7f, 2
+            if ln == 126:
+                ln, at = int.from_bytes(data[2:4], "big"), 4
+            elif ln == 127:
+                ln, at = int.from_bytes(data[2:10], "big"), 10
+            ops.append(data[0] & 0x0f)
+            data = data[at + ln:]
+        return ops
+    finally:
+        s.close()
+
+
 async def refused_status(c, query, **kw):
     """The status a real WebSocket client is refused with (None when it connects)."""
     try:
@@ -279,6 +327,13 @@ async def bad(c):
             report(False, "a binary message closes with 1003", "got a frame")
         except websockets.ConnectionClosed as e:
             report(e.code == 1003, "a binary message closes with 1003", e.code)
+
+    # While lws waits for the client to answer its close, the room's new
+    # messages must not follow the close frame (RFC 6455 5.5.1).
+    for payload, opcode, name in ((b"\x01\x02", 2, "a binary message"),
+                                  (b'{"text":"' + b"y" * 70000 + b'"}', 1, "a message over 64 KiB")):
+        ops = frames_after_refusal(c, room, payload, opcode)
+        report(ops == [8], f"{name}: the close frame comes, and no message after it", ops)
 
     async with c.connect(f"room={room}") as ws:
         await ws.send(json.dumps({"text": "y" * 70000}))
