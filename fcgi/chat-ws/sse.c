@@ -226,16 +226,16 @@ int sse_writable(struct conn *c)
         }
         if (used == 0 && (c->qlen == 1 || len > GATHER_MAX)) {
             /* Alone (the usual live event) or large: from the frame itself. */
-            if (write_out(c, p, len) < 0)
+            if (sse_write_head(c) < 0)
                 return -1;
             writes++;
         } else {
             memcpy(gather + LWS_PRE + used, p, len);
             used += len;
+            if (m->id)
+                srv.events_sent++;
+            conn_pop(c);
         }
-        if (m->id)
-            srv.events_sent++;
-        conn_pop(c);
         /* A poll() of the socket: asked only when there is more to write. */
         if (used == 0 && c->qlen && lws_send_pipe_choked(c->wsi))
             break;
