@@ -19,7 +19,7 @@
 #include "store_sqlite.h"
 #include "util.h"
 
-#define SCHEMA_VERSION 2
+#define SCHEMA_VERSION 3
 
 extern const char schema_sql[];   /* sql/schema.sql, compiled in by the Makefile */
 

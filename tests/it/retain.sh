@@ -56,7 +56,13 @@ sqlite3 "$old" "create table messages(id integer primary key autoincrement, room
 DB=$old; stack_up upgraded --retain-per-room 5 || { finish; exit 1; }
 req "$BASE/get/msg?index=0"
 check "the v1 database is served" '["from v1"]' "$(jget .data)"
-check "and upgraded to version 2" 2 "$(sqlite3 "$old" 'pragma user_version')"
+check "and upgraded to version 3" 3 "$(sqlite3 "$old" 'pragma user_version')"
 check "with the pruned table" pruned "$(sqlite3 "$old" "select name from sqlite_schema where name='pruned'")"
+check "with the (room, cid) index partial: rows without a cid are not in it" \
+    "CREATE UNIQUE INDEX messages_room_cid ON messages(room, cid) WHERE cid IS NOT NULL" \
+    "$(sqlite3 "$old" "select sql from sqlite_schema where name='messages_room_cid'")"
+req "$BASE/send/msg?text=once&cid=c1"; first=$(jget .id)
+req "$BASE/send/msg?text=twice&cid=c1"
+check "a cid still stores once in the upgraded database" "$first true" "$(jget .id) $(jget .duplicate)"
 
 finish
