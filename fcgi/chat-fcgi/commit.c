@@ -44,7 +44,15 @@ int commit_submit(struct commit *c, FCGX_Request *r, const struct valid_send *m,
         return 0;   /* the drainer takes it with the batch it gathers or the next one */
     /* Its disk writes are not the CPU's work: another worker serves meanwhile. */
     workers_wait_begin();
-    while ((n = sendq_next_batch(&c->q, batch)) > 0) {
+    for (;;) {
+        /*
+         * Where the writers of several processes take turns (nodes on
+         * PostgreSQL), a short queue waits for this one's turn first:
+         * what queues meanwhile goes in the same commit.
+         */
+        bool waited = sendq_short(&c->q) && store_write_ahead(c->store);
+        if ((n = sendq_next_batch(&c->q, batch, waited)) == 0)
+            break;
         /*
          * After the database refused a whole batch (busy, a full or
          * read-only disk), what queued meanwhile is refused the same way

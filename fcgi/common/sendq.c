@@ -109,14 +109,24 @@ static size_t take(struct sendq *q, struct sendq_job **batch)
     return n;
 }
 
-size_t sendq_next_batch(struct sendq *q, struct sendq_job **batch)
+bool sendq_short(struct sendq *q)
+{
+    bool short_;
+
+    pthread_mutex_lock(&q->mu);
+    short_ = q->queued > 0 && q->queued < q->gather;
+    pthread_mutex_unlock(&q->mu);
+    return short_;
+}
+
+size_t sendq_next_batch(struct sendq *q, struct sendq_job **batch, bool waited)
 {
     size_t n;
 
     pthread_mutex_lock(&q->mu);
     if (q->drain_starts) {
         q->drain_starts = false;
-        if (q->last_batch > 1 && q->queued < q->gather)
+        if (!waited && q->last_batch > 1 && q->queued < q->gather)
             gather(q);
     }
     if ((n = take(q, batch)) == 0)

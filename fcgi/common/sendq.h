@@ -68,9 +68,17 @@ int sendq_push(struct sendq *q, struct sendq_job *j, bool *drain, struct chat_fa
  * The drainer's next batch, at most CHAT_BATCH_MAX jobs, oldest first.
  * Before the first batch of a drain, under load (the last batch held more
  * than one), it waits up to CHAT_GATHER_US for `gather` jobs, so that one
- * transaction serves more sends; alone, a send never waits. Returns 0 when the queue is empty, which ends the drain.
+ * transaction serves more sends; alone, a send never waits; nor after the
+ * drainer `waited` for its turn to write (sendq_short). Returns 0 when the
+ * queue is empty, which ends the drain.
  */
-size_t sendq_next_batch(struct sendq *q, struct sendq_job **batch);
+size_t sendq_next_batch(struct sendq *q, struct sendq_job **batch, bool waited);
+/*
+ * Whether jobs wait, but fewer than `gather`: a batch that the drainer's
+ * wait for its turn to write would fill. The queue shrinks only by the
+ * drainer's takes, so a batch follows.
+ */
+bool sendq_short(struct sendq *q);
 
 /* A thread that drains for good: waits for a batch; 0 once stopped and empty. */
 size_t sendq_wait_batch(struct sendq *q, struct sendq_job **batch);

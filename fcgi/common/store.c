@@ -65,6 +65,18 @@ int store_append_batch(struct store *s, struct store_item **items, size_t n)
     return err;
 }
 
+bool store_write_ahead(struct store *s)
+{
+    bool ours;
+
+    if (!s->backend->write_ahead)
+        return false;
+    pthread_mutex_lock(&store_write_lock);
+    ours = s->backend->write_ahead(s);
+    pthread_mutex_unlock(&store_write_lock);
+    return ours;
+}
+
 int store_fetch(struct store *s, const char *room, size_t room_len, int64_t index,
                 int limit, int tail, struct store_page *page, struct chat_fail *f)
 {

@@ -87,6 +87,15 @@ struct store_item {
  * writes, all are refused alike and that code (CHAT_EUNAVAIL) is returned.
  */
 int store_append_batch(struct store *s, struct store_item **items, size_t n);
+/*
+ * Before store_append_batch: waits until this writer may commit next (on
+ * PostgreSQL, the lock that keeps ids in commit order, which every node's
+ * writer takes), so that the batch taken after the wait holds what queued
+ * meanwhile. Returns whether it waited; then the next store_append_batch
+ * on s must follow (it commits, or rolls back, and ends the turn). A no-op
+ * returning false where writers do not take turns across processes.
+ */
+bool store_write_ahead(struct store *s);
 
 /*
  * Reads, in one snapshot, the room's messages with id > index (at most

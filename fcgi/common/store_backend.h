@@ -37,6 +37,11 @@ struct store_backend {
      */
     int (*append_tx)(struct store *s, struct store_item **items, size_t n,
                      struct chat_fail *f, bool *begun);
+    /*
+     * Optional (see store_write_ahead): begins a transaction holding the
+     * writers' turn, which the next append_tx ends. Returns whether it did.
+     */
+    bool (*write_ahead)(struct store *s);
     int (*fetch)(struct store *s, const char *room, size_t room_len, int64_t index,
                  int limit, int tail, struct store_page *page, struct chat_fail *f);
     int (*since)(struct store *s, int64_t after, int limit, struct store_page *page,

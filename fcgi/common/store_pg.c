@@ -121,6 +121,7 @@ void pgs_drop(struct pg_db *s, const char *why)
     PQfinish(s->conn);
     s->conn = NULL;
     s->doomed = false;
+    s->ahead = false;
     s->next_try_ms = 0;        /* once at once: the server may be back already */
 }
 
@@ -443,7 +444,7 @@ static bool pg_claims(const char *db)
 
 const struct store_backend store_pg = {
     .name = "postgresql", .remote = true, .claims = pg_claims, .open = pg_open, .close = pg_close,
-    .append_tx = pgs_append_tx, .fetch = pgs_fetch, .since = pgs_since,
+    .append_tx = pgs_append_tx, .write_ahead = pgs_write_ahead, .fetch = pgs_fetch, .since = pgs_since,
     .data_version = pgs_data_version, .max_id = pgs_max_id, .prune_age = pgs_prune_age,
     .prune_rooms = pgs_prune_rooms, .check = pgs_check, .watch = pg_watch,
     .changes_fd = pg_changes_fd, .changes_drain = pg_changes_drain, .recheck_ms = pg_recheck_ms,

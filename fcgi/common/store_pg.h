@@ -12,6 +12,7 @@
 #include "store_backend.h"
 
 #define LOOK_EVERY_MS    1000    /* the watcher's look at the largest id, without a notice */
+#define PG_ID_LOCK       "7243582" /* the advisory lock of sql/schema-pg.sql's ids in commit order */
 
 /* Type oids of the parameters (pg_type.h is a server header). */
 #define OID_INT4 23
@@ -20,7 +21,7 @@
 #define OID_TEXT_ARRAY 1009
 
 enum stmt_id {
-    ST_APPEND, ST_FIND_CID,
+    ST_APPEND, ST_APPEND_PLAIN, ST_FIND_CID,
     ST_AFTER, ST_TAIL, ST_SINCE, ST_MAX_ID, ST_CHECK,
     ST_AGE_EDGE, ST_AGE_BATCH, ST_ROOMS, ST_COUNT_EDGE, ST_ROOM_BATCH, ST_LISTEN,
     ST_COUNT
@@ -44,6 +45,9 @@ struct pg_db {
     int backoff_ms;            /* 0 while connected */
     bool doomed;               /* the server said it closes the connection */
     bool connected_once;       /* a failure after this is an outage, logged */
+    bool ahead;                /* in a transaction holding the id lock (pgs_write_ahead) */
+    int ahead_err;             /* pgs_write_ahead's failure, for the next append (0: none) */
+    struct chat_fail ahead_fail;
     /* the watcher's connection only (pg_watch): */
     bool listen;
     int epfd;                  /* holds the socket while connected */
@@ -61,6 +65,7 @@ int pgs_ready(struct pg_db *s, struct chat_fail *f);
 /* store_pg_write.c: store_backend.h's append_tx, prune_age, prune_rooms. */
 int pgs_append_tx(struct store *base, struct store_item **items, size_t n,
                         struct chat_fail *f, bool *begun);
+bool pgs_write_ahead(struct store *base);
 int pgs_prune_age(struct store *base, int64_t before_ms, int batch, struct chat_fail *f);
 int pgs_prune_rooms(struct store *base, int keep, int batch, struct chat_fail *f);
 /* store_pg_read.c: running statements, and store_backend.h's reads and probes. */

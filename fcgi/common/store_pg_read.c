@@ -49,6 +49,17 @@ const struct stmt pgs_stmts[ST_COUNT] = {
                       " (SELECT n, id, ts, NULL, NULL, NULL, NULL FROM old)"
                       " UNION ALL (SELECT NULL, id, ts, room, \"user\", text, cid FROM ins ORDER BY id)",
                       4, { OID_TEXT_ARRAY, OID_TEXT_ARRAY, OID_TEXT_ARRAY, OID_TEXT_ARRAY } },
+    /*
+     * The same for a batch without a cid, the common case: nothing to look
+     * up or to clash (no join, no ON CONFLICT), so the statement, which
+     * runs while the id lock is held, takes about two thirds the time.
+     */
+    [ST_APPEND_PLAIN] = { "insert", "WITH ins AS (INSERT INTO messages (room, \"user\", text, cid)"
+                      "         SELECT room, usr, txt, cid FROM unnest($1::text[], $2::text[], $3::text[], $4::text[])"
+                      "           WITH ORDINALITY AS b(room, usr, txt, cid, n) ORDER BY n"
+                      "         RETURNING id, ts, room, \"user\", text, cid)"
+                      " SELECT NULL::bigint, id, ts, room, \"user\", text, cid FROM ins ORDER BY id",
+                      4, { OID_TEXT_ARRAY, OID_TEXT_ARRAY, OID_TEXT_ARRAY, OID_TEXT_ARRAY } },
     [ST_FIND_CID] = { "find cid", "SELECT id, ts FROM messages WHERE room = $1 AND cid = $2",
                       2, { OID_TEXT, OID_TEXT } },
     [ST_AFTER]    = { "read messages", "SELECT " PAGE_COLS ", k.latest, k.seen, k.upto" PAGE_MARKS

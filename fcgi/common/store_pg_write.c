@@ -156,6 +156,95 @@ static bool take_rows(const PGresult *r, struct store_item **items, size_t n, co
     return raced;
 }
 
+/* Rolls back what is left of a transaction of pgs_write_ahead (none: a no-op). */
+static void end_turn(struct pg_db *s)
+{
+    s->ahead = false;
+    if (s->conn && PQstatus(s->conn) == CONNECTION_OK && PQtransactionStatus(s->conn) != PQTRANS_IDLE)
+        PQclear(PQexec(s->conn, "ROLLBACK"));
+}
+
+/*
+ * The batch's statement and the COMMIT of the transaction pgs_write_ahead
+ * began, sent together (libpq's pipeline: one round trip while the lock is
+ * held). Returns the statement's result, or the COMMIT's when the statement
+ * succeeded and the COMMIT did not; the transaction is over either way
+ * (rolled back after a failure), or the connection is broken.
+ */
+static PGresult *insert_commit(struct pg_db *s, const char *name, const char *const *arr,
+                               const int *lens, const int *fmts)
+{
+    PGresult *r = NULL, *c = NULL, *x;
+    bool sent;
+
+    s->ahead = false;
+    sent = PQenterPipelineMode(s->conn) &&
+           PQsendQueryPrepared(s->conn, name, 4, arr, lens, fmts, 0) &&
+           PQsendQueryParams(s->conn, "COMMIT", 0, NULL, NULL, NULL, NULL, 0) &&
+           PQpipelineSync(s->conn);
+    /* Each query's result then NULL; the sync's last. */
+    for (int i = 0; sent && i < 2; i++) {
+        x = PQgetResult(s->conn);
+        if (i == 0)
+            r = x;
+        else
+            c = x;
+        if (!x)
+            break;
+        while ((x = PQgetResult(s->conn)))
+            PQclear(x);
+    }
+    while (sent && (x = PQgetResult(s->conn))) {
+        bool sync = PQresultStatus(x) == PGRES_PIPELINE_SYNC;
+        PQclear(x);
+        if (sync)
+            break;
+    }
+    if (PQresultStatus(r) == PGRES_TUPLES_OK && PQresultStatus(c) != PGRES_COMMAND_OK) {
+        /* Stored, then the COMMIT failed: nothing of it is committed, if the server said why. */
+        PQclear(r);
+        r = c;
+        c = NULL;
+    }
+    PQclear(c);
+    if (!r)
+        r = PQmakeEmptyPGresult(NULL, PGRES_FATAL_ERROR);
+    if (!sent || !PQexitPipelineMode(s->conn) ||
+        (PQresultStatus(r) != PGRES_TUPLES_OK && !PQresultErrorField(r, PG_DIAG_SQLSTATE))) {
+        /* Whether the COMMIT went is unknown: the caller says so (unsure). */
+        pgs_drop(s, "lost while committing");
+        return r;
+    }
+    end_turn(s);
+    return r;
+}
+
+/*
+ * The group committer's wait for its turn, before it takes its batch:
+ * a transaction that holds the lock of the id counter (schema-pg.sql),
+ * which every node's writer takes. While another node commits, this
+ * node's sends keep queueing, and go in one batch once the turn is ours,
+ * rather than the batch taken before the wait and another after it.
+ */
+bool pgs_write_ahead(struct store *base)
+{
+    struct pg_db *s = (struct pg_db *)base;
+    struct chat_fail f;
+    PGresult *r;
+
+    if (s->ahead || pgs_ready(s, &f) < 0)
+        return s->ahead;
+    r = PQexec(s->conn, "BEGIN; SELECT pg_advisory_xact_lock(" PG_ID_LOCK ")");
+    if (PQresultStatus(r) == PGRES_TUPLES_OK) {
+        PQclear(r);
+        return s->ahead = true;
+    }
+    /* Refused (the lock held past --busy-ms, say): so is the batch, without a second wait. */
+    s->ahead_err = pgs_fail_of(s, r, &s->ahead_fail, "wait for the turn to write");
+    end_turn(s);
+    return false;
+}
+
 /*
  * Stores items[0..n) in one statement, so one round trip and one
  * transaction (the server's implicit one, committed before it answers):
@@ -172,6 +261,7 @@ int pgs_append_tx(struct store *base, struct store_item **items, size_t n,
     size_t len[4][CHAT_BATCH_MAX];
     bool want[CHAT_BATCH_MAX];
     size_t sent = 0, item_of[CHAT_BATCH_MAX];
+    bool any_cid = false;
     char *arr[4] = { NULL };
     int lens[4], err = 0;
     const int fmts[4] = { 1, 1, 1, 1 };
@@ -179,6 +269,12 @@ int pgs_append_tx(struct store *base, struct store_item **items, size_t n,
     PGresult *r;
 
     *begun = false;
+    if (s->ahead_err) {
+        err = s->ahead_err;
+        *f = s->ahead_fail;
+        s->ahead_err = 0;
+        return err;
+    }
     if (n > CHAT_BATCH_MAX)
         return chat_fail(f, CHAT_EINTERNAL, "batch of %zu messages, more than %d", n, CHAT_BATCH_MAX);
     for (size_t i = 0; i < n; i++) {
@@ -192,6 +288,7 @@ int pgs_append_tx(struct store *base, struct store_item **items, size_t n,
         if (!want[i])
             continue;
         item_of[sent] = i;
+        any_cid |= m->cid != NULL;
         col[0][sent] = m->room; len[0][sent] = m->room_len;
         col[1][sent] = m->user ? m->user : ""; len[1][sent] = m->user ? m->user_len : 0;
         col[2][sent] = m->text; len[2][sent] = m->text_len;
@@ -202,8 +299,11 @@ int pgs_append_tx(struct store *base, struct store_item **items, size_t n,
         if ((lens[c] = text_array(col[c], len[c], sent, &arr[c])) < 0)
             err = chat_fail(f, CHAT_EUNAVAIL, "out of memory");
     if (err == 0 && (err = pgs_ready(s, f)) == 0) {
-        pgs_stmt_name(ST_APPEND, name);
-        r = PQexecPrepared(s->conn, name, 4, (const char *const *)arr, lens, fmts, 0);
+        pgs_stmt_name(any_cid ? ST_APPEND : ST_APPEND_PLAIN, name);
+        if (s->ahead)
+            r = insert_commit(s, name, (const char *const *)arr, lens, fmts);
+        else
+            r = PQexecPrepared(s->conn, name, 4, (const char *const *)arr, lens, fmts, 0);
         if (PQresultStatus(r) == PGRES_TUPLES_OK) {
             /* Committed. A cid that another node stored first: that row is the answer. */
             bool raced = take_rows(r, items, n, want, item_of, sent);
@@ -240,6 +340,8 @@ int pgs_append_tx(struct store *base, struct store_item **items, size_t n,
     }
     for (int c = 0; c < 4; c++)
         free(arr[c]);
+    if (s->ahead)
+        end_turn(s);           /* failed before the statement went: the turn is given back */
     return err;
 }
 
