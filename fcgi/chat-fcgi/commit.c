@@ -48,9 +48,11 @@ int commit_submit(struct commit *c, FCGX_Request *r, const struct valid_send *m,
         /*
          * Where the writers of several processes take turns (nodes on
          * PostgreSQL), a short queue waits for this one's turn first:
-         * what queues meanwhile goes in the same commit.
+         * what queues meanwhile goes in the same commit. Not once a batch
+         * was refused: the store below is skipped then, and the turn must
+         * not be left held.
          */
-        bool waited = sendq_short(&c->q) && store_write_ahead(c->store);
+        bool waited = err == 0 && sendq_short(&c->q) && store_write_ahead(c->store);
         if ((n = sendq_next_batch(&c->q, batch, waited)) == 0)
             break;
         /*

@@ -16,7 +16,9 @@
  *     value), so readers follow ids exactly as on SQLite. A batch of the
  *     group commit is one statement (one multi-row INSERT, its own
  *     transaction): one round trip, and the counter's lock is held for the
- *     server's work and the commit's WAL flush only, never for round trips.
+ *     server's work and the commit's WAL flush. A short queue first waits
+ *     for the lock in a transaction (store_write_ahead), and holds it
+ *     through one round trip more and the node's taking of its batch.
  *   - A read that must be one snapshot (rows, the room's latest id, the
  *     largest id, retention's mark) is one statement.
  *   - A connection that breaks answers CHAT_EUNAVAIL ("database
@@ -171,13 +173,19 @@ static int start_listen(struct pg_db *s, struct chat_fail *f)
  */
 static int setup_conn(struct pg_db *s, struct chat_fail *f)
 {
-    const char *lt[1] = { s->lock_timeout };
+    const char *lt[2] = { s->lock_timeout, s->idle_timeout };
     char name[8], buf[160];
     PGresult *r;
     bool ok;
 
     PQsetNoticeReceiver(s->conn, on_notice, s);
-    r = PQexecParams(s->conn, "SELECT set_config('lock_timeout', $1, false)", 1, NULL, lt,
+    /*
+     * A session idle inside a transaction about as long is ended by the
+     * server: a writer holding its turn (pgs_write_ahead) on a node that
+     * froze stops the other nodes' writes no longer than that.
+     */
+    r = PQexecParams(s->conn, "SELECT set_config('lock_timeout', $1, false),"
+                     " set_config('idle_in_transaction_session_timeout', $2, false)", 2, NULL, lt,
                      NULL, NULL, 0);
     ok = PQresultStatus(r) == PGRES_TUPLES_OK;
     PQclear(r);
@@ -367,6 +375,7 @@ static int pg_open(const struct store_opts *o, struct store **out, struct chat_f
     s->base.backend = backend_of();
     s->epfd = -1;
     snprintf(s->lock_timeout, sizeof s->lock_timeout, "%dms", o->busy_ms > 0 ? o->busy_ms : 1);
+    snprintf(s->idle_timeout, sizeof s->idle_timeout, "%dms", o->busy_ms > 1000 ? o->busy_ms : 1000);
     if (!(s->uri = strdup(o->path))) {
         free(s);
         return chat_fail(f, CHAT_EUNAVAIL, "out of memory");

@@ -41,6 +41,7 @@ struct pg_db {
     PGconn *conn;              /* NULL while disconnected */
     char *uri;
     char lock_timeout[24];     /* the writer waits this long for another ("2000ms") */
+    char idle_timeout[24];     /* a session idle in a transaction this long is ended ("2000ms") */
     int64_t next_try_ms;       /* no connection attempt before this */
     int backoff_ms;            /* 0 while connected */
     bool doomed;               /* the server said it closes the connection */

@@ -99,7 +99,7 @@ static int unsure(struct pg_db *s, struct chat_fail *f)
 }
 
 /*
- * Matches the result of ST_APPEND to the items that were sent (want[i]:
+ * Matches the result of ST_APPEND (or ST_APPEND_PLAIN) to the items that were sent (want[i]:
  * not a repeat of an earlier cid of the batch; item_of[k], the item sent
  * k-th): the rows of cids stored before (k + 1, id, ts), and the new rows
  * in id order (NULL, id, ts, room, user, text, cid). Returns whether a cid was stored by another node
@@ -175,9 +175,9 @@ static PGresult *insert_commit(struct pg_db *s, const char *name, const char *co
                                const int *lens, const int *fmts)
 {
     PGresult *r = NULL, *c = NULL, *x;
+    const char *sev;
     bool sent;
 
-    s->ahead = false;
     sent = PQenterPipelineMode(s->conn) &&
            PQsendQueryPrepared(s->conn, name, 4, arr, lens, fmts, 0) &&
            PQsendQueryParams(s->conn, "COMMIT", 0, NULL, NULL, NULL, NULL, 0) &&
@@ -209,9 +209,14 @@ static PGresult *insert_commit(struct pg_db *s, const char *name, const char *co
     PQclear(c);
     if (!r)
         r = PQmakeEmptyPGresult(NULL, PGRES_FATAL_ERROR);
+    sev = PQresultErrorField(r, PG_DIAG_SEVERITY_NONLOCALIZED);
     if (!sent || !PQexitPipelineMode(s->conn) ||
-        (PQresultStatus(r) != PGRES_TUPLES_OK && !PQresultErrorField(r, PG_DIAG_SQLSTATE))) {
-        /* Whether the COMMIT went is unknown: the caller says so (unsure). */
+        (PQresultStatus(r) != PGRES_TUPLES_OK && !(sev && !strcmp(sev, "ERROR")))) {
+        /*
+         * Whether the COMMIT went is unknown (a FATAL or PANIC, say while
+         * a synchronous standby was awaited, or no answer): the caller
+         * says so (unsure). An ERROR ended the transaction without it.
+         */
         pgs_drop(s, "lost while committing");
         return r;
     }
@@ -247,8 +252,9 @@ bool pgs_write_ahead(struct store *base)
 
 /*
  * Stores items[0..n) in one statement, so one round trip and one
- * transaction (the server's implicit one, committed before it answers):
- * the messages as four text[] parameters (room, user, text, cid), a cid
+ * transaction (the server's implicit one, committed before it answers; or
+ * the one pgs_write_ahead began, committed in the same round trip): the
+ * messages as four text[] parameters (room, user, text, cid), a cid
  * repeated within the batch sent once. Returns 0, or a negative code with
  * *f set (nothing of the batch is stored; *begun tells that the server ran
  * the statement and refused it, so that the failure may be one message's).
@@ -273,11 +279,10 @@ int pgs_append_tx(struct store *base, struct store_item **items, size_t n,
         err = s->ahead_err;
         *f = s->ahead_fail;
         s->ahead_err = 0;
-        return err;
+    } else if (n > CHAT_BATCH_MAX) {
+        err = chat_fail(f, CHAT_EINTERNAL, "batch of %zu messages, more than %d", n, CHAT_BATCH_MAX);
     }
-    if (n > CHAT_BATCH_MAX)
-        return chat_fail(f, CHAT_EINTERNAL, "batch of %zu messages, more than %d", n, CHAT_BATCH_MAX);
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; err == 0 && i < n; i++) {
         const struct valid_send *m = items[i]->msg;
         want[i] = true;
         for (size_t j = 0; m->cid && j < i && want[i]; j++) {
@@ -295,7 +300,7 @@ int pgs_append_tx(struct store *base, struct store_item **items, size_t n,
         col[3][sent] = m->cid; len[3][sent] = m->cid_len;
         sent++;
     }
-    for (int c = 0; c < 4; c++)
+    for (int c = 0; err == 0 && c < 4; c++)
         if ((lens[c] = text_array(col[c], len[c], sent, &arr[c])) < 0)
             err = chat_fail(f, CHAT_EUNAVAIL, "out of memory");
     if (err == 0 && (err = pgs_ready(s, f)) == 0) {

@@ -126,7 +126,7 @@ static int apply_schema(struct sqlite_db *s, struct chat_fail *f)
                          "upgrade the program", (long long)version, SCHEMA_VERSION);
     }
     if (tables == 0 || version < SCHEMA_VERSION) {
-        /* Every statement of the schema is idempotent: this also upgrades. */
+        /* Applying the schema again changes nothing more: this also upgrades. */
         rc = sqlite3_exec(s->db, schema_sql, NULL, NULL, NULL);
         if (rc != SQLITE_OK) {
             int err = sqlite_fail(s, rc, f, "apply schema");

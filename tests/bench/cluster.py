@@ -9,7 +9,8 @@ issue's aims in brackets):
 
   C1  sends per second: wrk through both nodes at once (half the
       connections each, c=16 and c=64 in all) vs wrk on the SQLite node
-      [two nodes at least half the SQLite rate]
+      [two nodes at least half the SQLite rate]; and messages a commit
+      (each node's /metrics: stored over commits, the nodes' mean)
   C2  wake-up: one long-poll and one socket on node 1, 200 sends one at a
       time through node 0 (send start -> delivery) vs the same on the one
       SQLite node [cross-node p50 under 5 ms]
@@ -27,6 +28,7 @@ PostgreSQL and the load clients alike: the figures are this machine's.
 """
 import argparse
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -100,11 +102,26 @@ class Node:
         kids = subprocess.run(["pgrep", "-P", str(out[-1])], capture_output=True, text=True).stdout
         return out + [int(p) for p in kids.split()]
 
+    def stored_commits(self):
+        """chat-fcgi's counters of messages stored and of the commits that stored them."""
+        text = http(f"{self.base}/metrics")[0].decode()
+        return [int(re.search(rf"^{k} (\d+)", text, re.M).group(1))
+                for k in ("chat_messages_stored_total", "chat_commits_total")]
+
     def send(self, room):
         """Message i's text is "<i> <wall time the send started>", as the load clients expect."""
         def send(i):
             http(f"{self.base}/send/msg?room={room}&text={i}+{time.time():.6f}")
         return send
+
+
+def per_commit(nodes, f):
+    """f()'s result, with the messages a commit of its run ("per_commit"), over all nodes."""
+    before = [n.stored_commits() for n in nodes]
+    out = f()
+    after = [n.stored_commits() for n in nodes]
+    stored, commits = (sum(a[i] - b[i] for a, b in zip(after, before)) for i in (0, 1))
+    return dict(out, per_commit=stored / commits if commits else None)
 
 
 def wrk_both(nodes, conns, secs, room):
@@ -164,10 +181,12 @@ def main():
         time.sleep(1)
         if "C1" in only:
             for c in (16, 64):
-                two = median_run(lambda: wrk_both(nodes, c, secs, room("c1_")), runs, "rps")
-                one = median_run(lambda: wrk(f"{lite.base}/send/msg?text=hello+world&room={room('c1_')}", c, secs),
+                two = median_run(lambda: per_commit(nodes, lambda: wrk_both(nodes, c, secs, room("c1_"))),
                                  runs, "rps")
+                one = median_run(lambda: per_commit([lite], lambda: wrk(
+                    f"{lite.base}/send/msg?text=hello+world&room={room('c1_')}", c, secs)), runs, "rps")
                 rows.append((f"C1 sends c={c}, req/s [>= 0.5x]", two["rps"], one["rps"]))
+                rows.append((f"C1 sends c={c}, messages a commit", two["per_commit"], one["per_commit"]))
                 rows.append((f"C1 sends c={c}, p99 ms", two["p99"], one["p99"]))
                 rows.append((f"C1 sends c={c}, errors", two["errors"], one["errors"]))
         if "C2" in only:
