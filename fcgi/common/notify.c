@@ -64,7 +64,7 @@ void notify_close(struct notify *n)
     n->fd = -1;
 }
 
-int notify_recheck_ms(struct notify *n, bool written, bool changed)
+int notify_recheck_us(struct notify *n, bool written, bool changed)
 {
     if (written)
         n->misses = 0;
@@ -74,5 +74,5 @@ int notify_recheck_ms(struct notify *n, bool written, bool changed)
         n->misses = 0;
         return -1;
     }
-    return 1 << n->misses++;
+    return NOTIFY_RECHECK_US << n->misses++;
 }

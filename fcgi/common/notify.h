@@ -12,7 +12,9 @@
  * The write that wakes the watcher comes just before the commit is visible
  * (SQLite publishes it in shared memory, which inotify does not see), and
  * the writer may be preempted in between: a probe woken this way that finds
- * nothing probes again after 1, 2, 4 ... 32 ms (notify_recheck_ms).
+ * nothing probes again after 0.1, 0.2, 0.4 ... 25.6 ms (notify_recheck_us).
+ * The first look comes soon: a commit usually shows a few tens of
+ * microseconds after its first WAL write.
  */
 #ifndef CHAT_NOTIFY_H
 #define CHAT_NOTIFY_H
@@ -20,7 +22,8 @@
 #include <limits.h>
 #include <stdbool.h>
 
-#define NOTIFY_RECHECKS 6    /* 1 + 2 + ... + 32 ms after a write */
+#define NOTIFY_RECHECK_US 100  /* the first look again after a write not yet visible */
+#define NOTIFY_RECHECKS 9      /* 0.1 + 0.2 + ... + 25.6 ms (51 ms) after a write */
 
 struct notify {
     int fd;                   /* readable on a write; -1 without inotify */
@@ -37,9 +40,9 @@ void notify_close(struct notify *n);
 
 /*
  * After a probe: written when a write woke it, changed when it found a new
- * commit. Returns the milliseconds until the next probe must look again,
+ * commit. Returns the microseconds until the next probe must look again,
  * or -1 when the usual timer will do.
  */
-int notify_recheck_ms(struct notify *n, bool written, bool changed);
+int notify_recheck_us(struct notify *n, bool written, bool changed);
 
 #endif

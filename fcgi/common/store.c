@@ -129,9 +129,9 @@ bool store_changes_drain(struct store *s)
     return s->backend->changes_drain(s);
 }
 
-int store_recheck_ms(struct store *s, bool written, bool changed)
+int store_recheck_us(struct store *s, bool written, bool changed)
 {
-    return s->backend->recheck_ms(s, written, changed);
+    return s->backend->recheck_us(s, written, changed);
 }
 
 /* ---- pages ---- */

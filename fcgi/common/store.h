@@ -144,12 +144,12 @@ int store_check(struct store *s, struct chat_fail *f);
  * turns readable when any process may have committed; store_changes_drain
  * reads what made it so and says whether it was such a commit. After a
  * probe (written: a notice woke it; changed: it found a commit),
- * store_recheck_ms says how soon to probe again, or -1 for the usual timer:
+ * store_recheck_us says how soon to probe again, or -1 for the usual timer:
  * a notice may come before its commit is visible.
  */
 int store_watch(struct store *s, struct chat_fail *f);
 int store_changes_fd(struct store *s);
 bool store_changes_drain(struct store *s);
-int store_recheck_ms(struct store *s, bool written, bool changed);
+int store_recheck_us(struct store *s, bool written, bool changed);
 
 #endif

@@ -54,7 +54,7 @@ struct store_backend {
     int (*watch)(struct store *s, struct chat_fail *f);
     int (*changes_fd)(struct store *s);
     bool (*changes_drain)(struct store *s);
-    int (*recheck_ms)(struct store *s, bool written, bool changed);
+    int (*recheck_us)(struct store *s, bool written, bool changed);
 };
 
 /* Serialises the writers of this process (see store.h). */

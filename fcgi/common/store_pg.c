@@ -439,7 +439,7 @@ static bool pg_changes_drain(struct store *base)
 }
 
 /* A notice comes after its commit is visible: no look again needed. */
-static int pg_recheck_ms(struct store *base, bool written, bool changed)
+static int pg_recheck_us(struct store *base, bool written, bool changed)
 {
     (void)base; (void)written; (void)changed;
     return -1;
@@ -456,7 +456,7 @@ const struct store_backend store_pg = {
     .append_tx = pgs_append_tx, .write_ahead = pgs_write_ahead, .fetch = pgs_fetch, .since = pgs_since,
     .data_version = pgs_data_version, .max_id = pgs_max_id, .prune_age = pgs_prune_age,
     .prune_rooms = pgs_prune_rooms, .check = pgs_check, .watch = pg_watch,
-    .changes_fd = pg_changes_fd, .changes_drain = pg_changes_drain, .recheck_ms = pg_recheck_ms,
+    .changes_fd = pg_changes_fd, .changes_drain = pg_changes_drain, .recheck_us = pg_recheck_us,
 };
 
 static const struct store_backend *backend_of(void)

@@ -445,9 +445,9 @@ static bool sq_changes_drain(struct store *base)
     return notify_drain(&((struct sqlite_db *)base)->notify);
 }
 
-static int sq_recheck_ms(struct store *base, bool written, bool changed)
+static int sq_recheck_us(struct store *base, bool written, bool changed)
 {
-    return notify_recheck_ms(&((struct sqlite_db *)base)->notify, written, changed);
+    return notify_recheck_us(&((struct sqlite_db *)base)->notify, written, changed);
 }
 
 /* Every path that is not a URI another backend claims. */
@@ -462,7 +462,7 @@ const struct store_backend store_sqlite = {
     .append_tx = sq_append_tx, .fetch = sq_fetch, .since = sq_since,
     .data_version = sq_data_version, .max_id = sq_max_id, .prune_age = sq_prune_age,
     .prune_rooms = sq_prune_rooms, .check = sq_check, .watch = sq_watch,
-    .changes_fd = sq_changes_fd, .changes_drain = sq_changes_drain, .recheck_ms = sq_recheck_ms,
+    .changes_fd = sq_changes_fd, .changes_drain = sq_changes_drain, .recheck_us = sq_recheck_us,
 };
 
 static const struct store_backend *backend_of(void)

@@ -10,6 +10,8 @@
 
 /* Milliseconds on the monotonic clock. Can't fail. */
 int64_t util_now_ms(void);
+/* Microseconds on the same clock. Can't fail. */
+int64_t util_now_us(void);
 /* Milliseconds since the Unix epoch. Can't fail. */
 int64_t util_wall_ms(void);
 

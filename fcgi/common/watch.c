@@ -28,7 +28,7 @@ struct watch {
     int64_t last_id;            /* rows up to this id were handed over or skipped */
     int64_t data_version;       /* of the last probe that handed everything over */
     bool retry;                 /* the last probe failed part-way: read again */
-    int64_t next_probe;         /* while listening: probe_ms after the last probe, sooner after a write */
+    int64_t next_probe_us;      /* while listening: probe_ms after the last probe, sooner after a write */
     int64_t next_turn;          /* on_turn's next deadline */
     pthread_t thread;
 };
@@ -110,22 +110,22 @@ static void skip_rows(struct watch *w)
 /* One probe while listening; written: a write woke it. */
 static void probe(struct watch *w, bool written)
 {
-    int64_t version, max_id, now = util_now_ms();
+    int64_t version, max_id, now = util_now_us();
     int recheck;
     bool none;
     struct chat_fail f;
 
     atomic_fetch_add(&w->probes, 1);
-    w->next_probe = now + w->o.probe_ms;
+    w->next_probe_us = now + w->o.probe_ms * 1000LL;
     if (store_data_version(w->store, &version, &f) < 0) {
         set_failing(w, f.msg);
         w->retry = true;           /* the next probe reads in full, and can say it works again */
         return;
     }
     /* A write seen before its commit is visible: look again shortly. */
-    recheck = store_recheck_ms(w->store, written, version != w->data_version);
-    if (recheck >= 0 && recheck < w->o.probe_ms)
-        w->next_probe = now + recheck;
+    recheck = store_recheck_us(w->store, written, version != w->data_version);
+    if (recheck >= 0 && recheck < w->o.probe_ms * 1000LL)
+        w->next_probe_us = now + recheck;
     if (version == w->data_version && !w->retry)
         return;
     /* The version counts as seen only once every new row is handed over. */
@@ -156,15 +156,17 @@ static void probe(struct watch *w, bool written)
 }
 
 /* How long the next poll may sleep. */
-static int poll_timeout(struct watch *w, bool listening)
+static struct timespec poll_timeout(struct watch *w, bool listening)
 {
-    int64_t now = util_now_ms(), until = now + 1000;
+    int64_t now = util_now_us(), until = now + 1000000;
 
-    if (listening && w->next_probe < until)
-        until = w->next_probe;
-    if (w->next_turn < until)
-        until = w->next_turn;
-    return until <= now ? 0 : (int)(until - now);
+    if (listening && w->next_probe_us < until)
+        until = w->next_probe_us;
+    if (w->next_turn < until / 1000)
+        until = w->next_turn * 1000;
+    if (until < now)
+        until = now;
+    return (struct timespec){ .tv_sec = (until - now) / 1000000, .tv_nsec = (until - now) % 1000000 * 1000 };
 }
 
 static void *watch_main(void *arg)
@@ -189,7 +191,8 @@ static void *watch_main(void *arg)
             pfd[2].fd = w->changes_fd;
         }
         armed = pfd[2].fd >= 0;
-        if (poll(pfd, 3, drained ? 0 : poll_timeout(w, listening)) > 0) {
+        struct timespec wait = drained ? (struct timespec){ 0 } : poll_timeout(w, listening);
+        if (ppoll(pfd, 3, &wait, NULL) > 0) {
             uint64_t v;
             if ((pfd[0].revents & POLLIN) && read(w->kickfd, &v, sizeof v) < 0) { /* drained */ }
             if (pfd[2].revents & POLLIN)
@@ -202,7 +205,7 @@ static void *watch_main(void *arg)
         if (!atomic_load(&w->listening)) {
             skip_rows(w);
         } else if (atomic_exchange(&w->probe_now, false) || written || drained ||
-                   util_now_ms() >= w->next_probe) {
+                   util_now_us() >= w->next_probe_us) {
             probe(w, written);
         }
         if (w->o.on_turn)

@@ -181,24 +181,21 @@ static void test_notify_recheck(void **state)
 
     (void)state;
     /* A timer probe with no write pending: the usual timer. */
-    assert_int_equal(notify_recheck_ms(&n, false, false), -1);
+    assert_int_equal(notify_recheck_us(&n, false, false), -1);
     /* A write whose commit is visible at once: nothing more to do. */
-    assert_int_equal(notify_recheck_ms(&n, true, true), -1);
-    /* A write not visible yet: look again after 1, 2, 4 ... 32 ms, then give up. */
-    assert_int_equal(notify_recheck_ms(&n, true, false), 1);
-    assert_int_equal(notify_recheck_ms(&n, false, false), 2);
-    assert_int_equal(notify_recheck_ms(&n, false, false), 4);
-    assert_int_equal(notify_recheck_ms(&n, false, false), 8);
-    assert_int_equal(notify_recheck_ms(&n, false, false), 16);
-    assert_int_equal(notify_recheck_ms(&n, false, false), 32);
-    assert_int_equal(notify_recheck_ms(&n, false, false), -1);
-    assert_int_equal(notify_recheck_ms(&n, false, false), -1);
+    assert_int_equal(notify_recheck_us(&n, true, true), -1);
+    /* A write not visible yet: look again after 0.1, 0.2 ... 25.6 ms, then give up. */
+    assert_int_equal(notify_recheck_us(&n, true, false), 100);
+    for (int us = 200; us <= 25600; us *= 2)
+        assert_int_equal(notify_recheck_us(&n, false, false), us);
+    assert_int_equal(notify_recheck_us(&n, false, false), -1);
+    assert_int_equal(notify_recheck_us(&n, false, false), -1);
     /* Found on a recheck: the sequence ends; a new write starts it again. */
-    assert_int_equal(notify_recheck_ms(&n, true, false), 1);
-    assert_int_equal(notify_recheck_ms(&n, false, true), -1);
-    assert_int_equal(notify_recheck_ms(&n, false, false), -1);
-    assert_int_equal(notify_recheck_ms(&n, true, false), 1);
-    assert_int_equal(notify_recheck_ms(&n, true, false), 1);
+    assert_int_equal(notify_recheck_us(&n, true, false), 100);
+    assert_int_equal(notify_recheck_us(&n, false, true), -1);
+    assert_int_equal(notify_recheck_us(&n, false, false), -1);
+    assert_int_equal(notify_recheck_us(&n, true, false), 100);
+    assert_int_equal(notify_recheck_us(&n, true, false), 100);
 }
 
 static void test_retain_parse_age(void **state)
