@@ -143,12 +143,23 @@ req_timed "$BASE/send/msg?text=while+locked"
 check_error "a send while the counter is held past --busy-ms" 503
 check "with Retry-After" 1 "$(header retry-after)"
 check "after the busy timeout, not much later" 1 "$(( ELAPSED_MS >= 400 && ELAPSED_MS < 5000 ))"
+# Several at once: the committer's drain refuses batch after batch, and
+# must not be left holding the lock (checked after the release below)
+held_pids=()
+for i in 1 2 3 4 5 6; do
+    curl -s -o /dev/null -w '%{http_code}\n' "$BASE/send/msg?text=while+locked+$i" >> "$TMP/locked.codes" &
+    held_pids+=($!)
+done
+wait "${held_pids[@]}"
+check "six sends at once while it is held: each refused" "503 503 503 503 503 503" "$(sort "$TMP/locked.codes" | paste -sd' ')"
 echo "rollback;" >&"${LOCKER[1]}"
 exec {LOCKER[1]}>&-
 wait "$LOCKER_PID" 2>/dev/null
 req "$BASE/send/msg?text=after+the+lock"
 check "released: sends are stored again" 200 "$STATUS"
-check "nothing of the refused send was stored" 0 "$(rows "where text = 'while locked'")"
+check "no session holds the id lock once the sends are answered (a node waits for its turn in a transaction)" 0 \
+    "$(psql -X -A -t "$DB" -c "select count(*) from pg_locks where locktype = 'advisory' and objid = 7243582")"
+check "nothing of the refused sends was stored" 0 "$(rows "where text like 'while locked%'")"
 
 # ---- PostgreSQL restarted: 503 JSON meanwhile, then every process reconnects ----
 latest=$(curl -s "$BASE/get/msg?tail=1" | jq .max_index)
