@@ -52,7 +52,9 @@ const struct stmt pgs_stmts[ST_COUNT] = {
     /*
      * The same for a batch without a cid, the common case: nothing to look
      * up or to clash (no join, no ON CONFLICT), so the statement, which
-     * runs while the id lock is held, takes about two thirds the time.
+     * runs while the id lock is held, takes about two thirds the time
+     * (EXPLAIN ANALYZE of 8 rows in psql, median of 20: 0.080 ms, against
+     * 0.125 ms for ST_APPEND).
      */
     [ST_APPEND_PLAIN] = { "insert", "WITH ins AS (INSERT INTO messages (room, \"user\", text, cid)"
                       "         SELECT room, usr, txt, cid FROM unnest($1::text[], $2::text[], $3::text[], $4::text[])"
