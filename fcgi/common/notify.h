@@ -13,8 +13,8 @@
  * (SQLite publishes it in shared memory, which inotify does not see), and
  * the writer may be preempted in between: a probe woken this way that finds
  * nothing probes again after 0.1, 0.2, 0.4 ... 25.6 ms (notify_recheck_us).
- * The first look comes soon: a commit usually shows a few tens of
- * microseconds after its first WAL write.
+ * The first look comes soon: what is left of a commit after its first WAL
+ * write is a few more writes and the shared-memory update.
  */
 #ifndef CHAT_NOTIFY_H
 #define CHAT_NOTIFY_H
