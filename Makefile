@@ -48,7 +48,7 @@ ALL_LDFLAGS = -pthread $(SANFLAGS) $(LDFLAGS)
 
 # Source layout: fcgi/common/ is shared by both programs, fcgi/chat-fcgi/
 # and fcgi/chat-ws/ are each program's own (see README.md, "Source layout").
-COMMON := util log valid params json_names json_strict store store_sqlite store_sqlite_prune store_sqlite_mutex store_pg store_pg_read store_pg_write render notify watch sendq listen cli prom
+COMMON := util log valid params json_names json_strict store store_sqlite store_sqlite_prune store_sqlite_mutex store_sqlite_ckpt store_pg store_pg_read store_pg_write render notify watch sendq listen cli prom
 COMMON_OBJS := $(COMMON:%=$(B)/obj/common/%.o) $(B)/schema_sql.o $(B)/schema_pg_sql.o
 FCGI_OBJS := $(patsubst %,$(B)/obj/chat-fcgi/%.o,main workers reply hold commit api route metrics retain) $(COMMON_OBJS)
 WS_OBJS   := $(patsubst %,$(B)/obj/chat-ws/%.o,main conn rooms replay handshake ws sse http feed writer) $(COMMON_OBJS)

@@ -88,7 +88,10 @@ int commit_open(const struct commit_opts *o, struct commit **out, struct chat_fa
     }
     c->hold = o->hold;
     c->answer = o->answer;
-    if ((err = store_open(&o->store, &c->store, f)) < 0) {
+    /* Its commits are what every send waits for: the WAL's syncs happen aside. */
+    struct store_opts so = o->store;
+    so.checkpoint_aside = true;
+    if ((err = store_open(&so, &c->store, f)) < 0) {
         sendq_destroy(&c->q);
         free(c);
         return err;

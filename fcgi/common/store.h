@@ -26,6 +26,8 @@ struct store_opts {
     const char *path;        /* database file; created with the schema when new */
     int busy_ms;             /* how long to wait for another writer */
     bool sync_full;          /* PRAGMA synchronous=FULL: survive power loss */
+    bool checkpoint_aside;   /* SQLite: a thread checkpoints the WAL, not this
+                                connection's commits (the busy writer's) */
 };
 
 /* One stored message. Strings are NUL-terminated copies owned by the page. */

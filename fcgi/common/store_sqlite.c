@@ -163,12 +163,7 @@ static int sq_open(const struct store_opts *o, struct store **out, struct chat_f
         goto err;
     }
     sqlite3_busy_timeout(s->db, o->busy_ms);
-    /*
-     * Checkpoint after 4000 WAL pages (16 MiB) rather than 1000: a busy
-     * room rewrites the same few pages, so each checkpoint copies little
-     * and its two fsyncs come four times less often.
-     */
-    sqlite3_wal_autocheckpoint(s->db, 4000);
+    sqlite3_wal_autocheckpoint(s->db, SQLITE_CKPT_PAGES);
     sqlite3_extended_result_codes(s->db, 1);
     /* A sqlite3 CLI that breaks in must not make us wait forever for WAL mode. */
     rc = sqlite3_exec(s->db, "PRAGMA journal_mode = WAL", NULL, NULL, NULL);
@@ -183,6 +178,8 @@ static int sq_open(const struct store_opts *o, struct store **out, struct chat_f
         goto err;
     }
     if ((err = apply_schema(s, f)) < 0)
+        goto err;
+    if (o->checkpoint_aside && (err = sqlite_ckpt_start(s, pragmas, f)) < 0)
         goto err;
     for (int i = 0; i < ST_COUNT; i++) {
         rc = sqlite3_prepare_v3(s->db, stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &s->st[i], NULL);
@@ -203,6 +200,7 @@ static void sq_close(struct store *base)
     struct sqlite_db *s = (struct sqlite_db *)base;
     if (!s)
         return;
+    sqlite_ckpt_stop(s);
     for (int i = 0; i < ST_COUNT; i++)
         sqlite3_finalize(s->st[i]);
     sqlite3_close(s->db);

@@ -6,7 +6,8 @@ which tests/lib.sh counts. Every loop is bounded in count and time.
 
   clients.py held BASE N       N long-polls held at once, the next refused with
                                503, all N answered by one send
-  clients.py senders BASE K M  K concurrent senders x M messages each
+  clients.py senders BASE K M [SIZE]  K concurrent senders x M messages each
+                               (texts padded to SIZE bytes)
 """
 import asyncio
 import json
@@ -95,13 +96,13 @@ async def held(base, n):
     report(took < 5.0, f"the fan-out to {n} took under 5 s", f"{took:.3f}s")
 
 
-def senders(base, k, m):
+def senders(base, k, m, size=0):
     results = [[] for _ in range(k)]
     errors = []
 
     def run(i):
         for j in range(m):
-            text = urllib.parse.quote(f"s{i}-{j}")
+            text = urllib.parse.quote(f"s{i}-{j}".ljust(size, "x"))
             try:
                 doc = get_json(f"{base}/send/msg?text={text}&user=sender{i}")
                 results[i].append(doc["id"])
@@ -128,8 +129,8 @@ def main():
     cmd = sys.argv[1] if len(sys.argv) > 1 else ""
     if cmd == "held" and len(sys.argv) == 4:
         asyncio.run(held(sys.argv[2], int(sys.argv[3])))
-    elif cmd == "senders" and len(sys.argv) == 5:
-        senders(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
+    elif cmd == "senders" and len(sys.argv) in (5, 6):
+        senders(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), *map(int, sys.argv[5:]))
     else:
         print(__doc__, file=sys.stderr)
         sys.exit(2)
