@@ -10,7 +10,9 @@
 # Environment: PORT (default 8080), WS_PORT (chat-ws's own TCP port, for
 # direct use: default PORT+1), BIN_DIR (default build/release), FCGI_FLAGS
 # and WS_FLAGS (extra flags of chat-fcgi and chat-ws), FCGI_WRAP and WS_WRAP
-# (a command to run each under, e.g. valgrind), DB (default DIR/chat.db).
+# (a command to run each under, e.g. valgrind), DB (default DIR/chat.db),
+# SCHED (batch, the default: chat-fcgi and nginx run under the SCHED_BATCH
+# policy, see below; other: the default policy).
 # DIR holds chat.db, fcgi.sock (chat-fcgi's), ws.sock (chat-ws's, which
 # nginx uses), nginx/ (generated config), logs/ and tmp/.
 set -euo pipefail
@@ -28,6 +30,17 @@ case $bin in /*) ;; *) bin=$root/$bin ;; esac
 db=${DB:-$dir/chat.db}
 sock=$dir/fcgi.sock
 ws_sock=$dir/ws.sock
+# chat-fcgi and nginx under SCHED_BATCH (sched(7)): a thread one of them
+# wakes does not take the CPU from the one that woke it, so each goes on
+# with the requests it has before the switch. Sends through both, by hand
+# (wrk -t2 -c16 -d6s on /send/msg, three alternations, README "Details"):
+# 41.2k to 45.4k a second against 37.2k to 38.9k. Latencies of the fan-outs
+# and wake-ups did not move. It needs no privilege; where it is refused,
+# the default policy.
+sched=""
+if [ "${SCHED:-batch}" = batch ] && chrt --batch 0 true 2>/dev/null; then
+    sched="chrt --batch 0"
+fi
 nginx=$(command -v nginx || echo /usr/sbin/nginx)
 
 # Waits up to 10 s for a condition; returns 1 when it never holds.
@@ -103,7 +116,7 @@ spawn() {
         # (chat-fcgi would replace it anyway).
         if [ -S "$sock" ]; then rm -f "$sock"; fi
         # shellcheck disable=SC2086
-        setsid ${FCGI_WRAP:-} "$bin/chat-fcgi" --db "$db" --listen "$sock" ${FCGI_FLAGS:-} >>"$log" 2>&1 </dev/null &
+        setsid $sched ${FCGI_WRAP:-} "$bin/chat-fcgi" --db "$db" --listen "$sock" ${FCGI_FLAGS:-} >>"$log" 2>&1 </dev/null &
         ;;
     chat-ws)
         # No rate limit (SPEC section 7: the production site's nginx has
@@ -114,7 +127,8 @@ spawn() {
             >>"$log" 2>&1 </dev/null &
         ;;
     nginx)
-        setsid "$nginx" -p "$dir/nginx" -c "$dir/nginx/nginx.conf" -e "$log" >>"$log" 2>&1 </dev/null &
+        # shellcheck disable=SC2086
+        setsid $sched "$nginx" -p "$dir/nginx" -c "$dir/nginx/nginx.conf" -e "$log" >>"$log" 2>&1 </dev/null &
         ;;
     esac
     echo $! > "${PIDFILE[$1]}"

@@ -46,7 +46,12 @@ tests/bench's ws package), to compare the two on the same servers.
 `--check-clients` runs only Nchan's W3 and W4 at N=1000 from load_client.c
 in 1, 2 and 4 processes and from the Node clients, one table.
 
-Usage: tests/bench/nchan.py [--runs R] [--secs S] [--only W2,W3,...] [--n 1000] [--syscalls] [--client c|node]
+conf/stack.sh runs chat-fcgi and nginx under the SCHED_BATCH policy (as
+make run does; SCHED=other in the environment turns it off), and the W0
+and W0k no-ops run under it too. Nchan's nginx runs under the default
+policy, as a plain install does; `--nchan-batch` gives it SCHED_BATCH too.
+
+Usage: tests/bench/nchan.py [--runs R] [--secs S] [--only W2,W3,...] [--n 1000] [--syscalls] [--client c|node] [--nchan-batch]
        tests/bench/nchan.py --check-clients [--secs S]
        (defaults: 3 runs, 10 s; the median run is reported; lost and
        duplicated messages are summed over every run; --n keeps the fan-out
@@ -72,6 +77,9 @@ sys.path.insert(0, HERE)
 from ws_fanout import bench_bin, cpu_s, drive, free_port, load_client, server_pids, split  # noqa: E402
 
 NCHAN_MODULE = "/usr/lib/nginx/modules/ngx_nchan_module.so"
+# conf/stack.sh runs chat-fcgi and nginx under SCHED_BATCH unless SCHED says otherwise.
+BATCH = ["chrt", "--batch", "0"] if os.environ.get("SCHED", "batch") == "batch" and \
+    subprocess.run(["chrt", "--batch", "0", "true"], capture_output=True).returncode == 0 else []
 DEFAULT_THREADS = len(os.sched_getaffinity(0))  # chat-fcgi's workers serving at once on SQLite, which W0 and W0k mirror
 
 NCHAN_CONF = """
@@ -171,8 +179,9 @@ def http(url, data=None, headers=None, timeout=10):
 class Stacks:
     """This system (with the W0 no-op responder beside it) and Nchan."""
 
-    def __init__(self, tmp):
+    def __init__(self, tmp, nchan_batch=False):
         self.tmp = tmp
+        self.nchan_batch = nchan_batch
         self.ours_dir, self.nchan_dir = os.path.join(tmp, "ours"), os.path.join(tmp, "nchan")
         os.makedirs(os.path.join(self.nchan_dir, "tmp"), exist_ok=True)
         self.port, self.nport = free_port(), free_port()
@@ -186,8 +195,9 @@ class Stacks:
         subprocess.run([self.stack, "start", self.ours_dir], env=self.env, check=True)
         noop_bin = bench_bin("noop_fcgi", ["-lfcgi"])
         noop_sock, noopk_sock = os.path.join(self.ours_dir, "noop.sock"), os.path.join(self.ours_dir, "noopk.sock")
-        self.noop = [subprocess.Popen([noop_bin, noop_sock, str(DEFAULT_THREADS)]),
-                     subprocess.Popen([noop_bin, noopk_sock, str(DEFAULT_THREADS), "keep"])]
+        # The no-ops under the scheduling policy conf/stack.sh gives chat-fcgi.
+        self.noop = [subprocess.Popen(BATCH + [noop_bin, noop_sock, str(DEFAULT_THREADS)]),
+                     subprocess.Popen(BATCH + [noop_bin, noopk_sock, str(DEFAULT_THREADS), "keep"])]
         # Ours as make run ships it (its access log takes only failed
         # requests, so none in a benchmark, though the check is paid); W0's and W0k's
         # locations have the chat locations' fastcgi settings, pointed at the
@@ -214,7 +224,7 @@ class Stacks:
         open(os.path.join(self.nchan_dir, "nginx.conf"), "w").write(NCHAN_CONF.format(
             module=NCHAN_MODULE, dir=self.nchan_dir, port=self.nport, htdocs=os.path.join(ROOT, "htdocs"),
             user="user root;" if os.getuid() == 0 else ""))
-        self.nchan = subprocess.Popen(["nginx", "-p", self.nchan_dir, "-c",
+        self.nchan = subprocess.Popen((BATCH if self.nchan_batch else []) + ["nginx", "-p", self.nchan_dir, "-c",
                                        os.path.join(self.nchan_dir, "nginx.conf"),
                                        "-e", os.path.join(self.nchan_dir, "error.log")],
                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -407,6 +417,8 @@ def main():
                     help="only the fan-out cases with these subscriber counts (e.g. 1000), comma-separated")
     ap.add_argument("--syscalls", action="store_true",
                     help="also count each server process's system calls a fan-out delivery (perf stat)")
+    ap.add_argument("--nchan-batch", action="store_true",
+                    help="run Nchan's nginx under SCHED_BATCH too, as conf/stack.sh runs ours")
     ap.add_argument("--check-clients", action="store_true",
                     help="only Nchan's W3 and W4 at N=1000 from several load client designs")
     a = ap.parse_args()
@@ -423,7 +435,7 @@ def main():
     only, runs, secs, syscalls = set(a.only.split(",")), a.runs, a.secs, a.syscalls
     sizes = {int(x) for x in a.n.split(",") if x}
     tmp = tempfile.mkdtemp(prefix="chat-bench-nchan-")
-    st = Stacks(tmp)
+    st = Stacks(tmp, a.nchan_batch)
     counter = [0]
 
     def run_id():
@@ -520,7 +532,9 @@ def main():
         st.stop()
 
     print(f"this system vs Nchan, 2 nginx workers each, median of {runs} runs of {secs} s, "
-          f"{CLIENT} load client (tests/bench/nchan.py --runs {runs} --secs {secs} --client {CLIENT})")
+          f"{CLIENT} load client (tests/bench/nchan.py --runs {runs} --secs {secs} --client {CLIENT}"
+          f"{' --nchan-batch' if a.nchan_batch else ''}); ours {'under SCHED_BATCH' if BATCH else 'without SCHED_BATCH'}"
+          f", Nchan {'under it too' if a.nchan_batch and BATCH else 'without it'}")
     print(f"| {'workload':<46} | {'this system':>11} | {'Nchan':>9} | {'ratio':>6} |")
     print(f"|{'-' * 48}|{'-' * 13}|{'-' * 11}|{'-' * 8}|")
     for name, x, y in rows:
