@@ -33,8 +33,8 @@ ws_sock=$dir/ws.sock
 # chat-fcgi and nginx under SCHED_BATCH (sched(7)): a thread one of them
 # wakes does not take the CPU from the one that woke it, so each goes on
 # with the requests it has before the switch. Sends through both, by hand
-# (wrk -t2 -c16 -d6s on /send/msg, three alternations, README "Details"):
-# 41.2k to 45.4k a second against 37.2k to 38.9k. Latencies of the fan-outs
+# (wrk -t2 -c16 -d6s on /send/msg, three alternations, README "Scheduling"):
+# 45.4k to 46.6k a second against 38.2k to 39.3k. Latencies of the fan-outs
 # and wake-ups did not move. It needs no privilege; where it is refused,
 # the default policy.
 sched=""
