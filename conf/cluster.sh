@@ -9,8 +9,8 @@
 #                             run; Ctrl-C stops the nodes, then PostgreSQL
 #
 # Environment: NODES (default 2), PORT (default 8080), BIN_DIR (default
-# build/release), PG_BIN (default /usr/lib/postgresql/15/bin), FCGI_FLAGS
-# and WS_FLAGS (as for conf/stack.sh).
+# build/release), PG_BIN (default /usr/lib/postgresql/15/bin), FCGI_FLAGS,
+# WS_FLAGS and SCHED (as for conf/stack.sh).
 #
 # PostgreSQL listens on a unix socket only (listen_addresses = ''), in its
 # own folder closed to other users, with trust authentication for whoever

@@ -20,7 +20,7 @@ set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cmd=${1:-}
 dir=${2:-}
-[ -n "$cmd" ] && [ -n "$dir" ] || { sed -n '2,15p' "$0" >&2; exit 2; }
+[ -n "$cmd" ] && [ -n "$dir" ] || { sed -n '2,17p' "$0" >&2; exit 2; }
 mkdir -p "$dir"
 dir=$(cd "$dir" && pwd)
 port=${PORT:-8080}
@@ -38,9 +38,16 @@ ws_sock=$dir/ws.sock
 # and wake-ups did not move. It needs no privilege; where it is refused,
 # the default policy.
 sched=""
-if [ "${SCHED:-batch}" = batch ] && chrt --batch 0 true 2>/dev/null; then
-    sched="chrt --batch 0"
-fi
+case ${SCHED:-batch} in
+batch)
+    if chrt --batch 0 true 2>/dev/null; then
+        sched="chrt --batch 0"
+    else
+        echo "stack.sh: chrt --batch refused here; chat-fcgi and nginx run under the default policy" >&2
+    fi ;;
+other) ;;
+*) echo "stack.sh: SCHED must be batch or other, not '$SCHED'" >&2; exit 2 ;;
+esac
 nginx=$(command -v nginx || echo /usr/sbin/nginx)
 
 # Waits up to 10 s for a condition; returns 1 when it never holds.
@@ -273,5 +280,5 @@ case $cmd in
 start) preflight && start ;;
 stop)  stop ;;
 run)   run ;;
-*) sed -n '2,15p' "$0" >&2; exit 2 ;;
+*) sed -n '2,17p' "$0" >&2; exit 2 ;;
 esac

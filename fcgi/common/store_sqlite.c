@@ -179,7 +179,7 @@ static int sq_open(const struct store_opts *o, struct store **out, struct chat_f
     }
     if ((err = apply_schema(s, f)) < 0)
         goto err;
-    if (o->checkpoint_aside && (err = sqlite_ckpt_start(s, pragmas, f)) < 0)
+    if (o->checkpoint_aside && (err = sqlite_ckpt_start(s, pragmas, o->busy_ms, f)) < 0)
         goto err;
     for (int i = 0; i < ST_COUNT; i++) {
         rc = sqlite3_prepare_v3(s->db, stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &s->st[i], NULL);

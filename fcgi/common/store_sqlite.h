@@ -47,10 +47,11 @@ int sq_prune_rooms(struct store *base, int keep, int batch, struct chat_fail *f)
 
 /*
  * Checkpoints (store_sqlite_ckpt.c): a thread with its own connection, set
- * up with `pragmas`, takes over s's automatic checkpoints. Returns 0 or
- * CHAT_EUNAVAIL with *f set. sqlite_ckpt_stop ends it (a no-op without).
+ * up with `pragmas` and busy_ms, takes over s's automatic checkpoints.
+ * Returns 0 or CHAT_EUNAVAIL with *f set. sqlite_ckpt_stop ends it, after
+ * the round under way (a no-op without).
  */
-int sqlite_ckpt_start(struct sqlite_db *s, const char *pragmas, struct chat_fail *f);
+int sqlite_ckpt_start(struct sqlite_db *s, const char *pragmas, int busy_ms, struct chat_fail *f);
 void sqlite_ckpt_stop(struct sqlite_db *s);
 
 /* SQLite's process-wide settings (store_sqlite_mutex.c), made once before the first connection. */

@@ -64,6 +64,7 @@ import argparse
 import json
 import os
 import re
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -78,7 +79,7 @@ from ws_fanout import bench_bin, cpu_s, drive, free_port, load_client, server_pi
 
 NCHAN_MODULE = "/usr/lib/nginx/modules/ngx_nchan_module.so"
 # conf/stack.sh runs chat-fcgi and nginx under SCHED_BATCH unless SCHED says otherwise.
-BATCH = ["chrt", "--batch", "0"] if os.environ.get("SCHED", "batch") == "batch" and \
+BATCH = ["chrt", "--batch", "0"] if os.environ.get("SCHED", "batch") == "batch" and shutil.which("chrt") and \
     subprocess.run(["chrt", "--batch", "0", "true"], capture_output=True).returncode == 0 else []
 DEFAULT_THREADS = len(os.sched_getaffinity(0))  # chat-fcgi's workers serving at once on SQLite, which W0 and W0k mirror
 
